@@ -1,0 +1,1 @@
+"""Apprenticeship matchmaking widget and API: "Je candidate" and "Rendez-vous apprentissage"."""

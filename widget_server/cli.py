@@ -1,0 +1,127 @@
+"""The `widget-server` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import textwrap
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from databases import Database
+
+from . import migrations
+from .resources import create_database, prepare_sqlite
+from .settings import SETTINGS, Settings, SettingsError, load_settings
+
+
+def _settings_epilog() -> str:
+    lines = ["settings (environment variables or .env):"]
+    for setting in SETTINGS:
+        default = f" [default: {setting.default}]" if setting.default else ""
+        text = textwrap.fill(setting.help + default, 72, initial_indent="      ",
+                             subsequent_indent="      ")
+        lines.append(f"  {setting.name}\n{text}")
+    return "\n".join(lines)
+
+
+async def _with_database(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
+    database = create_database(settings)
+    await database.connect()
+    try:
+        await prepare_sqlite(database)
+        await migrations.migrate(database)
+        return await work(database)
+    finally:
+        await database.disconnect()
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    if settings.demo_data:
+        from . import directory
+
+        loaded = asyncio.run(_with_database(settings, directory.load_demo))
+        if loaded:
+            print("Demo directory loaded.", file=sys.stderr)
+    app = create_app(settings)
+    print(f"Widget server on {settings.public_url} (listening on {settings.host}:{settings.port})",
+          file=sys.stderr)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                proxy_headers=True, server_header=False)
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    database = create_database(settings)
+
+    async def run() -> list[int]:
+        await database.connect()
+        try:
+            return await migrations.migrate(database)
+        finally:
+            await database.disconnect()
+
+    applied = asyncio.run(run())
+    print(f"Applied migrations: {applied}" if applied else "Database already up to date.")
+    return 0
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from . import directory
+
+    async def work(database: Database) -> directory.ImportReport:
+        return await directory.import_file(
+            database, args.kind, args.file, dry_run=args.dry_run,
+            progress=None if args.quiet else directory.terminal_progress,
+        )
+
+    try:
+        report = asyncio.run(_with_database(settings, work))
+    except directory.ImportFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 1 if report.rejected else 0
+
+
+COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
+    "serve": ("run the API, the widget and the email worker in one process", cmd_serve),
+    "migrate": ("create or upgrade the database schema in place", cmd_migrate),
+    "import": ("load formations, offers or companies from CSV or JSON Lines", cmd_import),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="widget-server",
+        description="Apprenticeship matchmaking widget and API.",
+        epilog=_settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parsers = {name: sub.add_parser(name, help=help_) for name, (help_, _) in COMMANDS.items()}
+    imp = parsers["import"]
+    imp.add_argument("kind", choices=["formations", "offers", "companies"])
+    imp.add_argument("file", help="a .csv (header row) or .jsonl file")
+    imp.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
+    imp.add_argument("--quiet", action="store_true", help="no progress display")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    return COMMANDS[args.command][1](settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

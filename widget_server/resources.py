@@ -1,0 +1,36 @@
+"""Objects shared by the whole process: the database and the page templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from databases import Database
+from starlette.templating import Jinja2Templates
+
+from .settings import Settings
+
+PAGES_DIR = Path(__file__).parent / "templates"
+
+
+def create_database(settings: Settings) -> Database:
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Writers wait for each other instead of failing with "database is locked".
+        return Database(url, timeout=30)
+    return Database(url, min_size=1, max_size=10)
+
+
+def create_templates(settings: Settings) -> Jinja2Templates:
+    templates = Jinja2Templates(directory=PAGES_DIR)
+    templates.env.globals["public_url"] = settings.public_url
+    templates.env.globals["operator_name"] = settings.operator_name
+    return templates
+
+
+async def prepare_sqlite(database: Database) -> None:
+    """WAL lets readers go on while one writer writes; the setting sticks to the file."""
+    if database.url.dialect == "sqlite" and database.url.database not in ("", ":memory:"):
+        await database.execute("PRAGMA journal_mode=WAL")

@@ -1,0 +1,145 @@
+"""Every setting of the service, in one table: name, default, help.
+
+The table feeds `widget-server --help`, the README (a test keeps them in step)
+and `load_settings`, the only place that reads the environment.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from starlette.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+    cast: Callable[[str], Any] = str
+
+
+def _bool(value: str) -> bool:
+    if value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.strip().lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("ENVIRONMENT", "development", "`development` or `production`. Production refuses to start without `SECRET_KEY` and `PUBLIC_URL`."),
+    Setting("DATABASE_URL", "sqlite+aiosqlite:///var/widget.db", "SQLite file (default) or `postgresql+asyncpg://user:pass@host/db`."),
+    Setting("PUBLIC_URL", "http://localhost:8000", "Base URL the service is reached at; used in emails, the loader and form tokens."),
+    Setting("SECRET_KEY", "", "Signs form tokens. Unset in development: generated once and kept in `VAR_DIR/secret_key`."),
+    Setting("HOST", "127.0.0.1", "Interface `serve` listens on."),
+    Setting("PORT", "8000", "Port `serve` listens on.", int),
+    Setting("VAR_DIR", "var", "Folder for the SQLite file, the generated secret key and the dev mailbox."),
+    Setting("SMTP_URL", "", "`smtp://host:25`, `smtp+starttls://user:pass@host:587` or `smtps://user:pass@host:465`. Unset: emails go to the dev mailbox at `/dev/mailbox`."),
+    Setting("MAIL_FROM", "La bonne alternance <noreply@labonnealternance.example>", "`From` of every email."),
+    Setting("OPERATOR_NAME", "La bonne alternance (démo)", "Who runs the service, named in every email footer."),
+    Setting("DEMO_DATA", "true", "Load the fictional demo directory into an empty database on `serve`.", _bool),
+    Setting("MAX_BODY_BYTES", "5242880", "Largest request body accepted (413 beyond).", int),
+    Setting("MAX_CV_BYTES", "3145728", "Largest CV accepted (413 beyond).", int),
+    Setting("OFFER_MAX_APPLICATIONS", "80", "An offer closes after this many applications.", int),
+    Setting("FORM_TOKEN_TTL_SECONDS", "7200", "How long a rendered form stays valid.", int),
+    Setting("FORM_MIN_FILL_SECONDS", "3", "A form posted faster than this is treated as a bot.", int),
+    Setting("RATE_LIMIT", "60/minute", "Requests per client IP on the API and the forms (429 beyond).", str),
+    Setting("RATE_LIMIT_STORAGE", "memory://", "`memory://` (one process) or `redis://host:6379` for several instances."),
+    Setting("FRAME_ANCESTORS", "*", "Origins allowed to frame the form pages, comma-separated; `*` for any site.", _origins),
+    Setting("OUTBOX_POLL_SECONDS", "1.0", "How often the email worker looks for due messages.", float),
+    Setting("OUTBOX_LEASE_SECONDS", "120", "A claimed message returns to the queue if its worker dies for this long.", int),
+    Setting("OUTBOX_MAX_ATTEMPTS", "8", "Temporary SMTP failures retried this many times before giving up.", int),
+    Setting("REMINDER_DAYS", "5", "Days without an answer before the one reminder to the recruiter or CFA.", int),
+    Setting("CV_RETENTION_DAYS", "30", "CV files are deleted this many days after delivery.", int),
+    Setting("PERSONAL_DATA_RETENTION_DAYS", "730", "Candidate data is anonymised this many days after the last activity.", int),
+    Setting("LOG_LEVEL", "INFO", "Python logging level."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str
+    database_url: str
+    public_url: str
+    secret_key: str
+    host: str
+    port: int
+    var_dir: Path
+    smtp_url: str
+    mail_from: str
+    operator_name: str
+    demo_data: bool
+    max_body_bytes: int
+    max_cv_bytes: int
+    offer_max_applications: int
+    form_token_ttl_seconds: int
+    form_min_fill_seconds: int
+    rate_limit: str
+    rate_limit_storage: str
+    frame_ancestors: tuple[str, ...]
+    outbox_poll_seconds: float
+    outbox_lease_seconds: int
+    outbox_max_attempts: int
+    reminder_days: int
+    cv_retention_days: int
+    personal_data_retention_days: int
+    log_level: str
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    def replace(self, **changes: Any) -> Settings:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+class SettingsError(Exception):
+    pass
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> Settings:
+    """Read every setting from `environ` (default: the process environment), then `.env`."""
+    env_path = env_file if env_file and Path(env_file).exists() else None
+    config = Config(env_path) if environ is None else Config(env_path, environ=environ)
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = config(setting.name, default=setting.default)
+        try:
+            values[setting.name.lower()] = setting.cast(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{setting.name}: {exc}") from exc
+    values["var_dir"] = Path(values["var_dir"])
+    values["public_url"] = values["public_url"].rstrip("/")
+    if values["environment"] not in {"development", "production"}:
+        raise SettingsError("ENVIRONMENT must be 'development' or 'production'")
+    if not values["secret_key"]:
+        if values["environment"] == "production":
+            raise SettingsError("SECRET_KEY is required in production")
+        values["secret_key"] = _dev_secret(values["var_dir"])
+    return Settings(**values)
+
+
+def _dev_secret(var_dir: Path) -> str:
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
