@@ -10,11 +10,17 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from . import api, migrations
+from . import api, forms, migrations, pages
 from .assets import Assets
+from .body_limit import BodyLimitMiddleware
+from .form_tokens import FormTokens
+from .kinds import CANDIDATURE, RDV
 from .problems import EXCEPTION_HANDLERS, RequestIdMiddleware
 from .resources import create_database, create_templates, prepare_sqlite
 from .settings import Settings, load_settings
+from .submissions import submit_endpoint
+from .throttling import Throttle
+from .validation import display_phone
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -23,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     assets = Assets()
     templates = create_templates(settings)
     templates.env.globals["asset_url"] = assets.url
+    templates.env.filters["phone"] = display_phone
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -37,11 +44,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/healthz", api.healthz, name="healthz"),
         Route("/api/v1/eligibility", api.eligibility_endpoint, name="eligibility"),
+        Route("/api/v1/applications", submit_endpoint(CANDIDATURE), methods=["POST"]),
+        Route("/api/v1/appointment-requests", submit_endpoint(RDV), methods=["POST"]),
         Route("/widget/v1/assets/{name}", assets.endpoint, name="asset"),
+        Route("/widget/v1/candidature", forms.form_page(CANDIDATURE), methods=["GET", "POST"]),
+        Route("/widget/v1/rdv", forms.form_page(RDV), methods=["GET", "POST"]),
+        Route("/confidentialite", pages.privacy, name="privacy"),
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
@@ -49,5 +64,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.database = database
     app.state.templates = templates
     app.state.assets = assets
+    app.state.form_tokens = FormTokens(
+        settings.secret_key, settings.form_token_ttl_seconds, settings.form_min_fill_seconds)
+    app.state.throttle = Throttle(settings.rate_limit, settings.rate_limit_storage)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return app

@@ -89,10 +89,33 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.rejected else 0
 
 
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from . import callers
+
+    async def work(database: Database) -> int:
+        if args.action == "create":
+            key = await callers.create_key(database, args.caller, args.role)
+            print(f"API key for {args.caller} ({args.role}) - shown once, keep it safe:\n{key}")
+        elif args.action == "list":
+            for row in await callers.list_keys(database):
+                state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "active"
+                print(f"{row['prefix']}  {row['caller']:<30} {row['role']:<9} "
+                      f"created {row['created_at']:%Y-%m-%d}  {state}")
+        elif not await callers.revoke_key(database, args.prefix):
+            print(f"No active key with prefix {args.prefix}.", file=sys.stderr)
+            return 1
+        else:
+            print(f"Key {args.prefix} revoked.")
+        return 0
+
+    return int(asyncio.run(_with_database(settings, work)))
+
+
 COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
     "serve": ("run the API, the widget and the email worker in one process", cmd_serve),
     "migrate": ("create or upgrade the database schema in place", cmd_migrate),
     "import": ("load formations, offers or companies from CSV or JSON Lines", cmd_import),
+    "keys": ("create, list or revoke partner API keys", cmd_keys),
 }
 
 
@@ -110,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="a .csv (header row) or .jsonl file")
     imp.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
     imp.add_argument("--quiet", action="store_true", help="no progress display")
+    keys = parsers["keys"].add_subparsers(dest="action", required=True)
+    create = keys.add_parser("create", help="print a new key for CALLER, once")
+    create.add_argument("caller", help="the partner's name, e.g. mon-site")
+    create.add_argument("--role", choices=["partner", "operator"], default="partner")
+    keys.add_parser("list", help="list keys (prefix, caller, role, state)")
+    revoke = keys.add_parser("revoke", help="revoke the key with this prefix")
+    revoke.add_argument("prefix")
     return parser
 
 

@@ -60,7 +60,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             created_at {ts} NOT NULL, revoked_at {ts})""",
         """CREATE TABLE contact_requests (
             id TEXT PRIMARY KEY, kind TEXT NOT NULL,
-            target_kind TEXT NOT NULL, target_ref TEXT NOT NULL, caller TEXT NOT NULL,
+            target_kind TEXT NOT NULL, target_ref TEXT NOT NULL, siret TEXT, caller TEXT NOT NULL,
             first_name TEXT NOT NULL, last_name TEXT NOT NULL, email TEXT NOT NULL,
             phone TEXT NOT NULL, role TEXT, topics TEXT, message TEXT,
             contact_email TEXT NOT NULL, status TEXT NOT NULL,
@@ -69,6 +69,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX contact_requests_email ON contact_requests (email, created_at)",
         "CREATE INDEX contact_requests_target ON contact_requests (target_kind, target_ref, created_at)",
         "CREATE INDEX contact_requests_status ON contact_requests (status, created_at)",
+        "CREATE INDEX contact_requests_company ON contact_requests (siret, caller, created_at)",
         """CREATE TABLE cv_files (
             request_id TEXT PRIMARY KEY, filename TEXT NOT NULL, content_type TEXT NOT NULL,
             size INTEGER NOT NULL, data {blob}, deleted_at {ts})""",

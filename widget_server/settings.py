@@ -52,6 +52,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_BODY_BYTES", "5242880", "Largest request body accepted (413 beyond).", int),
     Setting("MAX_CV_BYTES", "3145728", "Largest CV accepted (413 beyond).", int),
     Setting("OFFER_MAX_APPLICATIONS", "80", "An offer closes after this many applications.", int),
+    Setting("APPLICATIONS_PER_TARGET", "3", "Applications one candidate email may send to one offer or company.", int),
+    Setting("APPLICATIONS_PER_DAY", "100", "Applications one candidate email may send per day.", int),
+    Setting("CALLER_APPLICATIONS_PER_COMPANY_PER_DAY", "20", "Applications one partner site may send to one company per day.", int),
+    Setting("RDV_INTERVAL_DAYS", "4", "Days before the same person may write again to the same formation.", int),
     Setting("FORM_TOKEN_TTL_SECONDS", "7200", "How long a rendered form stays valid.", int),
     Setting("FORM_MIN_FILL_SECONDS", "3", "A form posted faster than this is treated as a bot.", int),
     Setting("RATE_LIMIT", "60/minute", "Requests per client IP on the API and the forms (429 beyond).", str),
@@ -83,6 +87,10 @@ class Settings:
     max_body_bytes: int
     max_cv_bytes: int
     offer_max_applications: int
+    applications_per_target: int
+    applications_per_day: int
+    caller_applications_per_company_per_day: int
+    rdv_interval_days: int
     form_token_ttl_seconds: int
     form_min_fill_seconds: int
     rate_limit: str

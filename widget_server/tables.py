@@ -126,6 +126,7 @@ contact_requests = sa.Table(
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("target_kind", sa.Text, nullable=False),
     sa.Column("target_ref", sa.Text, nullable=False),
+    sa.Column("siret", sa.Text),
     sa.Column("caller", sa.Text, nullable=False),
     sa.Column("first_name", sa.Text, nullable=False),
     sa.Column("last_name", sa.Text, nullable=False),

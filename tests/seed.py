@@ -1,0 +1,70 @@
+"""Directory rows and API keys for tests, written straight into the app's database."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from widget_server import callers, tables
+
+NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+OFFER_ID = "OFF-001"
+SIRET = "73282932000074"  # valid Luhn key
+CFA_SIRET = "44306184100047"
+FORMATION_ID = "CME-0001"
+
+# A minimal PDF: the service checks the magic number, not the rest.
+PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+
+
+def run(client: TestClient, coro_fn: Any, *args: Any) -> Any:
+    return client.portal.call(coro_fn, *args)  # type: ignore[union-attr]
+
+
+def insert(client: TestClient, table: Any, **values: Any) -> None:
+    async def go() -> None:
+        await client.app.state.database.execute(table.insert().values(**values))  # type: ignore[attr-defined]
+
+    run(client, go)
+
+
+def offer(client: TestClient, offer_id: str = OFFER_ID, **values: Any) -> str:
+    row = {"offer_id": offer_id, "title": "Vendeur·se en boulangerie", "siret": SIRET,
+           "company_name": "Boulangerie Martin", "address": "3 rue du Four", "city": "Lyon",
+           "postcode": "69003", "contact_email": "recrutement@boulangerie.example",
+           "status": "active", "posted_on": dt.date(2026, 10, 1), "expires_on": None,
+           "application_count": 0, "updated_at": NOW, **values}
+    insert(client, tables.offers, **row)
+    return offer_id
+
+
+def company(client: TestClient, siret: str = SIRET, **values: Any) -> str:
+    row = {"siret": siret, "name": "Garage Durand", "address": "12 avenue Jean Jaurès",
+           "city": "Nantes", "postcode": "44000", "naf_code": "4520A", "hiring_score": 0.8,
+           "contact_email": "contact@garage-durand.example", "updated_at": NOW, **values}
+    insert(client, tables.companies, **row)
+    return siret
+
+
+def formation(client: TestClient, cle: str = FORMATION_ID, **values: Any) -> str:
+    row = {"cle_ministere_educatif": cle, "title": "BTS Management commercial opérationnel",
+           "city": "Bordeaux", "postcode": "33000", "address": "1 cours de la Marne",
+           "cfa_siret": CFA_SIRET, "cfa_name": "CFA du Commerce de Bordeaux",
+           "cfa_address": "1 cours de la Marne, 33000 Bordeaux", "cfa_phone": "+33199001234",
+           "contact_email": "rdv@cfa-commerce.example", "updated_at": NOW, **values}
+    insert(client, tables.formations, **row)
+    return cle
+
+
+def api_key(client: TestClient, caller: str = "mon-site", role: str = "partner") -> str:
+    return str(run(client, callers.create_key, client.app.state.database, caller, role))  # type: ignore[attr-defined]
+
+
+def fetch_all(client: TestClient, query: Any) -> list[dict[str, Any]]:
+    async def go() -> list[dict[str, Any]]:
+        rows = await client.app.state.database.fetch_all(query)  # type: ignore[attr-defined]
+        return [dict(r._mapping) for r in rows]
+
+    return list(run(client, go))

@@ -1,0 +1,181 @@
+"""The hosted form pages, without JavaScript: what a candidate sees and sends."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests import seed
+from tests.conftest import make_settings
+from widget_server import tables
+from widget_server.app import create_app
+
+FORM = "/widget/v1/candidature"
+
+
+def form_token(html: str) -> str:
+    match = re.search(r'name="form_token" value="([^"]+)"', html)
+    assert match, "no form token on the page"
+    return match.group(1)
+
+
+def fields(html: str, **overrides: Any) -> dict[str, Any]:
+    data = {"form_token": form_token(html), "offer_id": seed.OFFER_ID, "caller": "mon-site",
+            "last_name": "Moreau", "first_name": "Léa", "email": "lea.moreau@example.org",
+            "phone": "06 12 34 56 78", "message": "Bonjour !"}
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def cv(data: bytes = seed.PDF) -> dict[str, Any]:
+    return {"cv": ("cv.pdf", data, "application/pdf")}
+
+
+@pytest.fixture
+def page(client: TestClient) -> str:
+    seed.offer(client)
+    response = client.get(FORM, params={"offer_id": seed.OFFER_ID, "caller": "mon-site"})
+    assert response.status_code == 200
+    return response.text
+
+
+def test_form_shows_the_offer_and_sets_no_cookie(client: TestClient) -> None:
+    seed.offer(client)
+    response = client.get(FORM, params={"offer_id": seed.OFFER_ID, "caller": "mon-site"})
+    assert response.status_code == 200
+    assert response.template.name == "pages/form.html"  # type: ignore[attr-defined]
+    assert "Vendeur·se en boulangerie" in response.text
+    assert "Boulangerie Martin · Lyon" in response.text
+    assert "set-cookie" not in response.headers
+    assert response.headers["cache-control"] == "no-store"
+    for name in ("last_name", "first_name", "email", "phone", "cv", "message"):
+        assert f'name="{name}"' in response.text
+    assert "Candidature spontanée" not in response.text
+
+
+def test_spontaneous_form_says_it_is_not_a_job_offer(client: TestClient) -> None:
+    seed.company(client)
+    response = client.get(FORM, params={"siret": seed.SIRET})
+    assert response.status_code == 200
+    assert "Candidature spontanée" in response.text
+    assert "n'a pas publié d'offre" in response.text
+
+
+def test_unknown_target_is_a_french_404_page(client: TestClient) -> None:
+    response = client.get(FORM, params={"offer_id": "NOPE"})
+    assert response.status_code == 404
+    assert "introuvable" in response.text
+    assert "<form" not in response.text
+
+
+def test_closed_offer_shows_why_and_no_form(client: TestClient) -> None:
+    seed.offer(client, status="closed")
+    response = client.get(FORM, params={"offer_id": seed.OFFER_ID})
+    assert response.status_code == 409
+    assert "n'accepte plus de candidatures" in html.unescape(response.text)
+    assert "<form" not in response.text
+
+
+def test_link_without_target_is_a_400_page(client: TestClient) -> None:
+    response = client.get(FORM)
+    assert response.status_code == 400
+    assert "incomplet" in response.text
+
+
+def test_submission_shows_the_acknowledgement_and_stores_the_request(
+    client: TestClient, page: str
+) -> None:
+    response = client.post(FORM, data=fields(page), files=cv())
+    assert response.status_code == 200, response.text
+    assert response.template.name == "pages/sent.html"  # type: ignore[attr-defined]
+    assert "Votre candidature a bien été envoyée" in response.text
+    [stored] = seed.fetch_all(client, tables.contact_requests.select())
+    assert f'data-lba-submitted="{stored["id"]}"' in response.text
+    assert stored["caller"] == "mon-site"
+    assert len(seed.fetch_all(client, tables.outbox.select())) == 2
+
+
+def test_errors_are_shown_inline_and_in_a_summary_and_input_is_kept(
+    client: TestClient, page: str
+) -> None:
+    response = client.post(FORM, data=fields(page, email="pas-un-email", phone="12",
+                                             message="<b>gras</b>"), files=cv())
+    assert response.status_code == 422
+    html = response.text
+    assert 'class="error-summary"' in html
+    assert '<a href="#email">' in html and '<a href="#phone">' in html
+    assert 'id="email-error"' in html and 'aria-invalid="true"' in html
+    assert 'value="pas-un-email"' in html and 'value="Moreau"' in html
+    assert "&lt;b&gt;gras&lt;/b&gt;</textarea>" in html
+    assert seed.fetch_all(client, tables.contact_requests.select()) == []
+
+
+def test_wrong_cv_type_is_shown_next_to_the_field(client: TestClient, page: str) -> None:
+    response = client.post(FORM, data=fields(page), files=cv(b"GIF89a not a cv"))
+    assert response.status_code == 415
+    assert 'id="cv-error"' in response.text
+    assert 'value="lea.moreau@example.org"' in response.text
+
+
+def test_missing_cv_is_a_field_error(client: TestClient, page: str) -> None:
+    response = client.post(FORM, data=fields(page))
+    assert response.status_code == 422
+    assert 'id="cv-error"' in response.text
+
+
+def test_reposting_the_same_form_creates_nothing_twice(client: TestClient, page: str) -> None:
+    first = client.post(FORM, data=fields(page), files=cv())
+    second = client.post(FORM, data=fields(page), files=cv())
+    assert first.status_code == second.status_code == 200
+    assert len(seed.fetch_all(client, tables.contact_requests.select())) == 1
+
+
+def test_forged_or_foreign_token_re_renders_the_form_with_input(
+    client: TestClient, page: str
+) -> None:
+    response = client.post(FORM, data=fields(page, form_token="forged"), files=cv())
+    assert response.status_code == 400
+    assert "a expiré" in response.text
+    assert 'value="Moreau"' in response.text
+    assert form_token(response.text) != "forged"
+    assert seed.fetch_all(client, tables.contact_requests.select()) == []
+
+
+def test_honeypot_pretends_success_and_stores_nothing(client: TestClient, page: str) -> None:
+    response = client.post(FORM, data=fields(page, website="http://spam.example"), files=cv())
+    assert response.status_code == 200
+    assert "bien été envoyée" in response.text
+    assert seed.fetch_all(client, tables.contact_requests.select()) == []
+
+
+def test_form_filled_too_fast_is_sent_back(tmp_path: Any) -> None:
+    with TestClient(create_app(make_settings(tmp_path, FORM_MIN_FILL_SECONDS="60"))) as client:
+        seed.offer(client)
+        page = client.get(FORM, params={"offer_id": seed.OFFER_ID}).text
+        response = client.post(FORM, data=fields(page), files=cv())
+        assert response.status_code == 400
+        assert 'value="Moreau"' in response.text
+        assert seed.fetch_all(client, tables.contact_requests.select()) == []
+
+
+def test_embed_parameters_travel_through_the_post(client: TestClient) -> None:
+    seed.offer(client)
+    params = {"offer_id": seed.OFFER_ID, "embed": "w1", "origin": "https://partner.example"}
+    page = client.get(FORM, params=params).text
+    assert 'data-lba-embed="w1"' in page
+    assert 'data-lba-origin="https://partner.example"' in page
+    response = client.post(FORM, data=fields(page, embed="w1", origin="https://partner.example"),
+                           files=cv())
+    assert 'data-lba-embed="w1"' in response.text
+    assert "data-lba-submitted=" in response.text
+
+
+def test_bad_origin_is_dropped(client: TestClient) -> None:
+    seed.offer(client)
+    page = client.get(FORM, params={"offer_id": seed.OFFER_ID, "embed": "w1",
+                                    "origin": "javascript:alert(1)"}).text
+    assert "javascript:" not in page

@@ -1,0 +1,282 @@
+"""The one pipeline both request kinds go through.
+
+validate → check the target → check quotas → store the request, its CV, its
+reply tokens and its two emails in one transaction → wake the email worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from databases import Database
+from starlette.datastructures import State
+
+from . import eligibility, emails, outbox, reply_tokens, tables
+from .kinds import TOPIC_LABELS, Quota, RequestKind
+from .migrations import dialect_of
+from .problems import Problem
+from .targets import BadTarget, Target, make_target
+from .validation import CV, FieldErrors, check_cv, clean_email, clean_name, clean_phone
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A request as received, from JSON, multipart or a form page."""
+
+    kind: RequestKind
+    fields: Mapping[str, Any]
+    caller: str
+    cv_filename: str = ""
+    cv_data: bytes | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    id: str
+    status: str
+    created: bool
+
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@dataclass(frozen=True)
+class _Clean:
+    target: Target
+    values: dict[str, Any]
+    cv: CV | None
+
+
+def validate(submission: Submission, max_cv_bytes: int) -> _Clean:
+    """Every field is checked before answering, so the candidate fixes all at once."""
+    kind, data = submission.kind, submission.fields
+    errors = FieldErrors()
+    given = [(name, data.get(name)) for name in kind.target_fields if data.get(name)]
+    target = Target("offer", "")
+    if len(given) != 1:
+        names = " ou ".join(kind.target_fields)
+        errors.add(names.split(" ")[0], f"Indiquez exactement une cible : {names}.")
+    else:
+        name, ref = given[0]
+        try:
+            target = make_target(kind.target_fields[name], str(ref))
+        except BadTarget as exc:
+            errors.add(name, str(exc))
+    values = {
+        "last_name": clean_name(errors, "last_name", data.get("last_name"), "nom"),
+        "first_name": clean_name(errors, "first_name", data.get("first_name"), "prénom"),
+        "email": clean_email(errors, "email", data.get("email")),
+        "phone": clean_phone(errors, "phone", data.get("phone")),
+        **kind.clean_extras(errors, data),
+    }
+    cv = None
+    if kind.needs_cv:
+        if not submission.cv_data:
+            errors.add("cv", "Joignez votre CV (PDF ou Word, 3 Mo au maximum).")
+        else:
+            try:
+                cv = check_cv(submission.cv_filename, submission.cv_data, max_cv_bytes)
+            except Problem as problem:
+                if not errors:
+                    raise
+                errors.errors.extend(dict(e) for e in problem.errors)
+    if errors:
+        raise errors.problem()
+    return _Clean(target, values, cv)
+
+
+def _fingerprint(clean: _Clean, kind: RequestKind) -> str:
+    payload = json.dumps({"kind": kind.name, "target": str(clean.target), **clean.values},
+                         sort_keys=True, default=str)
+    digest = hashlib.sha256(payload.encode())
+    if clean.cv is not None:
+        digest.update(clean.cv.data)
+    return digest.hexdigest()
+
+
+async def submit(state: State, submission: Submission, now: dt.datetime | None = None) -> Accepted:
+    settings, database = state.settings, state.database
+    now = now or dt.datetime.now(dt.UTC)
+    kind = submission.kind
+    clean = validate(submission, settings.max_cv_bytes)
+    fingerprint = _fingerprint(clean, kind)
+    if submission.idempotency_key:
+        replay = await _replayed(database, submission.caller, submission.idempotency_key, fingerprint)
+        if replay is not None:
+            return replay
+
+    verdict = await eligibility.check(
+        database, clean.target, max_offer_applications=settings.offer_max_applications)
+    if verdict.reason == "unknown_target":
+        raise Problem(404, "Cette offre, entreprise ou formation est introuvable.",
+                      code="unknown_target")
+    if not verdict.eligible:
+        raise Problem(409, NOT_ELIGIBLE.get(verdict.reason or "", NOT_ELIGIBLE["closed"]),
+                      code=verdict.reason)
+    assert verdict.record is not None
+    record = dict(verdict.record)
+    target_view = describe_target(clean.target, record)
+    request_id = secrets.token_hex(10)
+    row = {
+        "id": request_id, "kind": kind.name, "target_kind": clean.target.kind,
+        "target_ref": clean.target.ref, "siret": target_view["siret"],
+        "caller": submission.caller, "first_name": clean.values["first_name"],
+        "last_name": clean.values["last_name"], "email": clean.values["email"],
+        "phone": clean.values["phone"], "role": clean.values.get("role"),
+        "topics": json.dumps(clean.values["topics"]) if "topics" in clean.values else None,
+        "message": clean.values.get("message"), "contact_email": record["contact_email"],
+        "status": "sent", "created_at": now, "updated_at": now,
+    }
+    tokens = reply_tokens.issue_set(
+        request_id, record["contact_email"], kind.actions_for(clean.target.kind),
+        ttl=dt.timedelta(days=kind.token_days), public_url=settings.public_url, now=now)
+    context = request_context(kind, row, target_view, settings.public_url)
+    context["buttons"] = tokens.buttons
+    context["optout_url"] = tokens.optout_url
+    pro = emails.compose(
+        settings, kind.pro_email, context,
+        to=emails.address(target_view["contact_name"], record["contact_email"]),
+        reply_to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
+        unsubscribe_url=tokens.optout_url, now=now)
+    ack = emails.compose(
+        settings, kind.ack_email, context,
+        to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]), now=now)
+
+    async with database.transaction():
+        await _check_quotas(database, kind, row, settings, now)
+        await database.execute(tables.contact_requests.insert().values(**row))
+        if clean.cv is not None:
+            await database.execute(tables.cv_files.insert().values(
+                request_id=request_id, filename=clean.cv.filename,
+                content_type=clean.cv.content_type, size=len(clean.cv.data), data=clean.cv.data))
+        await reply_tokens.store(database, tokens.rows)
+        await outbox.enqueue(database, pro, template=kind.pro_email, request_id=request_id,
+                             attach_cv=clean.cv is not None, now=now)
+        await outbox.enqueue(database, ack, template=kind.ack_email, request_id=request_id, now=now)
+        if clean.target.kind == "offer":
+            offers = tables.offers
+            await database.execute(offers.update().where(offers.c.offer_id == clean.target.ref)
+                                   .values(application_count=offers.c.application_count + 1))
+        if submission.idempotency_key:
+            await database.execute(tables.idempotency_keys.insert().values(
+                caller=submission.caller, key=submission.idempotency_key,
+                fingerprint=fingerprint, request_id=request_id, created_at=now))
+    worker = getattr(state, "outbox_worker", None)
+    if worker is not None:
+        worker.wake()
+    return Accepted(request_id, "sent", True)
+
+
+NOT_ELIGIBLE = {
+    "closed": "Cette offre n'est plus ouverte aux candidatures.",
+    "no_contact": "Ce destinataire ne peut pas recevoir de demandes pour le moment.",
+    "opted_out": "Ce destinataire ne souhaite plus recevoir de demandes par ce service.",
+    "bounced": "L'adresse de ce destinataire ne fonctionne plus : il ne peut pas recevoir "
+               "de demandes pour le moment.",
+}
+
+
+async def _replayed(database: Database, caller: str, key: str, fingerprint: str) -> Accepted | None:
+    keys = tables.idempotency_keys
+    row = await database.fetch_one(sa.select(keys).where(keys.c.caller == caller, keys.c.key == key))
+    if row is None:
+        return None
+    if row._mapping["fingerprint"] != fingerprint:
+        raise Problem(422, "Cette clé Idempotency-Key a déjà servi pour une autre demande.",
+                      code="idempotency_key_reused",
+                      errors=[{"field": "Idempotency-Key", "message": "déjà utilisée"}])
+    status = await database.fetch_val(sa.select(tables.contact_requests.c.status).where(
+        tables.contact_requests.c.id == row._mapping["request_id"]))
+    return Accepted(row._mapping["request_id"], status or "sent", False)
+
+
+async def _check_quotas(
+    database: Database, kind: RequestKind, row: Mapping[str, Any], settings: Any, now: dt.datetime
+) -> None:
+    requests = tables.contact_requests
+    if dialect_of(database) == "postgresql":
+        # Serialise concurrent requests of one candidate, so two can't both pass a quota.
+        await database.execute(sa.select(sa.func.pg_advisory_xact_lock(
+            sa.func.hashtext(f"{row['email']}|{kind.name}"))))
+    for quota in kind.quotas(settings):
+        scope: dict[str, Any] = {
+            "email_target": {"email": row["email"], "target_kind": row["target_kind"],
+                             "target_ref": row["target_ref"]},
+            "email": {"email": row["email"]},
+            "caller_company": {"caller": row["caller"], "siret": row["siret"]},
+        }[quota.scope]
+        query = sa.select(sa.func.count(), sa.func.min(requests.c.created_at)).where(
+            requests.c.kind == kind.name,
+            *(requests.c[name] == value for name, value in scope.items()))
+        if quota.window is not None:
+            query = query.where(requests.c.created_at > now - quota.window)
+        result = await database.fetch_one(query)
+        assert result is not None
+        count, oldest = result[0], result[1]
+        if count >= quota.max_count:
+            raise _quota_problem(quota, oldest, now)
+
+
+def _quota_problem(quota: Quota, oldest: Any, now: dt.datetime) -> Problem:
+    if isinstance(oldest, str):
+        oldest = dt.datetime.fromisoformat(oldest)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=dt.UTC)
+    if quota.window is None or oldest is None:
+        return Problem(409, quota.message.format(max=quota.max_count), code="duplicate")
+    again = oldest + quota.window
+    detail = quota.message.format(max=quota.max_count, date=_when(again))
+    extra = {"retry_after": again.isoformat()}
+    if quota.scope == "email_target":
+        return Problem(409, detail, code="duplicate", extra=extra)
+    retry = max(1, int((again - now).total_seconds()))
+    return Problem(429, detail, code="quota", extra=extra, headers={"Retry-After": str(retry)})
+
+
+def _when(moment: dt.datetime) -> str:
+    local = moment.astimezone(PARIS)
+    return f"{emails.date_fr(local)} à {local.hour} h {local.minute:02d}"
+
+
+def describe_target(target: Target, record: Mapping[str, Any]) -> dict[str, Any]:
+    """What the pages and emails say about a target, whatever its kind."""
+    if target.kind == "offer":
+        return {"kind": "offer", "name": record["title"], "company_name": record["company_name"],
+                "city": record["city"], "siret": record["siret"],
+                "contact_name": record["company_name"], "phone": None}
+    if target.kind == "company":
+        return {"kind": "company", "name": record["name"], "company_name": record["name"],
+                "city": record["city"], "siret": record["siret"],
+                "contact_name": record["name"], "phone": None}
+    return {"kind": "formation", "name": record["title"], "company_name": record["cfa_name"],
+            "city": record["city"], "siret": record["cfa_siret"],
+            "contact_name": record["cfa_name"], "phone": record["cfa_phone"],
+            "address": record["cfa_address"]}
+
+
+def request_context(
+    kind: RequestKind, row: Mapping[str, Any], target_view: Mapping[str, Any], public_url: str
+) -> dict[str, Any]:
+    """The template context every email about a request starts from."""
+    topics = json.loads(row["topics"]) if row.get("topics") else []
+    return {
+        "kind": kind.name,
+        "request_id": row["id"],
+        "caller": row["caller"],
+        "candidate": {"first_name": row["first_name"], "last_name": row["last_name"],
+                      "email": row["email"], "phone": row["phone"], "role": row.get("role")},
+        "message": row.get("message"),
+        "topics": [TOPIC_LABELS[t] for t in topics if t in TOPIC_LABELS],
+        "target": dict(target_view),
+        "spontaneous": target_view["kind"] == "company",
+        "sent_on": row["created_at"],
+    }

@@ -1,0 +1,166 @@
+"""The hosted form pages, `/widget/v1/candidature` and `/widget/v1/rdv`: one view
+for both kinds, fully usable without JavaScript, framed by the widget or opened
+as a plain link. Integrity comes from a signed form token, never a cookie."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import contact_requests, eligibility
+from .form_tokens import InvalidFormToken
+from .kinds import ROLES, TOPICS, RequestKind
+from .problems import Problem
+from .targets import BadTarget, Target, make_target
+
+_CALLER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
+_EMBED = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+HONEYPOT = "website"
+# Fields given back to the page after an error; the CV can't be (browsers forbid it).
+_KEPT = ("last_name", "first_name", "email", "phone", "message", "role")
+
+FIELD_ORDER = ("offer_id", "siret", "formation_id", "last_name", "first_name", "email", "phone",
+               "role", "topics", "cv", "message")
+
+
+def _frame_params(source: Any) -> dict[str, str]:
+    """`caller`, `embed` and `origin`, kept only when well-formed."""
+    caller = str(source.get("caller") or "")
+    embed = str(source.get("embed") or "")
+    origin = str(source.get("origin") or "")
+    return {
+        "caller": caller if _CALLER.match(caller) else "direct",
+        "embed": embed if _EMBED.match(embed) else "",
+        "origin": origin if embed and _ORIGIN.match(origin) else "",
+    }
+
+
+def _target_of(kind: RequestKind, source: Any) -> tuple[str, Target]:
+    given = [(name, str(source.get(name))) for name in kind.target_fields if source.get(name)]
+    if len(given) != 1:
+        raise Problem(400, "Ce lien est incomplet : il ne dit pas à qui s'adresse la demande.")
+    name, ref = given[0]
+    try:
+        return name, make_target(kind.target_fields[name], ref)
+    except BadTarget as exc:
+        raise Problem(400, f"Ce lien n'est pas valide : {exc}.") from exc
+
+
+UNAVAILABLE = {
+    "closed": "Cette offre n'accepte plus de candidatures. D'autres offres vous attendent sûrement !",
+    "no_contact": "Ce destinataire ne peut pas recevoir de demandes pour le moment.",
+    "opted_out": "Ce destinataire ne reçoit plus de demandes par ce service.",
+    "bounced": "Ce destinataire ne peut pas recevoir de demandes pour le moment.",
+}
+
+
+def form_page(kind: RequestKind) -> Any:
+    async def endpoint(request: Request) -> Response:
+        state = request.app.state
+        source: Any = request.query_params
+        form: FormData | None = None
+        if request.method == "POST":
+            await state.throttle.hit(request, "form")
+            form = await request.form(max_files=1, max_fields=40,
+                                      max_part_size=state.settings.max_body_bytes)
+            source = form
+        try:
+            return await _handle(request, kind, source, form)
+        finally:
+            if form is not None:
+                await form.close()
+
+    endpoint.__name__ = f"{kind.name}_form"
+    return endpoint
+
+
+async def _handle(request: Request, kind: RequestKind, source: Any, form: FormData | None) -> Response:
+    state = request.app.state
+    frame = _frame_params(source)
+    field_name, target = _target_of(kind, source)
+    verdict = await eligibility.check(
+        state.database, target, max_offer_applications=state.settings.offer_max_applications)
+    if verdict.reason == "unknown_target":
+        raise Problem(404, "Cette offre, entreprise ou formation est introuvable : "
+                           "elle a peut-être été retirée.")
+    page: dict[str, Any] = {
+        "kind": kind, "frame": frame, "target_field": field_name, "target_ref": target.ref,
+        "target": contact_requests.describe_target(target, verdict.record or {}),
+        "topics": TOPICS, "roles": ROLES, "values": {}, "errors": {}, "summary": [],
+        "max_cv_mb": state.settings.max_cv_bytes // (1024 * 1024), "honeypot": HONEYPOT,
+    }
+    if not verdict.eligible:
+        page["unavailable"] = UNAVAILABLE.get(verdict.reason or "", UNAVAILABLE["no_contact"])
+        return _render(request, "pages/unavailable.html", page, 409)
+    if form is None:
+        return _render(request, "pages/form.html", _with_token(state, page, kind, target), 200)
+
+    page["values"] = {name: str(form.get(name) or "") for name in _KEPT}
+    page["values"]["topics"] = [t for t in form.getlist("topics") if isinstance(t, str)]
+    if form.get(HONEYPOT):
+        # A bot filled the hidden field: it sees a success and nothing is stored.
+        return _render(request, "pages/sent.html", {**page, "request_id": "0"}, 200)
+    tokens = state.form_tokens
+    try:
+        token = tokens.read(str(form.get("form_token") or ""))
+        if token.kind != kind.name or token.target != str(target):
+            raise InvalidFormToken("other form")
+    except InvalidFormToken:
+        page["summary"] = [{"field": "", "message": "Ce formulaire a expiré. Vérifiez vos "
+                            "informations et renvoyez-le."}]
+        return _render(request, "pages/form.html", _with_token(state, page, kind, target), 400)
+    if tokens.filled_too_fast(token):
+        page["summary"] = [{"field": "", "message": "Vérifiez vos informations, puis renvoyez "
+                            "le formulaire."}]
+        return _render(request, "pages/form.html", _with_token(state, page, kind, target), 400)
+
+    upload = form.get("cv")
+    cv_name, cv_data = "", None
+    if isinstance(upload, UploadFile):
+        cv_name, cv_data = upload.filename or "cv", (await upload.read()) or None
+    fields = {**page["values"], field_name: target.ref}
+    try:
+        accepted = await contact_requests.submit(state, contact_requests.Submission(
+            kind=kind, fields=fields, caller=frame["caller"], cv_filename=cv_name,
+            cv_data=cv_data,
+            # The form token doubles as an idempotency key: a re-posted page creates nothing.
+            idempotency_key="form:" + hashlib.sha256(token_text(form).encode()).hexdigest()))
+    except Problem as problem:
+        if problem.status >= 500 or problem.status == 404:
+            raise
+        errors = sorted(problem.errors, key=lambda e: _order(e.get("field", "")))
+        page["errors"] = {e["field"]: e["message"] for e in errors}
+        page["summary"] = errors or [{"field": "", "message": problem.detail}]
+        return _render(request, "pages/form.html", _with_token(state, page, kind, target),
+                       problem.status, problem.headers)
+    return _render(request, "pages/sent.html", {**page, "request_id": accepted.id}, 200)
+
+
+def token_text(form: FormData) -> str:
+    return str(form.get("form_token") or "")
+
+
+def _order(field: str) -> int:
+    return FIELD_ORDER.index(field) if field in FIELD_ORDER else len(FIELD_ORDER)
+
+
+def _with_token(state: Any, page: dict[str, Any], kind: RequestKind, target: Target) -> dict[str, Any]:
+    page["form_token"] = state.form_tokens.issue(kind.name, str(target), page["frame"]["caller"])
+    return page
+
+
+def _render(
+    request: Request, name: str, context: dict[str, Any], status: int,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    context = {**context, "embed": context["frame"]["embed"], "origin": context["frame"]["origin"]}
+    response: Response = request.app.state.templates.TemplateResponse(
+        request, name, context, status_code=status, headers=headers)
+    response.headers["Cache-Control"] = "no-store"
+    return response

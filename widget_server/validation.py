@@ -1,0 +1,162 @@
+"""Field checks shared by both request kinds. Messages are French: they are shown
+next to the field in the form pages and in the API's `errors` list."""
+
+from __future__ import annotations
+
+import io
+import re
+import unicodedata
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import phonenumbers
+from disposable_email_domains import blocklist as _DISPOSABLE
+from email_validator import EmailNotValidError, validate_email
+
+from .problems import Problem
+
+NAME_MAX = 50
+MESSAGE_MAX = 3000
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+
+
+class FieldErrors(Exception):
+    """Collects `{field, message}` pairs; raised as 422 once every field was looked at."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid fields")
+        self.errors: list[dict[str, str]] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.errors.append({"field": field, "message": message})
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    def problem(self) -> Problem:
+        return Problem(422, "Certaines informations sont à corriger.", code="invalid_fields",
+                       errors=self.errors)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        value = str(value)
+    return unicodedata.normalize("NFC", value).strip()
+
+
+def clean_name(errors: FieldErrors, field: str, value: Any, label: str) -> str:
+    text = " ".join(_text(value).split())
+    if not text:
+        errors.add(field, f"Indiquez votre {label}.")
+    elif len(text) > NAME_MAX:
+        errors.add(field, f"Votre {label} doit faire au plus {NAME_MAX} caractères.")
+    elif _CONTROL.search(_text(value)) or not any(c.isalpha() for c in text) or "<" in text:
+        errors.add(field, f"Votre {label} contient des caractères non acceptés.")
+    return text
+
+
+def clean_email(errors: FieldErrors, field: str, value: Any) -> str:
+    text = _text(value)
+    if not text:
+        errors.add(field, "Indiquez votre adresse e-mail.")
+        return text
+    try:
+        result = validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        errors.add(field, "Cette adresse e-mail n'est pas valide (exemple : prenom.nom@exemple.fr).")
+        return text
+    domain = result.domain.lower()
+    if domain in _DISPOSABLE or domain.split(".", 1)[-1] in _DISPOSABLE:
+        errors.add(field, "Les adresses e-mail jetables ne sont pas acceptées : "
+                          "indiquez une adresse que vous consultez.")
+    return f"{result.local_part}@{domain}"
+
+
+def clean_phone(errors: FieldErrors, field: str, value: Any) -> str:
+    text = _text(value)
+    if not text:
+        errors.add(field, "Indiquez votre numéro de téléphone.")
+        return text
+    try:
+        number = phonenumbers.parse(text, "FR")
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        errors.add(field, "Ce numéro de téléphone n'est pas valide (exemple : 06 12 34 56 78).")
+        return text
+    if phonenumbers.number_type(number) in (
+        phonenumbers.PhoneNumberType.PREMIUM_RATE, phonenumbers.PhoneNumberType.SHARED_COST
+    ):
+        errors.add(field, "Les numéros surtaxés ne sont pas acceptés.")
+        return text
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def clean_message(errors: FieldErrors, field: str, value: Any, *, required: bool = False) -> str:
+    text = _CONTROL.sub("", _text(value).replace("\r\n", "\n"))
+    if required and not text:
+        errors.add(field, "Écrivez votre message.")
+    elif len(text) > MESSAGE_MAX:
+        errors.add(field, f"Votre message doit faire au plus {MESSAGE_MAX} caractères "
+                          f"(il en fait {len(text)}).")
+    return text
+
+
+def display_phone(e164: str) -> str:
+    """+33612345678 → 06 12 34 56 78, for humans reading an email."""
+    try:
+        number = phonenumbers.parse(e164, "FR")
+    except phonenumbers.NumberParseException:
+        return e164
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL))
+
+
+# --- CV files --------------------------------------------------------------------
+
+PDF = "application/pdf"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+@dataclass(frozen=True)
+class CV:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def sniff_cv_type(data: bytes) -> str | None:
+    """The type by content, never by name: PDF magic, or a zip holding word/document.xml."""
+    if data.startswith(b"%PDF-"):
+        return PDF
+    if data.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                if "word/document.xml" in archive.namelist():
+                    return DOCX
+        except (zipfile.BadZipFile, ValueError):
+            return None
+    return None
+
+
+def safe_filename(name: str, content_type: str) -> str:
+    stem = name.rsplit("/", 1)[-1].rsplit("\\", 1)[-1].rsplit(".", 1)[0]
+    stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-")[:60] or "cv"
+    return f"{stem}.{'pdf' if content_type == PDF else 'docx'}"
+
+
+def check_cv(filename: str, data: bytes, max_bytes: int) -> CV:
+    """Raises 413 for a file too large and 415 for a type that is not PDF or DOCX."""
+    if len(data) > max_bytes:
+        raise Problem(413, f"Le CV doit faire au plus {max_bytes // (1024 * 1024)} Mo.",
+                      code="cv_too_large", errors=[{"field": "cv", "message":
+                      f"Ce fichier est trop lourd : {max_bytes // (1024 * 1024)} Mo au maximum."}])
+    content_type = sniff_cv_type(data)
+    if content_type is None:
+        raise Problem(415, "Le CV doit être un fichier PDF ou Word (.docx).", code="cv_type",
+                      errors=[{"field": "cv", "message":
+                               "Ce fichier n'est ni un PDF ni un document Word (.docx)."}])
+    return CV(safe_filename(filename or "cv", content_type), content_type, data)
