@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from . import api, forms, migrations, pages
+from . import api, forms, migrations, openapi, pages
 from .assets import Assets
 from .body_limit import BodyLimitMiddleware
 from .form_tokens import FormTokens
@@ -50,6 +50,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/widget/v1/candidature", forms.form_page(CANDIDATURE), methods=["GET", "POST"]),
         Route("/widget/v1/rdv", forms.form_page(RDV), methods=["GET", "POST"]),
         Route("/confidentialite", pages.privacy, name="privacy"),
+        Route("/api/v1/openapi.json", openapi.openapi_json, name="openapi"),
+        Route("/api/docs", openapi.docs, name="api_docs"),
     ]
     app = Starlette(
         routes=routes,
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.assets = assets
     app.state.form_tokens = FormTokens(
         settings.secret_key, settings.form_token_ttl_seconds, settings.form_min_fill_seconds)
+    app.state.openapi = openapi.document(settings)
     app.state.throttle = Throttle(settings.rate_limit, settings.rate_limit_storage)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return app

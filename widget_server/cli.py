@@ -111,11 +111,30 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     return int(asyncio.run(_with_database(settings, work)))
 
 
+def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
+    from .retention import purge
+
+    async def work(database: Database) -> str:
+        return (await purge(database, settings)).summary()
+
+    print(asyncio.run(_with_database(settings, work)))
+    return 0
+
+
+def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    from .stats import stats
+
+    print(asyncio.run(_with_database(settings, stats)))
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
     "serve": ("run the API, the widget and the email worker in one process", cmd_serve),
     "migrate": ("create or upgrade the database schema in place", cmd_migrate),
     "import": ("load formations, offers or companies from CSV or JSON Lines", cmd_import),
     "keys": ("create, list or revoke partner API keys", cmd_keys),
+    "purge": ("delete delivered CVs and anonymise old requests (cron-safe)", cmd_purge),
+    "stats": ("print request, answer and delivery counts", cmd_stats),
 }
 
 
