@@ -14,6 +14,7 @@ from databases import Database
 from . import emails, outbox, tables
 from .contact_requests import describe_target, request_context
 from .kinds import KINDS
+from .resources import write_transaction
 from .settings import Settings
 from .targets import Target
 
@@ -43,8 +44,8 @@ async def record_bounce(
     if request_ids is not None:
         query = query.where(requests.c.id.in_(request_ids))
     told = 0
-    async with database.transaction():
-        await database.execute(_UPSERT, {"email": email, "at": now, "reason": reason[:500]})
+    async with write_transaction(database):
+        await database.execute(_UPSERT.bindparams(email=email, at=now, reason=reason[:500]))
         for row in await database.fetch_all(query):
             await _tell_candidate(database, settings, dict(row._mapping), now)
             told += 1

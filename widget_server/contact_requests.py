@@ -23,6 +23,7 @@ from . import eligibility, emails, outbox, reply_tokens, tables
 from .kinds import TOPIC_LABELS, Quota, RequestKind
 from .migrations import dialect_of
 from .problems import Problem
+from .resources import write_transaction
 from .targets import BadTarget, Target, make_target
 from .validation import CV, FieldErrors, check_cv, clean_email, clean_name, clean_phone
 
@@ -151,7 +152,7 @@ async def submit(state: State, submission: Submission, now: dt.datetime | None =
         settings, kind.ack_email, context,
         to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]), now=now)
 
-    async with database.transaction():
+    async with write_transaction(database):
         await _check_quotas(database, kind, row, settings, now)
         await database.execute(tables.contact_requests.insert().values(**row))
         if clean.cv is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from databases import Database
@@ -34,3 +36,17 @@ async def prepare_sqlite(database: Database) -> None:
     """WAL lets readers go on while one writer writes; the setting sticks to the file."""
     if database.url.dialect == "sqlite" and database.url.database not in ("", ":memory:"):
         await database.execute("PRAGMA journal_mode=WAL")
+
+
+@asynccontextmanager
+async def write_transaction(database: Database) -> AsyncIterator[None]:
+    """A transaction that holds the write lock from its first statement.
+
+    SQLite's plain BEGIN starts as a reader; a transaction that reads, then writes
+    after another connection committed fails at once with "database is locked"
+    instead of waiting. A no-op write first makes it wait its turn (busy timeout).
+    """
+    async with database.transaction():
+        if database.url.dialect == "sqlite":
+            await database.execute("UPDATE schema_migrations SET version = version WHERE 0")
+        yield

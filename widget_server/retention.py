@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from databases import Database
 
 from . import tables
+from .resources import write_transaction
 from .settings import Settings
 
 ANONYMOUS = "Anonyme"
@@ -41,7 +42,7 @@ async def purge(database: Database, settings: Settings, now: dt.datetime | None 
     due_requests = [r[0] for r in await database.fetch_all(
         sa.select(requests.c.id).where(requests.c.anonymised_at.is_(None),
                                        requests.c.updated_at < expired))]
-    async with database.transaction():
+    async with write_transaction(database):
         if due_cvs:
             await database.execute(cvs.update().where(cvs.c.request_id.in_(due_cvs))
                                    .values(data=None, deleted_at=now))
