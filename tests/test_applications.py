@@ -282,3 +282,30 @@ def test_rate_limit_is_429_with_retry_after(tmp_path: Any) -> None:
         assert codes == [202, 202, 429]
         response = post(client, key, application())
         assert int(response.headers["retry-after"]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "emails", "status", "code"),
+    [
+        ("APPLICATIONS_PER_DAY", ["a@example.org"] * 3, 429, "quota"),
+        ("CALLER_APPLICATIONS_PER_COMPANY_PER_DAY",
+         ["a@example.org", "b@example.org", "c@example.org"], 429, "quota"),
+    ],
+)
+def test_daily_quotas_answer_429_with_retry_after(
+    tmp_path: Any, setting: str, emails: list[str], status: int, code: str
+) -> None:
+    from tests.conftest import make_settings
+    from widget_server.app import create_app
+
+    with TestClient(create_app(make_settings(tmp_path, **{setting: "2"}))) as client:
+        for offer_id in ("O-1", "O-2", "O-3"):  # one company, three offers
+            seed.offer(client, offer_id)
+        key = seed.api_key(client)
+        codes = [post(client, key, application(offer_id=f"O-{i + 1}", email=email)).status_code
+                 for i, email in enumerate(emails)]
+        assert codes[:2] == [202, 202]
+        response = post(client, key, application(offer_id="O-3", email=emails[2]))
+        assert response.status_code == status
+        assert response.json()["code"] == code
+        assert 0 < int(response.headers["retry-after"]) <= 86400

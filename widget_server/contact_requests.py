@@ -208,21 +208,29 @@ async def _check_quotas(
         # Serialise concurrent requests of one candidate, so two can't both pass a quota.
         await database.execute(sa.select(sa.func.pg_advisory_xact_lock(
             sa.func.hashtext(f"{row['email']}|{kind.name}"))))
-    for quota in kind.quotas(settings):
+    quotas = kind.quotas(settings)
+    columns = []
+    conditions = []
+    for quota in quotas:
         scope: dict[str, Any] = {
             "email_target": {"email": row["email"], "target_kind": row["target_kind"],
                              "target_ref": row["target_ref"]},
             "email": {"email": row["email"]},
             "caller_company": {"caller": row["caller"], "siret": row["siret"]},
         }[quota.scope]
-        query = sa.select(sa.func.count(), sa.func.min(requests.c.created_at)).where(
-            requests.c.kind == kind.name,
-            *(requests.c[name] == value for name, value in scope.items()))
+        condition = sa.and_(*(requests.c[name] == value for name, value in scope.items()))
         if quota.window is not None:
-            query = query.where(requests.c.created_at > now - quota.window)
-        result = await database.fetch_one(query)
-        assert result is not None
-        count, oldest = result[0], result[1]
+            condition = sa.and_(condition, requests.c.created_at > now - quota.window)
+        conditions.append(condition)
+        columns += [sa.func.sum(sa.case((condition, 1), else_=0)),
+                    sa.func.min(sa.case((condition, requests.c.created_at)))]
+    # Every quota in one query: this runs inside the write transaction, so keep it short.
+    result = await database.fetch_one(
+        sa.select(*columns).where(requests.c.kind == kind.name, sa.or_(*conditions)))
+    assert result is not None
+    values = list(result._mapping.values())
+    for index, quota in enumerate(quotas):
+        count, oldest = values[2 * index] or 0, values[2 * index + 1]
         if count >= quota.max_count:
             raise _quota_problem(quota, oldest, now)
 

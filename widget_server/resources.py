@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -38,15 +40,24 @@ async def prepare_sqlite(database: Database) -> None:
         await database.execute("PRAGMA journal_mode=WAL")
 
 
+_WRITERS: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
 @asynccontextmanager
 async def write_transaction(database: Database) -> AsyncIterator[None]:
     """A transaction that holds the write lock from its first statement.
 
-    SQLite's plain BEGIN starts as a reader; a transaction that reads, then writes
-    after another connection committed fails at once with "database is locked"
-    instead of waiting. A no-op write first makes it wait its turn (busy timeout).
+    SQLite has one writer at a time. Its plain BEGIN starts as a reader, and a
+    transaction that reads, then writes after another connection committed fails
+    at once with "database is locked"; a no-op write first makes it wait its turn.
+    Writers of this process also queue on an asyncio lock: first come, first
+    served, instead of SQLite's busy handler sleeping and retrying.
     """
-    async with database.transaction():
-        if database.url.dialect == "sqlite":
-            await database.execute("UPDATE schema_migrations SET version = version WHERE 0")
+    if database.url.dialect != "sqlite":
+        async with database.transaction():
+            yield
+        return
+    lock = _WRITERS.setdefault(database, asyncio.Lock())
+    async with lock, database.transaction():
+        await database.execute("UPDATE schema_migrations SET version = version WHERE 0")
         yield
