@@ -10,6 +10,7 @@ from pathlib import Path
 
 from databases import Database
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .settings import Settings
 
@@ -61,3 +62,22 @@ async def write_transaction(database: Database) -> AsyncIterator[None]:
     async with lock, database.transaction():
         await database.execute("UPDATE schema_migrations SET version = version WHERE 0")
         yield
+
+
+class OneConnectionPerRequest:
+    """On SQLite, `databases` opens a new connection (and thread) for every query
+    made outside a held connection; holding one for the request makes its queries
+    share it. PostgreSQL has a pool, so there each query borrows a connection only
+    for as long as it runs."""
+
+    def __init__(self, app: ASGIApp, database: Database) -> None:
+        self.app = app
+        self.database = database
+        self.enabled = database.url.dialect == "sqlite"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.enabled or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        async with self.database.connection():
+            await self.app(scope, receive, send)
