@@ -1,0 +1,222 @@
+"""Directory import and eligibility throughput, each beside a baseline measured in
+the same run. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/bench_import.py [ROWS]
+
+Import: ROWS (default 100,000) generated offers in a CSV file, through
+`directory.import_file` into a fresh SQLite file, then the same file again (every
+row unchanged). Baseline: the same CSV read with `csv.reader` and inserted with
+the stdlib driver's `executemany`, no checks, same batch size and one transaction
+per batch, into another fresh SQLite file: the floor set by SQLite itself.
+
+Eligibility: batches of 50 targets (40 offers, 5 companies, 5 formations) against
+the imported directory, through `eligibility.check_many` and through the HTTP API
+(TestClient). Baseline: the same 50 targets asked one by one with
+`eligibility.check`, one query each - what a loader without batching would cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from databases import Database
+
+from widget_server import directory, eligibility, migrations
+from widget_server.resources import create_database, prepare_sqlite
+from widget_server.settings import load_settings
+from widget_server.targets import Target, is_valid_siret
+
+COMPANIES = 20_000
+BATCH = 50
+LOOP_SECONDS = 3.0
+LOOP_MAX = 2_000
+CITIES = [("Lyon", "69003"), ("Nantes", "44000"), ("Bordeaux", "33000"), ("Lille", "59000"),
+          ("Toulouse", "31000"), ("Rennes", "35000"), ("Strasbourg", "67000"), ("Caen", "14000")]
+TITLES = ["Apprenti boulanger (H/F)", "Apprenti mécanicien automobile (H/F)",
+          "Développeur web en alternance (H/F)", "Assistant comptable en alternance (H/F)",
+          "Commis de cuisine en apprentissage (H/F)", "Apprenti électricien (H/F)"]
+HEADER = ["offer_id", "title", "siret", "company_name", "address", "postcode", "city", "status",
+          "posted_on", "expires_on", "contact_email"]
+
+
+def siret(n: int) -> str:
+    base = f"8{n:012d}"
+    return next(base + str(d) for d in range(10) if is_valid_siret(base + str(d)))
+
+
+def generate(path: Path, rows: int) -> list[str]:
+    sirets = [siret(n) for n in range(COMPANIES)]
+    ids = []
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        for n in range(rows):
+            company = n % COMPANIES
+            city, postcode = CITIES[n % len(CITIES)]
+            offer_id = f"B-{n:07d}"
+            ids.append(offer_id)
+            writer.writerow([
+                offer_id, TITLES[n % len(TITLES)], sirets[company], f"Entreprise {company}",
+                f"{n % 150 + 1} rue de la République", postcode, city,
+                "closed" if n % 20 == 0 else "active", f"2026-{n % 12 + 1:02d}-{n % 28 + 1:02d}",
+                "" if n % 3 else "2027-06-30", f"rh{company}@entreprise-{company}.example",
+            ])
+    return ids
+
+
+def timed(label: str, rows: int, seconds: float) -> float:
+    rate = rows / seconds
+    print(f"  {label:<46} {rows:>8,} rows in {seconds:6.2f} s  {rate:>10,.0f} rows/s")
+    return rate
+
+
+async def with_database(url: str, work: Callable[[Database], Awaitable[Any]]) -> Any:
+    settings = load_settings({"DATABASE_URL": url, "SECRET_KEY": "bench"}, env_file=None)
+    database = create_database(settings)
+    await database.connect()
+    try:
+        await prepare_sqlite(database)
+        await migrations.migrate(database)
+        return await work(database)
+    finally:
+        await database.disconnect()
+
+
+def raw_executemany(csv_path: Path, db_path: Path) -> float:
+    asyncio.run(with_database(f"sqlite+aiosqlite:///{db_path}", lambda db: asyncio.sleep(0)))
+    connection = sqlite3.connect(db_path, isolation_level=None)
+    sql = (f"INSERT INTO offers ({', '.join(HEADER)}, updated_at) "
+           f"VALUES ({', '.join('?' for _ in HEADER)}, ?)")
+    now = "2026-11-28 12:00:00.000000"
+    start = time.perf_counter()
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        batch: list[list[str | None]] = []
+        for cells in reader:
+            batch.append([*(c or None for c in cells), now])
+            if len(batch) == directory.BATCH_SIZE:
+                connection.execute("BEGIN")
+                connection.executemany(sql, batch)
+                connection.execute("COMMIT")
+                batch = []
+        if batch:
+            connection.execute("BEGIN")
+            connection.executemany(sql, batch)
+            connection.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    connection.close()
+    return elapsed
+
+
+async def loop(work: Callable[[], Awaitable[Any]]) -> tuple[int, float]:
+    count, start = 0, time.perf_counter()
+    while count < LOOP_MAX and time.perf_counter() - start < LOOP_SECONDS:
+        await work()
+        count += 1
+    return count, time.perf_counter() - start
+
+
+def report_loop(label: str, count: int, seconds: float) -> float:
+    rate = count / seconds
+    print(f"  {label:<46} {rate:>8,.0f} batches/s  {rate * BATCH:>10,.0f} targets/s")
+    return rate
+
+
+def bench_eligibility(url: str, offer_ids: list[str]) -> None:
+    rng = random.Random(7)
+    demo = directory.DEMO_DIR
+
+    async def prepare(database: Database) -> list[list[Target]]:
+        for kind in ("companies", "formations"):
+            await directory.import_file(database, kind, demo / f"{kind}.csv")
+        companies = [r[0] for r in csv.reader((demo / "companies.csv").open(encoding="utf-8"))][1:]
+        formations = [r[0] for r in csv.reader((demo / "formations.csv").open(encoding="utf-8"))][1:]
+        return [
+            [Target("offer", rng.choice(offer_ids)) for _ in range(40)]
+            + [Target("company", rng.choice(companies)) for _ in range(5)]
+            + [Target("formation", rng.choice(formations)) for _ in range(5)]
+            for _ in range(64)
+        ]
+
+    batches: list[list[Target]] = asyncio.run(with_database(url, prepare))
+
+    async def measure(database: Database) -> tuple[float, float]:
+        turn = iter(range(10**9))
+
+        async def batched() -> None:
+            await eligibility.check_many(
+                database, batches[next(turn) % len(batches)], max_offer_applications=80)
+
+        async def one_by_one() -> None:
+            for target in batches[next(turn) % len(batches)]:
+                await eligibility.check(database, target, max_offer_applications=80)
+
+        many = report_loop("check_many, 50 targets, one query per kind", *await loop(batched))
+        single = report_loop("baseline: check() x 50, one query per target", *await loop(one_by_one))
+        return many, single
+
+    many, single = asyncio.run(with_database(url, measure))
+
+    from starlette.testclient import TestClient
+
+    from widget_server.app import create_app
+
+    settings = load_settings({"DATABASE_URL": url, "SECRET_KEY": "bench", "RATE_LIMIT": "1000000/minute",
+                              "DEMO_DATA": "false", "LOG_LEVEL": "WARNING"}, env_file=None)
+    with TestClient(create_app(settings)) as client:
+        queries: list[list[tuple[str, str | int | float | bool | None]]] = [
+            [("target", str(t)) for t in batch] for batch in batches]
+        count, start = 0, time.perf_counter()
+        while count < LOOP_MAX and time.perf_counter() - start < LOOP_SECONDS:
+            response = client.get("/api/v1/eligibility", params=queries[count % len(queries)])
+            assert response.status_code == 200, response.text
+            count += 1
+        report_loop("GET /api/v1/eligibility (TestClient), 50 targets", count, time.perf_counter() - start)
+    print(f"  batched / one-by-one: {many / single:.1f}x")
+
+
+def main() -> None:
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        csv_path = folder / "offers.csv"
+        start = time.perf_counter()
+        offer_ids = generate(csv_path, rows)
+        print(f"Generated {rows:,} offers ({csv_path.stat().st_size / 1e6:.1f} MB) "
+              f"in {time.perf_counter() - start:.1f} s; batch size {directory.BATCH_SIZE}")
+
+        url = f"sqlite+aiosqlite:///{folder / 'import.db'}"
+
+        async def first(database: Database) -> tuple[directory.ImportReport, float]:
+            start = time.perf_counter()
+            report = await directory.import_file(database, "offers", csv_path)
+            return report, time.perf_counter() - start
+
+        print("Import (SQLite):")
+        report, seconds = asyncio.run(with_database(url, first))
+        assert report.inserted == rows and not report.rejected, report.summary()
+        imported = timed("import_file, fresh database (all inserted)", rows, seconds)
+        baseline = timed("baseline: csv.reader + sqlite3 executemany", rows,
+                         raw_executemany(csv_path, folder / "raw.db"))
+        report, seconds = asyncio.run(with_database(url, first))
+        assert report.unchanged == rows, report.summary()
+        timed("import_file again (all unchanged)", rows, seconds)
+        print(f"  import_file / raw executemany: {imported / baseline:.2f} "
+              f"(the import runs at {imported / baseline:.0%} of the raw insert's speed)")
+
+        print("Eligibility (SQLite, directory above plus the demo companies and formations):")
+        bench_eligibility(url, offer_ids)
+
+
+if __name__ == "__main__":
+    main()

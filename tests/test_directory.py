@@ -1,0 +1,338 @@
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from databases import Database
+
+from tests.conftest import make_settings
+from widget_server import directory, migrations, tables
+from widget_server.cli import main
+from widget_server.directory import ImportFileError, ImportReport, import_file
+from widget_server.resources import create_database
+from widget_server.settings import Settings
+
+SIRET_A = "73282932000074"
+SIRET_B = "44306184100047"
+OFFER_HEADER = ("offer_id,title,siret,company_name,address,postcode,city,status,posted_on,expires_on,"
+                "contact_email")
+
+
+def run(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        database = create_database(settings)
+        await database.connect()
+        try:
+            await migrations.migrate(database)
+            return await work(database)
+        finally:
+            await database.disconnect()
+
+    return asyncio.run(go())
+
+
+def rows(settings: Settings, table: sa.Table) -> list[dict[str, Any]]:
+    async def work(database: Database) -> list[dict[str, Any]]:
+        records = await database.fetch_all(table.select())
+        return [dict(r._mapping) for r in records]
+
+    return list(run(settings, work))
+
+
+def do_import(settings: Settings, kind: str, path: Path, **options: Any) -> ImportReport:
+    report: ImportReport = run(settings, lambda db: import_file(db, kind, path, **options))
+    return report
+
+
+def write(path: Path, *lines: str, bom: bool = False) -> Path:
+    path.write_text(("\ufeff" if bom else "") + "\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def offer_line(offer_id: str, **changes: str) -> str:
+    values = {"offer_id": offer_id, "title": "Apprenti boulanger (H/F)", "siret": SIRET_A,
+              "company_name": "Boulangerie Martin", "address": "3 rue du Four", "postcode": "69003",
+              "city": "Lyon", "status": "active", "posted_on": "2026-10-01", "expires_on": "",
+              "contact_email": "Recrutement@Boulangerie.EXAMPLE", **changes}
+    return ",".join(values[name] for name in OFFER_HEADER.split(","))
+
+
+def test_csv_offers_are_imported_with_normalised_values(settings: Settings, tmp_path: Path) -> None:
+    path = write(tmp_path / "offers.csv", OFFER_HEADER, offer_line("OFF-1"),
+                 offer_line("OFF-2", expires_on="2027-01-31", status="Closed", contact_email=""))
+    report = do_import(settings, "offers", path)
+    assert (report.total, report.inserted, report.updated, report.unchanged) == (2, 2, 0, 0)
+    assert report.rejected == []
+    stored = {r["offer_id"]: r for r in rows(settings, tables.offers)}
+    assert stored["OFF-1"]["contact_email"] == "recrutement@boulangerie.example"
+    assert stored["OFF-1"]["posted_on"] == dt.date(2026, 10, 1)
+    assert stored["OFF-1"]["expires_on"] is None
+    assert stored["OFF-1"]["updated_at"].tzinfo is not None
+    assert stored["OFF-2"]["status"] == "closed"
+    assert stored["OFF-2"]["expires_on"] == dt.date(2027, 1, 31)
+    assert stored["OFF-2"]["contact_email"] is None
+
+
+def test_semicolon_csv_with_bom_and_french_decimals(settings: Settings, tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "companies.csv",
+        "siret;name;address;postcode;city;naf_code;hiring_score;contact_email",
+        f"{SIRET_A};Garage Durand;12 avenue Jean-Jaurès;44000;Nantes;45.20a;0,75;rh@garage.example",
+        bom=True,
+    )
+    report = do_import(settings, "companies", path)
+    assert report.rejected == []
+    [company] = rows(settings, tables.companies)
+    assert company["siret"] == SIRET_A
+    assert company["naf_code"] == "4520A"
+    assert company["hiring_score"] == 0.75
+    assert company["address"] == "12 avenue Jean-Jaurès"
+
+
+def test_json_lines_formations_are_imported(settings: Settings, tmp_path: Path) -> None:
+    record = {"cle_ministere_educatif": "088281P01313#L01", "title": "CAP Boulanger",
+              "address": "18 rue Garibaldi", "postcode": "69003", "city": "Lyon", "cfa_siret": SIRET_B,
+              "cfa_name": "CFA du Rhône", "cfa_address": "18 rue Garibaldi, 69003 Lyon",
+              "cfa_phone": "04 65 71 12 34", "contact_email": "rdv@cfa.example", "contact_bounced": False}
+    path = tmp_path / "formations.jsonl"
+    path.write_text("\n".join([
+        json.dumps(record),
+        "",
+        json.dumps({**record, "cle_ministere_educatif": "CME-2", "contact_email": None, "extra": 1}),
+        "{not json",
+        json.dumps({**record, "cle_ministere_educatif": "CME-3", "cfa_phone": "08 99 12"}),
+    ]) + "\n", encoding="utf-8")
+    report = do_import(settings, "formations", path)
+    assert report.inserted == 2
+    assert [line for line, _ in report.rejected] == [4, 5]
+    assert "not valid JSON" in report.rejected[0][1]
+    assert "cfa_phone" in report.rejected[1][1]
+    assert report.ignored_columns == ["extra"]
+    stored = {r["cle_ministere_educatif"]: r for r in rows(settings, tables.formations)}
+    assert stored["088281P01313#L01"]["cfa_phone"] == "+33465711234"
+    assert stored["CME-2"]["contact_email"] is None
+
+
+def test_broken_rows_are_reported_by_line_and_the_rest_imported(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "offers.csv",
+        OFFER_HEADER,                                                     # line 1
+        offer_line("OFF-1"),                                              # 2
+        offer_line("OFF-2", siret="73282932000075"),                      # 3: Luhn key
+        offer_line("OFF-3", contact_email="recrutement@"),                # 4
+        offer_line("OFF-4", posted_on="01/10/2026"),                      # 5
+        offer_line("OFF-5", status="open"),                               # 6
+        offer_line("OFF-1"),                                              # 7: duplicate
+        offer_line("OFF-6") + ",surplus",                                 # 8
+        offer_line("OFF-7", title='"Vendeur\nen boulangerie"'),           # 9-10: one record
+        offer_line("OFF 8"),                                              # 11: bad id
+        offer_line("OFF-9", title="", city=""),                           # 12: two reasons
+        offer_line("OFF-10"),                                             # 13
+    )
+    report = do_import(settings, "offers", path)
+    reasons = dict(report.rejected)
+    assert sorted(reasons) == [3, 4, 5, 6, 7, 8, 11, 12]
+    assert "siret" in reasons[3] and "Luhn" in reasons[3]
+    assert "contact_email" in reasons[4]
+    assert "posted_on" in reasons[5] and "YYYY-MM-DD" in reasons[5]
+    assert "status" in reasons[6]
+    assert "line 2" in reasons[7]
+    assert "12 values" in reasons[8]
+    assert "offer_id" in reasons[11]
+    assert "title: required" in reasons[12] and "city: required" in reasons[12]
+    assert (report.total, report.inserted) == (11, 3)
+    stored = {r["offer_id"]: r for r in rows(settings, tables.offers)}
+    assert sorted(stored) == ["OFF-1", "OFF-10", "OFF-7"]
+    assert stored["OFF-7"]["title"] == "Vendeur en boulangerie"
+    summary = report.summary()
+    assert "rejected: 8" in summary
+    assert "line 3: siret" in summary
+
+
+def test_reimport_changes_nothing_and_a_changed_row_counts_as_updated(
+    settings: Settings, tmp_path: Path
+) -> None:
+    lines = [offer_line(f"OFF-{n}") for n in range(5)]
+    path = write(tmp_path / "offers.csv", OFFER_HEADER, *lines)
+    assert do_import(settings, "offers", path).inserted == 5
+    before = {r["offer_id"]: r for r in rows(settings, tables.offers)}
+
+    again = do_import(settings, "offers", path)
+    assert (again.inserted, again.updated, again.unchanged, again.rejected) == (0, 0, 5, [])
+    assert {r["offer_id"]: r for r in rows(settings, tables.offers)} == before
+
+    async def count_applications(database: Database) -> None:
+        await database.execute(
+            tables.offers.update().where(tables.offers.c.offer_id == "OFF-2").values(application_count=7))
+
+    run(settings, count_applications)
+    lines[2] = offer_line("OFF-2", title="Apprentie boulangère (H/F)")
+    changed = do_import(settings, "offers", write(tmp_path / "offers.csv", OFFER_HEADER, *lines))
+    assert (changed.inserted, changed.updated, changed.unchanged) == (0, 1, 4)
+    after = {r["offer_id"]: r for r in rows(settings, tables.offers)}
+    assert after["OFF-2"]["title"] == "Apprentie boulangère (H/F)"
+    assert after["OFF-2"]["application_count"] == 7  # the service's counter survives an import
+    assert after["OFF-2"]["updated_at"] > before["OFF-2"]["updated_at"]
+    assert after["OFF-3"]["updated_at"] == before["OFF-3"]["updated_at"]
+
+
+def test_dry_run_writes_nothing(settings: Settings, tmp_path: Path) -> None:
+    path = write(tmp_path / "companies.csv",
+                 "siret,name,address,postcode,city,naf_code,hiring_score,contact_email,contact_bounced",
+                 f"{SIRET_A},Garage Durand,1 rue A,44000,Nantes,4520A,0.8,rh@garage.example,true",
+                 f"{SIRET_B},Boulangerie,2 rue B,69003,Lyon,1071C,1.5,rh@boul.example,false")
+    report = do_import(settings, "companies", path, dry_run=True)
+    assert (report.inserted, report.bounced, len(report.rejected)) == (1, 1, 1)
+    assert "hiring_score" in report.rejected[0][1]
+    assert "dry run" in report.summary()
+    assert rows(settings, tables.companies) == []
+    assert rows(settings, tables.contacts) == []
+
+
+def test_flags_set_contact_state_and_never_clear_it(settings: Settings, tmp_path: Path) -> None:
+    header = "siret,name,address,postcode,city,naf_code,hiring_score,contact_email,contact_opted_out"
+    opted = write(tmp_path / "companies.csv", header,
+                  f"{SIRET_A},Garage Durand,1 rue A,44000,Nantes,4520A,0.8,RH@Garage.example,true",
+                  f"{SIRET_B},Boulangerie,2 rue B,69003,Lyon,1071C,0.5,rh@boul.example,false")
+    first = do_import(settings, "companies", opted)
+    assert (first.opted_out, first.bounced) == (1, 0)
+    [contact] = rows(settings, tables.contacts)
+    assert contact["email"] == "rh@garage.example"
+    assert contact["company_opt_out_at"] is not None
+    assert contact["formation_opt_out_at"] is None
+
+    cleared = write(tmp_path / "companies.csv", header,
+                    f"{SIRET_A},Garage Durand,1 rue A,44000,Nantes,4520A,0.8,rh@garage.example,false")
+    second = do_import(settings, "companies", cleared)
+    assert (second.opted_out, second.unchanged) == (0, 1)
+    assert rows(settings, tables.contacts) == [contact]
+
+
+def test_formation_flags_mark_the_rdv_opt_out_and_the_bounce(settings: Settings, tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "formations.csv",
+        "cle_ministere_educatif,title,address,postcode,city,cfa_siret,cfa_name,cfa_address,cfa_phone,"
+        "contact_email,contact_opted_out,contact_bounced",
+        f"CME-1,CAP Cuisine,1 rue A,34000,Montpellier,{SIRET_B},CFA,1 rue A,0465711234,cfa@cfa.example,true,",
+        f"CME-2,BTS MCO,1 rue A,34000,Montpellier,{SIRET_B},CFA,1 rue A,0465711234,cfa@cfa.example,,true",
+        f"CME-3,BTS NDRC,1 rue A,34000,Montpellier,{SIRET_B},CFA,1 rue A,0465711234,,,true",
+    )
+    report = do_import(settings, "formations", path)
+    assert (report.opted_out, report.bounced, report.inserted) == (1, 1, 2)
+    assert report.rejected[0][0] == 4 and "no contact_email" in report.rejected[0][1]
+    [contact] = rows(settings, tables.contacts)
+    assert contact["formation_opt_out_at"] is not None
+    assert contact["company_opt_out_at"] is None
+    assert contact["bounced_at"] is not None and contact["bounce_reason"]
+
+
+def test_an_offer_row_cannot_opt_its_contact_out(settings: Settings, tmp_path: Path) -> None:
+    path = write(tmp_path / "offers.csv", OFFER_HEADER + ",contact_opted_out",
+                 offer_line("OFF-1") + ",true", offer_line("OFF-2") + ",false")
+    report = do_import(settings, "offers", path)
+    assert report.inserted == 1
+    assert report.rejected[0][0] == 2 and "offers have no opt-out" in report.rejected[0][1]
+    assert rows(settings, tables.contacts) == []
+
+
+def test_missing_header_column_is_a_file_error_and_writes_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "offers.csv", OFFER_HEADER.replace(",siret", ""),
+                 offer_line("OFF-1").replace(f",{SIRET_A}", ""))
+    with pytest.raises(ImportFileError, match=r"missing required column.*siret"):
+        do_import(settings, "offers", path)
+    assert rows(settings, tables.offers) == []
+
+
+def test_unusable_files_are_file_errors(settings: Settings, tmp_path: Path) -> None:
+    latin1 = tmp_path / "offers.csv"
+    latin1.write_bytes((OFFER_HEADER + "\n" + offer_line("OFF-1", city="Orléans")).encode("latin-1"))
+    with pytest.raises(ImportFileError, match=r"not UTF-8 text \(line 2\)"):
+        do_import(settings, "offers", latin1)
+    with pytest.raises(ImportFileError, match=r"unknown format \.xlsx"):
+        do_import(settings, "offers", write(tmp_path / "offers.xlsx", OFFER_HEADER))
+    with pytest.raises(ImportFileError, match="cannot read"):
+        do_import(settings, "offers", tmp_path / "missing.csv")
+    with pytest.raises(ImportFileError, match="empty"):
+        do_import(settings, "offers", write(tmp_path / "empty.csv", ""))
+
+
+def test_progress_is_reported_after_every_batch(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(directory, "BATCH_SIZE", 2)
+    path = write(tmp_path / "offers.csv", OFFER_HEADER, *(offer_line(f"OFF-{n}") for n in range(5)))
+    calls: list[tuple[int, int | None]] = []
+    report = do_import(settings, "offers", path, progress=lambda done, total: calls.append((done, total)))
+    assert report.inserted == 5
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_terminal_progress_draws_one_line_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    pipe, terminal = io.StringIO(), Terminal()
+    monkeypatch.setattr("sys.stderr", pipe)
+    directory.terminal_progress(500, 1000)
+    monkeypatch.setattr("sys.stderr", terminal)
+    directory.terminal_progress(500, 1000)
+    directory.terminal_progress(1000, 1000)
+    assert pipe.getvalue() == ""
+    assert terminal.getvalue().startswith("\r500 / 1,000 rows (50%)")
+    assert terminal.getvalue().endswith("(100%)\x1b[K\n")
+
+
+def test_summary_lists_at_most_fifty_rejected_rows() -> None:
+    report = ImportReport("offers", total=60, rejected=[(n, "bad") for n in range(2, 62)])
+    lines = report.summary().splitlines()
+    assert "  line 51: bad" in lines
+    assert "  line 52: bad" not in lines
+    assert lines[-1] == "  … and 10 more"
+
+
+def test_demo_directory_is_valid_and_loaded_only_into_an_empty_directory(settings: Settings) -> None:
+    for kind in ("formations", "offers", "companies"):
+        report = do_import(settings, kind, directory.DEMO_DIR / f"{kind}.csv", dry_run=True)
+        assert report.rejected == [], report.summary()
+        assert report.total >= 20
+    assert run(settings, directory.load_demo) is True
+    assert run(settings, directory.load_demo) is False
+    assert len(rows(settings, tables.companies)) == 20
+
+
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)  # resets PostgreSQL when the tests run on it
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("SECRET_KEY", "test-secret-key")
+
+
+def test_cli_import_reports_and_exits_by_outcome(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_env(monkeypatch, tmp_path)
+    path = write(tmp_path / "offers.csv", OFFER_HEADER, offer_line("OFF-1"),
+                 offer_line("OFF-2", siret="123"))
+    assert main(["import", "offers", str(path), "--dry-run", "--quiet"]) == 1
+    assert "would be inserted: 1" in capsys.readouterr().out
+    assert main(["import", "offers", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "inserted: 1" in out and "line 3: siret" in out
+    good = write(tmp_path / "good.csv", OFFER_HEADER, offer_line("OFF-1"))
+    assert main(["import", "offers", str(good), "--quiet"]) == 0
+    assert "unchanged: 1" in capsys.readouterr().out
+    assert main(["import", "companies", str(good)]) == 2
+    assert "missing required column" in capsys.readouterr().err

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from databases import Database
+
+from tests.conftest import make_settings
+from widget_server import migrations, tables
+from widget_server.cli import main
+from widget_server.resources import create_database
+from widget_server.settings import Settings
+
+NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+
+# (nullable, part of the primary key, type family) for each column of each table.
+Schema = dict[str, dict[str, tuple[bool, bool, str]]]
+
+
+def run(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        database = create_database(settings)
+        await database.connect()
+        try:
+            return await work(database)
+        finally:
+            await database.disconnect()
+
+    return asyncio.run(go())
+
+
+def _family(declared: str) -> str:
+    declared = declared.lower()
+    for needle, family in (("timestamp", "timestamp"), ("datetime", "timestamp"), ("date", "date"),
+                           ("int", "integer"), ("double", "float"), ("real", "float"),
+                           ("float", "float"), ("blob", "binary"), ("bytea", "binary"),
+                           ("bool", "boolean"), ("text", "text"), ("char", "text")):
+        if needle in declared:
+            return family
+    return declared
+
+
+def _expected_family(column: sa.Column[Any]) -> str:
+    kind = column.type
+    if isinstance(kind, tables.UTCDateTime):
+        return "timestamp"
+    for sa_type, family in ((sa.Boolean, "boolean"), (sa.Integer, "integer"), (sa.Float, "float"),
+                            (sa.Date, "date"), (sa.LargeBinary, "binary"), (sa.String, "text")):
+        if isinstance(kind, sa_type):
+            return family
+    return type(kind).__name__.lower()
+
+
+def expected_schema() -> Schema:
+    return {
+        table.name: {
+            c.name: (c.nullable or False, c.primary_key, _expected_family(c)) for c in table.columns
+        }
+        for table in tables.metadata.sorted_tables
+    }
+
+
+async def database_schema(database: Database) -> Schema:
+    schema: Schema = {}
+    if migrations.dialect_of(database) == "sqlite":
+        names = await database.fetch_all(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, 7) <> 'sqlite_'")
+        for name in (r._mapping["name"] for r in names):
+            info = await database.fetch_all(f"PRAGMA table_info('{name}')")
+            schema[name] = {
+                row._mapping["name"]: (not row._mapping["notnull"], row._mapping["pk"] > 0,
+                                       _family(row._mapping["type"]))
+                for row in info
+            }
+    else:
+        keys = {
+            (r._mapping["table_name"], r._mapping["column_name"])
+            for r in await database.fetch_all(
+                "SELECT k.table_name, k.column_name FROM information_schema.table_constraints c "
+                "JOIN information_schema.key_column_usage k ON k.constraint_name = c.constraint_name "
+                "AND k.table_schema = c.table_schema "
+                "WHERE c.constraint_type = 'PRIMARY KEY' AND c.table_schema = current_schema()")
+        }
+        for r in await database.fetch_all(
+            "SELECT table_name, column_name, is_nullable, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema()"
+        ):
+            table, column = r._mapping["table_name"], r._mapping["column_name"]
+            schema.setdefault(table, {})[column] = (
+                r._mapping["is_nullable"] == "YES", (table, column) in keys, _family(r._mapping["data_type"]))
+    return schema
+
+
+def comparable(schema: Schema) -> Schema:
+    # SQLite lets a TEXT primary key hold NULL; what matters there is that it is the key.
+    return {
+        table: {name: (nullable and not pk, pk, family) for name, (nullable, pk, family) in columns.items()}
+        for table, columns in schema.items()
+    }
+
+
+async def fill_version_1(database: Database) -> None:
+    await database.execute(tables.formations.insert().values(
+        cle_ministere_educatif="CME-1", title="CAP Cuisine", city="Tours", postcode="37000",
+        address="1 rue Nationale", cfa_siret="44306184100047", cfa_name="CFA Val de Loire",
+        cfa_address="1 rue Nationale, 37000 Tours", cfa_phone="+33261911234",
+        contact_email="rdv@cfa.example", updated_at=NOW))
+    await database.execute(tables.offers.insert().values(
+        offer_id="OFF-1", title="Commis de cuisine (H/F)", siret="73282932000074",
+        company_name="Hôtel des Tanneurs", address="6 rue Colbert", city="Tours", postcode="37000",
+        contact_email="direction@hotel.example", status="active", posted_on=dt.date(2026, 10, 1),
+        application_count=4, updated_at=NOW))
+    await database.execute(tables.companies.insert().values(
+        siret="73282932000074", name="Hôtel des Tanneurs", address="6 rue Colbert", city="Tours",
+        postcode="37000", naf_code="5510Z", hiring_score=0.77, contact_email="direction@hotel.example",
+        updated_at=NOW))
+    await database.execute(tables.contacts.insert().values(email="rdv@cfa.example", bounced_at=NOW))
+
+
+def test_a_version_1_database_is_upgraded_in_place_without_losing_rows(settings: Settings) -> None:
+    async def work(database: Database) -> None:
+        assert await migrations.migrate(database, target=1) == [1]
+        await fill_version_1(database)
+        before = {t.name: await database.fetch_all(t.select())
+                  for t in (tables.formations, tables.offers, tables.companies, tables.contacts)}
+        applied = await migrations.migrate(database)
+        assert applied == [m.version for m in migrations.MIGRATIONS if m.version > 1]
+        assert await migrations.applied_versions(database) == {m.version for m in migrations.MIGRATIONS}
+        for table in (tables.formations, tables.offers, tables.companies, tables.contacts):
+            after = await database.fetch_all(table.select())
+            assert [dict(r._mapping) for r in after] == [dict(r._mapping) for r in before[table.name]]
+        [offer] = await database.fetch_all(tables.offers.select())
+        assert offer._mapping["application_count"] == 4
+        assert offer._mapping["updated_at"] == NOW
+
+    run(settings, work)
+
+
+def test_the_migrated_schema_is_exactly_tables_py(settings: Settings) -> None:
+    async def work(database: Database) -> Schema:
+        await migrations.migrate(database)
+        return await database_schema(database)
+
+    actual = comparable(run(settings, work))
+    expected = comparable(expected_schema())
+    assert sorted(actual) == sorted(expected)
+    for table in expected:
+        assert actual[table] == expected[table], table
+
+
+def test_migrate_is_idempotent(settings: Settings) -> None:
+    async def work(database: Database) -> tuple[list[int], list[int], int]:
+        first = await migrations.migrate(database)
+        second = await migrations.migrate(database)
+        count = await database.fetch_val(sa.select(sa.func.count()).select_from(tables.schema_migrations))
+        return first, second, count
+
+    first, second, count = run(settings, work)
+    assert first == [m.version for m in migrations.MIGRATIONS]
+    assert second == []
+    assert count == len(migrations.MIGRATIONS)
+
+
+def test_migrate_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = make_settings(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("SECRET_KEY", "test-secret-key")
+    assert main(["migrate"]) == 0
+    assert f"Applied migrations: {[m.version for m in migrations.MIGRATIONS]}" in capsys.readouterr().out
+    assert main(["migrate"]) == 0
+    assert "already up to date" in capsys.readouterr().out
+    assert run(settings, migrations.applied_versions) == {m.version for m in migrations.MIGRATIONS}
