@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from tests.smtp_server import SMTPServer
+from tests.smtp_server import running as running_smtp_server
 from widget_server.app import create_app
 from widget_server.settings import Settings, load_settings
 
@@ -39,6 +41,7 @@ def make_settings(tmp_path: Path, **overrides: str) -> Settings:
         "RATE_LIMIT": "1000/minute",
         "DEMO_DATA": "false",
         "LOG_LEVEL": "WARNING",
+        "OUTBOX_WORKER": "false",  # tests that want delivery run a worker themselves
     }
     if TEST_DATABASE_URL:
         reset_postgresql(TEST_DATABASE_URL)
@@ -58,3 +61,10 @@ def settings(tmp_path: Path) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SMTPServer]:
+    """A real SMTP server on 127.0.0.1 recording what it receives (see tests/smtp_server.py)."""
+    with running_smtp_server() as server:
+        yield server

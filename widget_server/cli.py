@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,8 +52,33 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings)
     print(f"Widget server on {settings.public_url} (listening on {settings.host}:{settings.port})",
           file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                proxy_headers=True, server_header=False)
+    from . import host_page
+
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+        proxy_headers=True, server_header=False))
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run does
+        asyncio.run(host_page.serve(settings, server))
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from . import bounces, mailer, outbox
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def work(database: Database) -> None:
+        worker = outbox.Worker(database, mailer.transport_from_settings(settings), settings,
+                               on_permanent_failure=bounces.on_permanent_failure(database, settings))
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await worker.run_forever(stop)
+
+    asyncio.run(_with_database(settings, work))
     return 0
 
 
@@ -130,6 +156,7 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
     "serve": ("run the API, the widget and the email worker in one process", cmd_serve),
+    "worker": ("deliver queued emails only (run several for more throughput)", cmd_worker),
     "migrate": ("create or upgrade the database schema in place", cmd_migrate),
     "import": ("load formations, offers or companies from CSV or JSON Lines", cmd_import),
     "keys": ("create, list or revoke partner API keys", cmd_keys),

@@ -222,7 +222,7 @@ async def _check_quotas(
         if quota.window is not None:
             condition = sa.and_(condition, requests.c.created_at > now - quota.window)
         conditions.append(condition)
-        columns += [sa.func.sum(sa.case((condition, 1), else_=0)),
+        columns += [sa.func.count(sa.case((condition, requests.c.id))),
                     sa.func.min(sa.case((condition, requests.c.created_at)))]
     # Every quota in one query: this runs inside the write transaction, so keep it short.
     result = await database.fetch_one(

@@ -61,9 +61,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RATE_LIMIT", "60/minute", "Requests per client IP on the API and the forms (429 beyond).", str),
     Setting("RATE_LIMIT_STORAGE", "memory://", "`memory://` (one process) or `redis://host:6379` for several instances."),
     Setting("FRAME_ANCESTORS", "*", "Origins allowed to frame the form pages, comma-separated; `*` for any site.", _origins),
+    Setting("EXAMPLE_HOST_PAGE_PORT", "8001", "Port `serve` also serves the example partner site (`examples/host-page/`) on, at http://127.0.0.1:PORT, another origin than the widget; `0` disables it.", int),
     Setting("OUTBOX_POLL_SECONDS", "1.0", "How often the email worker looks for due messages.", float),
     Setting("OUTBOX_LEASE_SECONDS", "120", "A claimed message returns to the queue if its worker dies for this long.", int),
-    Setting("OUTBOX_MAX_ATTEMPTS", "8", "Temporary SMTP failures retried this many times before giving up.", int),
+    Setting("OUTBOX_MAX_ATTEMPTS", "8", "A message is given up after this many temporary SMTP refusals (an unreachable server does not count: messages wait for it).", int),
+    Setting("OUTBOX_WORKER", "true", "Run the email worker inside `serve`.", _bool),
     Setting("REMINDER_DAYS", "5", "Days without an answer before the one reminder to the recruiter or CFA.", int),
     Setting("CV_RETENTION_DAYS", "30", "CV files are deleted this many days after delivery.", int),
     Setting("PERSONAL_DATA_RETENTION_DAYS", "730", "Candidate data is anonymised this many days after the last activity.", int),
@@ -96,9 +98,11 @@ class Settings:
     rate_limit: str
     rate_limit_storage: str
     frame_ancestors: tuple[str, ...]
+    example_host_page_port: int
     outbox_poll_seconds: float
     outbox_lease_seconds: int
     outbox_max_attempts: int
+    outbox_worker: bool
     reminder_days: int
     cv_retention_days: int
     personal_data_retention_days: int

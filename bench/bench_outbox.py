@@ -1,0 +1,157 @@
+"""Email delivery throughput: the outbox worker beside a bare SMTP send loop, both
+measured in the same run against the same local SMTP server. Prints figures;
+asserts nothing.
+
+    .venv/bin/python bench/bench_outbox.py [MESSAGES]
+
+MESSAGES (default 500) messages of about 12 kB (text and HTML parts, like the
+service's emails) are queued with `outbox.enqueue` in a fresh SQLite file (or
+`BENCH_DATABASE_URL`, a PostgreSQL database that is emptied first), then drained by one
+`outbox.Worker` (default batch size) over SMTP to aiosmtpd on 127.0.0.1. Baseline:
+the same messages sent with aiosmtplib on one connection, no database at all —
+the floor set by SMTP itself. The ratio is the price of the outbox (claims,
+leases, one status write per message). Each run is cut at TIME_LIMIT seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+from aiosmtpd.controller import Controller
+
+from widget_server import mailer, migrations, outbox
+from widget_server.resources import create_database, prepare_sqlite
+from widget_server.settings import load_settings
+
+TIME_LIMIT = 60.0
+_MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+class CountingHandler:
+    """Counts Message-IDs; nothing else, so the server costs both sides the same."""
+
+    def __init__(self) -> None:
+        self.ids: Counter[bytes] = Counter()
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        found = _MESSAGE_ID.search(envelope.content)
+        with self._lock:
+            self.ids[found.group(1) if found else b"?"] += 1
+        return "250 OK"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def message(n: int, tag: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "La bonne alternance <noreply@lba.example>"
+    msg["To"] = f"Recruteur {n} <contact{n}@entreprise{n % 50}.example>"
+    msg["Subject"] = f"Nouvelle candidature n°{n} pour « Apprenti boulanger »"
+    msg["Message-ID"] = make_msgid(idstring=f"{tag}{n}", domain="lba.example")
+    msg["Auto-Submitted"] = "auto-generated"
+    paragraph = "Léa Moreau souhaite rejoindre votre équipe en alternance. " * 8
+    msg.set_content("Bonjour,\n\n" + "\n\n".join([paragraph] * 6))
+    msg.add_alternative("<html><body>" + "".join(
+        f'<p style="font-family:Arial;font-size:16px;color:#1e1e1e">{paragraph}</p>' for _ in range(12))
+        + "</body></html>", subtype="html")
+    return msg
+
+
+async def run_worker(count: int, smtp_url: str, workdir: Path) -> tuple[float, float, int]:
+    environ = {"VAR_DIR": str(workdir), "SECRET_KEY": "bench", "SMTP_URL": smtp_url,
+               "LOG_LEVEL": "WARNING", "OUTBOX_WORKER": "false",
+               "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL")
+               or f"sqlite+aiosqlite:///{workdir}/bench.db"}
+    settings = load_settings(environ, env_file=None)
+    database = create_database(settings)
+    await database.connect()
+    try:
+        await prepare_sqlite(database)
+        if settings.database_url.startswith("postgresql"):
+            await database.execute("DROP SCHEMA public CASCADE")
+            await database.execute("CREATE SCHEMA public")
+        await migrations.migrate(database)
+        messages = [message(n, "w") for n in range(count)]
+        started = time.perf_counter()
+        async with database.transaction():
+            for msg in messages:
+                await outbox.enqueue(database, msg, template="bench", request_id=None)
+        enqueue_seconds = time.perf_counter() - started
+        worker = outbox.Worker(database, mailer.transport_from_settings(settings), settings)
+        handled = 0
+        started = time.perf_counter()
+        while time.perf_counter() - started < TIME_LIMIT:
+            done = await worker.run_once()
+            if not done:
+                break
+            handled += done
+        return enqueue_seconds, time.perf_counter() - started, handled
+    finally:
+        await database.disconnect()
+
+
+async def run_baseline(count: int, port: int) -> tuple[float, int]:
+    messages = [message(n, "b") for n in range(count)]
+    sent = 0
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, local_hostname="localhost")
+    started = time.perf_counter()
+    await client.connect()
+    try:
+        for msg in messages:
+            if time.perf_counter() - started > TIME_LIMIT:
+                break
+            await client.send_message(msg, sender="noreply@lba.example",
+                                      recipients=mailer.envelope_recipients(msg))
+            sent += 1
+    finally:
+        await client.quit()
+    return time.perf_counter() - started, sent
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    handler = CountingHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            enqueue_s, worker_s, handled = asyncio.run(
+                run_worker(count, f"smtp://127.0.0.1:{port}", Path(tmp)))
+        worker_ids = {k: v for k, v in handler.ids.items() if re.search(rb"\.w\d+@", k)}
+        baseline_s, sent = asyncio.run(run_baseline(count, port))
+    finally:
+        controller.stop()
+    database = "PostgreSQL" if os.environ.get("BENCH_DATABASE_URL", "").startswith("postgres") else "SQLite"
+    worker_rate, baseline_rate = handled / worker_s, sent / baseline_s
+    print(f"{count} messages of ~{len(bytes(message(0, 'x'))) // 1024} kB, {database}, "
+          f"aiosmtpd on 127.0.0.1, batch size {outbox.BATCH_SIZE}")
+    print(f"enqueue (one transaction):   {count / enqueue_s:8.0f} messages/s")
+    print(f"outbox worker:               {worker_rate:8.0f} messages/s "
+          f"({handled} in {worker_s:.2f} s; received once each: "
+          f"{len(worker_ids) == handled and set(worker_ids.values()) <= {1}})")
+    print(f"baseline, bare aiosmtplib:   {baseline_rate:8.0f} messages/s ({sent} in {baseline_s:.2f} s)")
+    print(f"ratio worker / baseline:     {worker_rate / baseline_rate:8.2f}")
+
+
+if __name__ == "__main__":
+    main()

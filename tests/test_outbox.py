@@ -1,0 +1,549 @@
+"""The outbox worker against a real SMTP server (aiosmtpd on 127.0.0.1): delivery,
+retries with backoff, refusals, outages, dead workers, concurrent workers, CVs."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from databases import Database
+
+from tests.conftest import make_settings
+from tests.smtp_server import Accounts, SMTPServer, free_port, running
+from widget_server import mailer, migrations, outbox, tables
+from widget_server.mailer import SMTPConfig, TemporaryFailure, Transport, parse_smtp_url
+from widget_server.resources import create_database, prepare_sqlite
+from widget_server.settings import Settings
+
+T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def move_to(self, when: dt.datetime) -> None:
+        self.now = when
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+def settings_for(tmp_path: Path, server_url: str, **overrides: str) -> Settings:
+    return make_settings(tmp_path, SMTP_URL=server_url, OUTBOX_WORKER="false",
+                         MAIL_FROM="La bonne alternance <noreply@lba.example>", **overrides)
+
+
+def run(settings: Settings, scenario: Callable[[Database], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        database = create_database(settings)
+        await database.connect()
+        try:
+            await prepare_sqlite(database)
+            await migrations.migrate(database)
+            return await scenario(database)
+        finally:
+            await database.disconnect()
+
+    return asyncio.run(main())
+
+
+def message(to: str = "recrutement@boulangerie.example",
+            subject: str = "Nouvelle candidature") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "La bonne alternance <noreply@lba.example>"
+    msg["To"] = f"Boulangerie Martin <{to}>"
+    msg["Subject"] = subject
+    msg["Message-ID"] = make_msgid(domain="lba.example")
+    msg.set_content("Bonjour,\nLéa Moreau vous écrit au sujet de l'offre « Vendeur·se ».\n")
+    msg.add_alternative("<p>Léa Moreau vous écrit.</p>", subtype="html")
+    return msg
+
+
+async def queue(database: Database, *messages: EmailMessage, **options: Any) -> list[int]:
+    ids = []
+    async with database.transaction():
+        for msg in messages:
+            ids.append(await outbox.enqueue(
+                database, msg, template=options.get("template", "candidature_pro"),
+                request_id=options.get("request_id", "req-1"),
+                attach_cv=options.get("attach_cv", False), now=T0))
+    return ids
+
+
+async def row(database: Database, outbox_id: int) -> dict[str, Any]:
+    found = await database.fetch_one(sa.select(tables.outbox).where(tables.outbox.c.id == outbox_id))
+    assert found is not None
+    return dict(found._mapping)
+
+
+def text_of(msg: EmailMessage) -> str:
+    part = msg.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content()).replace("\r\n", "\n")
+
+
+def worker(database: Database, settings: Settings, clock: Clock, **options: Any) -> outbox.Worker:
+    return outbox.Worker(database, options.pop("transport", None) or mailer.transport_from_settings(settings),
+                         settings, clock=clock, **options)
+
+
+def test_a_message_is_delivered_once_with_headers_and_body_intact(tmp_path: Path) -> None:
+    msg = message(subject="Léa Moreau candidate à « Vendeur·se en boulangerie »")
+    with running() as server:
+        settings = settings_for(tmp_path, server.url)
+
+        async def scenario(database: Database) -> None:
+            [outbox_id] = await queue(database, msg)
+            clock = Clock()
+            assert await worker(database, settings, clock).run_once() == 1
+            assert await worker(database, settings, clock).run_once() == 0
+            stored = await row(database, outbox_id)
+            assert (stored["status"], stored["attempts"], stored["sent_at"]) == ("sent", 0, T0)
+            assert stored["lease_owner"] is None
+
+        run(settings, scenario)
+    [received] = server.received
+    assert received.mail_from == "noreply@lba.example"
+    assert received.rcpt_tos == ["recrutement@boulangerie.example"]
+    assert received.message["Message-ID"] == msg["Message-ID"]
+    assert received.message["Subject"] == "Léa Moreau candidate à « Vendeur·se en boulangerie »"
+    assert text_of(received.message) == text_of(msg)
+    assert "Léa Moreau vous écrit." in received.message.get_body(("html",)).get_content()
+
+
+def test_an_8_bit_message_is_re_encoded_for_a_server_without_8bitmime(tmp_path: Path) -> None:
+    msg = message(subject="Léa candidate")
+    assert not msg.as_bytes().isascii()
+    with running(eight_bit=False) as server:
+        settings = settings_for(tmp_path, server.url)
+
+        async def scenario(database: Database) -> None:
+            await queue(database, msg)
+            assert await worker(database, settings, Clock()).run_once() == 1
+
+        run(settings, scenario)
+    [received] = server.received
+    assert received.data.isascii()
+    assert text_of(received.message) == text_of(msg)
+    assert received.message["Message-ID"] == msg["Message-ID"]
+
+
+def test_temporary_refusals_are_retried_after_backoff_and_delivered_once(tmp_path: Path) -> None:
+    msg = message()
+    with running() as server:
+        server.answer("RCPT", "451 4.3.0 Mailbox busy, try again later", times=2)
+        settings = settings_for(tmp_path, server.url)
+
+        async def scenario(database: Database) -> None:
+            [outbox_id] = await queue(database, msg)
+            clock = Clock()
+            work = worker(database, settings, clock)
+            for attempt, ceiling in ((1, 30), (2, 60)):
+                assert await work.run_once() == 1
+                stored = await row(database, outbox_id)
+                assert (stored["status"], stored["attempts"]) == ("pending", attempt)
+                assert stored["last_error"].startswith("451 ")
+                wait = (stored["next_attempt_at"] - clock.now).total_seconds()
+                assert 1 <= wait <= ceiling
+                clock.advance(wait - 0.5)
+                assert await work.run_once() == 0  # not due yet
+                clock.move_to(stored["next_attempt_at"])
+            assert await work.run_once() == 1
+            stored = await row(database, outbox_id)
+            assert (stored["status"], stored["attempts"]) == ("sent", 2)
+
+        run(settings, scenario)
+    assert server.message_ids() == [msg["Message-ID"]]
+
+
+@pytest.mark.parametrize(("command", "reply"), [
+    ("RCPT", "550 5.1.1 <recrutement@boulangerie.example>: Recipient address rejected"),
+    ("DATA", "554 5.7.1 Message refused"),
+])
+def test_a_permanent_refusal_fails_the_message_and_calls_the_hook_once(
+    tmp_path: Path, command: str, reply: str
+) -> None:
+    calls: list[tuple[Mapping[str, Any], str]] = []
+
+    async def hook(failed: Mapping[str, Any], error: str) -> None:
+        calls.append((failed, error))
+
+    msg = message()
+    with running() as server:
+        server.answer(command, reply)
+        settings = settings_for(tmp_path, server.url)
+
+        async def scenario(database: Database) -> None:
+            [outbox_id] = await queue(database, msg, template="candidature_pro", request_id="req-9")
+            work = worker(database, settings, Clock(), on_permanent_failure=hook)
+            assert await work.run_once() == 1
+            assert await work.run_once() == 0
+            stored = await row(database, outbox_id)
+            assert stored["status"] == "failed"
+            assert stored["last_error"] == reply
+
+        run(settings, scenario)
+    assert server.received == []
+    [(failed, error)] = calls
+    assert error == reply
+    assert failed["message_id"] == msg["Message-ID"]
+    assert (failed["template"], failed["request_id"], failed["recipient"], failed["status"]) == (
+        "candidature_pro", "req-9", "recrutement@boulangerie.example", "failed")
+
+
+def test_a_failing_hook_is_logged_and_the_worker_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def hook(failed: Mapping[str, Any], error: str) -> None:
+        raise RuntimeError("bounce handler broke")
+
+    refused, accepted = message("nobody@nowhere.example"), message()
+    with running() as server:
+        server.answer("RCPT", "550 5.1.1 No such user")
+        settings = settings_for(tmp_path, server.url)
+
+        async def scenario(database: Database) -> None:
+            await queue(database, refused, accepted)
+            assert await worker(database, settings, Clock(), on_permanent_failure=hook).run_once() == 2
+
+        with caplog.at_level(logging.ERROR, logger="widget_server.outbox"):
+            run(settings, scenario)
+    assert server.message_ids() == [accepted["Message-ID"]]
+    assert any("hook failed" in r.message and r.exc_info for r in caplog.records)
+
+
+def test_messages_wait_while_the_server_is_down_and_go_when_it_is_back(tmp_path: Path) -> None:
+    port = free_port()
+    settings = settings_for(tmp_path, f"smtp://127.0.0.1:{port}", OUTBOX_MAX_ATTEMPTS="2")
+    first, second = message(), message("contact@garage-durand.example")
+    server = SMTPServer(port)
+
+    async def scenario(database: Database) -> None:
+        ids = await queue(database, first, second)
+        clock = Clock()
+        work = worker(database, settings, clock)
+        for attempt in (1, 2, 3):  # more than OUTBOX_MAX_ATTEMPTS: an outage uses none up
+            assert await work.run_once() == 2
+            for outbox_id in ids:
+                stored = await row(database, outbox_id)
+                assert (stored["status"], stored["attempts"]) == ("pending", attempt)
+                assert "refused" in stored["last_error"].lower() or "connect" in stored["last_error"].lower()
+            assert await work.run_once() == 0
+            clock.advance(outbox.BACKOFF_CAP_SECONDS)
+        server.start()
+        try:
+            assert await work.run_once() == 2
+        finally:
+            server.stop()
+        assert [(await row(database, i))["status"] for i in ids] == ["sent", "sent"]
+
+    run(settings, scenario)
+    assert sorted(server.message_ids()) == sorted([first["Message-ID"], second["Message-ID"]])
+
+
+def test_a_dead_workers_message_returns_to_the_queue_when_its_lease_ends(tmp_path: Path) -> None:
+    msg = message()
+    with running() as server:
+        settings = settings_for(tmp_path, server.url, OUTBOX_LEASE_SECONDS="120")
+
+        async def scenario(database: Database) -> None:
+            [outbox_id] = await queue(database, msg)
+            clock = Clock()
+            dead = worker(database, settings, clock, worker_id="dead")
+            assert [r["id"] for r in await dead.claim()] == [outbox_id]  # ...and then it dies
+            other = worker(database, settings, clock, worker_id="other")
+            assert await other.run_once() == 0
+            clock.advance(119)
+            assert await other.run_once() == 0
+            clock.advance(2)
+            assert await other.run_once() == 1
+            stored = await row(database, outbox_id)
+            assert (stored["status"], stored["lease_owner"]) == ("sent", None)
+
+        run(settings, scenario)
+    assert server.message_ids() == [msg["Message-ID"]]
+
+
+class BlockingTransport(Transport):
+    """Never finishes sending: a worker stuck (or killed) in the middle of a send."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+
+    async def send(self, message: EmailMessage) -> None:
+        self.entered.set()
+        await asyncio.Event().wait()
+
+
+def test_a_cancelled_worker_keeps_the_message_in_flight_and_releases_the_others(tmp_path: Path) -> None:
+    messages = [message(f"contact{n}@example.org") for n in range(3)]
+    with running() as server:
+        settings = settings_for(tmp_path, server.url, OUTBOX_LEASE_SECONDS="120")
+
+        async def scenario(database: Database) -> None:
+            ids = await queue(database, *messages)
+            clock = Clock()
+            blocking = BlockingTransport()
+            stuck = worker(database, settings, clock, transport=blocking, worker_id="stuck")
+            task = asyncio.create_task(stuck.run_once())
+            await asyncio.wait_for(blocking.entered.wait(), 10)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            in_flight = await row(database, ids[0])
+            assert (in_flight["status"], in_flight["lease_owner"]) == ("sending", "stuck")
+            other = worker(database, settings, clock)
+            assert await other.run_once() == 2
+            assert (await row(database, ids[0]))["status"] == "sending"
+            clock.advance(121)
+            assert await other.run_once() == 1
+
+        run(settings, scenario)
+    ids = [m["Message-ID"] for m in messages]
+    assert server.message_ids() == [*ids[1:], ids[0]]
+
+
+def test_two_workers_at_once_never_send_a_message_twice(tmp_path: Path) -> None:
+    messages = [message(f"contact{n}@example.org") for n in range(40)]
+    with running() as server:
+        settings = settings_for(tmp_path, server.url)
+
+        async def scenario(database: Database) -> None:
+            await queue(database, *messages)
+            # Separate connection pools, as two processes would have.
+            second_database = create_database(settings)
+            await second_database.connect()
+            try:
+                clock = Clock()
+                workers = [worker(database, settings, clock, batch_size=3),
+                           worker(second_database, settings, clock, batch_size=3)]
+
+                async def drain(work: outbox.Worker) -> int:
+                    total = 0
+                    for _ in range(100):
+                        handled = await work.run_once()
+                        if not handled:
+                            return total
+                        total += handled
+                    raise AssertionError("the worker never ran out of messages")
+
+                counts = await asyncio.gather(*(drain(w) for w in workers))
+            finally:
+                await second_database.disconnect()
+            assert sum(counts) == 40
+            statuses = await database.fetch_all(sa.select(tables.outbox.c.status))
+            assert {r._mapping["status"] for r in statuses} == {"sent"}
+
+        run(settings, scenario)
+    assert sorted(server.message_ids()) == sorted(m["Message-ID"] for m in messages)
+
+
+def test_the_cv_is_attached_at_send_time(tmp_path: Path) -> None:
+    msg = message()
+    with running() as server:
+        settings = settings_for(tmp_path, server.url)
+
+        async def scenario(database: Database) -> None:
+            await database.execute(tables.cv_files.insert().values(
+                request_id="req-1", filename="CV Léa Moreau.pdf", content_type="application/pdf",
+                size=len(PDF), data=PDF))
+            [outbox_id] = await queue(database, msg, attach_cv=True, request_id="req-1")
+            assert PDF not in (await row(database, outbox_id))["raw"]
+            assert await worker(database, settings, Clock()).run_once() == 1
+
+        run(settings, scenario)
+    [received] = server.received
+    [attachment] = list(received.message.iter_attachments())
+    assert attachment.get_filename() == "CV Léa Moreau.pdf"
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_content() == PDF
+    assert text_of(received.message) == text_of(msg)
+    assert received.message["Message-ID"] == msg["Message-ID"]
+
+
+def test_a_deleted_cv_is_left_out_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with running() as server:
+        settings = settings_for(tmp_path, server.url)
+
+        async def scenario(database: Database) -> None:
+            await database.execute(tables.cv_files.insert().values(
+                request_id="req-1", filename="cv.pdf", content_type="application/pdf",
+                size=len(PDF), data=None, deleted_at=T0))
+            await queue(database, message(), attach_cv=True, request_id="req-1")
+            assert await worker(database, settings, Clock()).run_once() == 1
+
+        with caplog.at_level(logging.WARNING, logger="widget_server.outbox"):
+            run(settings, scenario)
+    [received] = server.received
+    assert list(received.message.iter_attachments()) == []
+    assert any("CV is gone" in r.message for r in caplog.records)
+
+
+def test_a_message_is_given_up_after_max_attempts(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    async def hook(failed: Mapping[str, Any], error: str) -> None:
+        calls.append(error)
+
+    with running() as server:
+        server.answer("RCPT", "452 4.2.2 Mailbox full", times=10)
+        settings = settings_for(tmp_path, server.url, OUTBOX_MAX_ATTEMPTS="3")
+
+        async def scenario(database: Database) -> None:
+            [outbox_id] = await queue(database, message())
+            clock = Clock()
+            work = worker(database, settings, clock, on_permanent_failure=hook)
+            for _ in range(3):
+                assert await work.run_once() == 1
+                clock.advance(outbox.BACKOFF_CAP_SECONDS)
+            assert await work.run_once() == 0
+            stored = await row(database, outbox_id)
+            assert (stored["status"], stored["attempts"]) == ("failed", 3)
+            assert stored["last_error"] == "452 4.2.2 Mailbox full"
+
+        run(settings, scenario)
+    assert server.received == []
+    assert calls == []  # a full mailbox is not a bounce
+
+
+def test_the_worker_wakes_up_when_told_and_stops_cleanly(tmp_path: Path) -> None:
+    first, second = message(), message("contact@garage-durand.example")
+    with running() as server:
+        settings = settings_for(tmp_path, server.url, OUTBOX_POLL_SECONDS="600")
+
+        async def wait_for_messages(count: int) -> None:
+            for _ in range(200):  # bounded: 10 s at most
+                if len(server.received) >= count:
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"expected {count} messages, got {len(server.received)}")
+
+        async def scenario(database: Database) -> None:
+            work = outbox.Worker(database, mailer.transport_from_settings(settings), settings)
+            await queue(database, first)
+            work.start()
+            await wait_for_messages(1)
+            await asyncio.sleep(0.2)  # let it go back to sleep: the next poll is 10 minutes away
+            await queue(database, second)
+            work.wake()
+            await wait_for_messages(2)
+            await work.stop()
+
+        run(settings, scenario)
+    assert server.message_ids() == [first["Message-ID"], second["Message-ID"]]
+
+
+def test_login_over_a_real_server(tmp_path: Path) -> None:
+    accounts = Accounts("robot@lba.example", "s3cr:et@")
+    with running(accounts=accounts) as server:
+        url = f"smtp://robot%40lba.example:s3cr%3Aet%40@127.0.0.1:{server.port}"
+        settings = settings_for(tmp_path, url)
+        wrong = settings.replace(smtp_url=url.replace("s3cr", "nope"))
+
+        async def scenario(database: Database) -> None:
+            [outbox_id] = await queue(database, message())
+            clock = Clock()
+            assert await worker(database, wrong, clock).run_once() == 1
+            stored = await row(database, outbox_id)
+            assert stored["status"] == "pending"
+            assert "login refused" in stored["last_error"]
+            clock.advance(outbox.BACKOFF_CAP_SECONDS)
+            assert await worker(database, settings, clock).run_once() == 1
+            assert (await row(database, outbox_id))["status"] == "sent"
+
+        run(settings, scenario)
+    assert set(accounts.attempts) == {"robot@lba.example"}  # the login was percent-decoded
+    [received] = server.received
+    assert received.login == "robot@lba.example"
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("smtp://relay.internal", SMTPConfig("relay.internal", 25, "none")),
+    ("smtp://127.0.0.1:2525", SMTPConfig("127.0.0.1", 2525, "none")),
+    ("smtp+starttls://user%40example.org:p%40ss%3Aw%2Fd@mail.example.org:587",
+     SMTPConfig("mail.example.org", 587, "starttls", "user@example.org", "p@ss:w/d")),
+    ("smtp+starttls://apikey:secret@smtp.example.net",
+     SMTPConfig("smtp.example.net", 587, "starttls", "apikey", "secret")),
+    ("smtps://u:p@mail.example.org", SMTPConfig("mail.example.org", 465, "tls", "u", "p")),
+])
+def test_smtp_urls_are_parsed(url: str, expected: SMTPConfig) -> None:
+    assert parse_smtp_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["http://mail.example.org", "smtp://", "mail.example.org:25"])
+def test_bad_smtp_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="SMTP_URL"):
+        parse_smtp_url(url)
+
+
+def test_smtp_transport_uses_the_url_and_hides_the_password(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, SMTP_URL="smtps://robot:hunter2@mail.example.org",
+                             MAIL_FROM="Service <noreply@lba.example>", PUBLIC_URL="https://widget.example")
+    transport = mailer.transport_from_settings(settings)
+    assert isinstance(transport, mailer.SMTPTransport)
+    client = transport.client()
+    assert (client.hostname, client.port, client.use_tls) == ("mail.example.org", 465, True)
+    assert (transport.config.username, transport.config.password) == ("robot", "hunter2")
+    assert transport.sender == "noreply@lba.example"
+    assert transport.local_hostname == "widget.example"
+    assert "hunter2" not in repr(transport.config)
+
+
+def test_queueing_needs_a_message_id(tmp_path: Path) -> None:
+    msg = message()
+    del msg["Message-ID"]
+    settings = settings_for(tmp_path, "smtp://127.0.0.1:1")
+
+    async def scenario(database: Database) -> None:
+        with pytest.raises(ValueError, match="Message-ID"):
+            await outbox.enqueue(database, msg, template="ack", request_id=None)
+
+    run(settings, scenario)
+
+
+def test_temporary_failure_text_keeps_code_and_redaction_hides_addresses() -> None:
+    failure = TemporaryFailure("Mailbox busy for <lea.moreau@example.org>", code=451)
+    assert str(failure) == "451 Mailbox busy for <lea.moreau@example.org>"
+    assert mailer.redact(str(failure)) == "451 Mailbox busy for <…@example.org>"
+
+
+def test_the_worker_command_delivers_and_stops_on_sigterm(tmp_path: Path) -> None:
+    msg = message()
+    with running() as server:
+        settings = settings_for(tmp_path, server.url)
+        run(settings, lambda database: queue(database, msg))
+        environ = {**os.environ, "DATABASE_URL": settings.database_url, "SMTP_URL": server.url,
+                   "VAR_DIR": str(settings.var_dir), "SECRET_KEY": "test", "LOG_LEVEL": "WARNING"}
+        process = subprocess.Popen([sys.executable, "-m", "widget_server.cli", "worker"], cwd=tmp_path,
+                                   env=environ, stderr=subprocess.PIPE, text=True)
+        try:
+            for _ in range(200):  # bounded: 20 s at most
+                if server.received or process.poll() is not None:
+                    break
+                time.sleep(0.1)
+            process.send_signal(signal.SIGTERM)
+            _, errors = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 0, errors
+    assert server.message_ids() == [msg["Message-ID"]]

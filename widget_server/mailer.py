@@ -1,0 +1,313 @@
+"""Email transports: SMTP through aiosmtplib when `SMTP_URL` is set, otherwise the
+dev mailbox, a folder of `.eml` files shown at `/dev/mailbox`.
+
+A transport sends one message or raises `TemporaryFailure` (try again later) or
+`PermanentFailure` (the server refused this message for good). `session()` keeps
+one SMTP connection for a batch of messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email
+import email.policy
+import logging
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from email.headerregistry import AddressHeader
+from email.message import EmailMessage
+from email.utils import getaddresses, parseaddr
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+from .settings import Settings
+
+log = logging.getLogger("widget_server.mailer")
+
+SMTP_TIMEOUT_SECONDS = 30.0
+
+_SCHEMES: dict[str, tuple[Literal["none", "starttls", "tls"], int]] = {
+    "smtp": ("none", 25),
+    "smtp+starttls": ("starttls", 587),
+    "smtps": ("tls", 465),
+}
+
+
+class DeliveryError(Exception):
+    """An SMTP answer (`code`, `text`) or a connection problem (`code` is None)."""
+
+    def __init__(self, text: str, *, code: int | None = None) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}" if self.code else self.text
+
+
+class TemporaryFailure(DeliveryError):
+    """Try again later. `unreachable` means the server could not be used at all
+    (connection, TLS or login), which says nothing about the message itself."""
+
+    def __init__(self, text: str, *, code: int | None = None, unreachable: bool = False) -> None:
+        super().__init__(text, code=code)
+        self.unreachable = unreachable
+
+
+class PermanentFailure(DeliveryError):
+    """The server refused the recipient or the message for good (5xx)."""
+
+
+class Transport:
+    """Base of the transports; `session()` defaults to no shared state."""
+
+    async def send(self, message: EmailMessage) -> None:
+        raise NotImplementedError
+
+    async def send_bytes(self, data: bytes, recipients: Sequence[str]) -> None:
+        """Send a message already serialized for SMTP (CRLF), as is: what the outbox
+        stores. Transports that can skip parsing it again override this."""
+        await self.send(email.message_from_bytes(data, policy=email.policy.default))
+
+    def session(self) -> AbstractAsyncContextManager[Transport]:
+        return _self_session(self)
+
+
+@asynccontextmanager
+async def _self_session(transport: Transport) -> AsyncIterator[Transport]:
+    yield transport
+
+
+def envelope_recipients(message: EmailMessage) -> list[str]:
+    addresses: list[str] = []
+    for name in ("To", "Cc", "Bcc"):
+        for header in message.get_all(name, []):
+            if isinstance(header, AddressHeader):
+                addresses.extend(a.addr_spec for a in header.addresses if a.addr_spec)
+            else:
+                addresses.extend(a for _, a in getaddresses([str(header)]) if a)
+    return addresses
+
+
+def redact(text: str) -> str:
+    """Server answers often quote the address; logs keep only its domain."""
+    return re.sub(r"[^\s<>\"'@:;,]+@", "…@", text)
+
+
+# --- SMTP ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SMTPConfig:
+    host: str
+    port: int
+    security: Literal["none", "starttls", "tls"]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_smtp_url(url: str) -> SMTPConfig:
+    """`smtp://host:25`, `smtp+starttls://user:pass@host:587`, `smtps://user:pass@host:465`;
+    credentials are percent-decoded."""
+    parts = urlsplit(url)
+    if parts.scheme not in _SCHEMES:
+        raise ValueError(f"SMTP_URL scheme must be one of {', '.join(_SCHEMES)}, not {parts.scheme!r}")
+    if not parts.hostname:
+        raise ValueError("SMTP_URL has no host")
+    security, default_port = _SCHEMES[parts.scheme]
+    return SMTPConfig(
+        host=parts.hostname,
+        port=parts.port or default_port,
+        security=security,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+class SMTPTransport(Transport):
+    def __init__(
+        self, config: SMTPConfig, *, sender: str, local_hostname: str = "localhost",
+        timeout: float = SMTP_TIMEOUT_SECONDS,
+    ) -> None:
+        self.config = config
+        self.sender = sender
+        self.local_hostname = local_hostname
+        self.timeout = timeout
+
+    async def send(self, message: EmailMessage) -> None:
+        async with self.session() as session:
+            await session.send(message)
+
+    def session(self) -> AbstractAsyncContextManager[Transport]:
+        return _smtp_session(self)
+
+    def client(self) -> aiosmtplib.SMTP:
+        config = self.config
+        return aiosmtplib.SMTP(
+            hostname=config.host, port=config.port,
+            username=config.username, password=config.password,
+            use_tls=config.security == "tls", start_tls=config.security == "starttls",
+            local_hostname=self.local_hostname, timeout=self.timeout,
+        )
+
+
+@asynccontextmanager
+async def _smtp_session(transport: SMTPTransport) -> AsyncIterator[Transport]:
+    session = _SMTPSession(transport)
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+class _SMTPSession(Transport):
+    """One connection, opened on the first message and reopened after a drop. Once
+    the server could not be reached, the rest of the batch fails at once instead of
+    waiting for a timeout per message."""
+
+    def __init__(self, transport: SMTPTransport) -> None:
+        self._transport = transport
+        self._client: aiosmtplib.SMTP | None = None
+        self._unreachable: TemporaryFailure | None = None
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        if self._unreachable is not None:
+            raise self._unreachable
+        if self._client is not None and self._client.is_connected:
+            return self._client
+        client = self._transport.client()
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            self._unreachable = TemporaryFailure(f"login refused: {exc.message}", code=exc.code,
+                                                 unreachable=True)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            self._unreachable = TemporaryFailure(_describe(exc), unreachable=True)
+        if self._unreachable is not None:
+            client.close()
+            raise self._unreachable
+        self._client = client
+        return client
+
+    async def send(self, message: EmailMessage) -> None:
+        recipients = envelope_recipients(message)
+        if not recipients:
+            raise PermanentFailure("the message has no recipient")
+        client = await self._connected()
+        await self._answered(client.send_message(message, sender=self._transport.sender,
+                                                 recipients=recipients))
+
+    async def send_bytes(self, data: bytes, recipients: Sequence[str]) -> None:
+        if not recipients:
+            raise PermanentFailure("the message has no recipient")
+        client = await self._connected()
+        options = []
+        if not data.isascii():
+            if not client.supports_extension("8bitmime"):
+                # aiosmtplib re-encodes a parsed message to 7 bit for such a server.
+                await self.send(email.message_from_bytes(data, policy=email.policy.default))
+                return
+            options.append("BODY=8BITMIME")
+        if not all(address.isascii() for address in [self._transport.sender, *recipients]):
+            options.append("SMTPUTF8")
+        await self._answered(client.sendmail(self._transport.sender, list(recipients), data,
+                                             mail_options=options))
+
+    async def _answered(self, sending: Awaitable[object]) -> None:
+        """Awaits `sending`, turning aiosmtplib's errors into ours."""
+        try:
+            await sending
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [refused.code for refused in exc.recipients]
+            if len(codes) == 1:
+                text, code = exc.recipients[0].message, codes[0]
+            else:
+                text, code = "; ".join(f"{r.code} {r.message}" for r in exc.recipients), None
+            if all(c >= 500 for c in codes):
+                raise PermanentFailure(text, code=code) from exc
+            raise TemporaryFailure(text, code=code) from exc
+        except aiosmtplib.SMTPSenderRefused as exc:
+            # Our own address refused: a configuration problem, not the recipient's.
+            raise TemporaryFailure(f"sender refused: {exc.message}", code=exc.code) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code >= 500:
+                raise PermanentFailure(exc.message, code=exc.code) from exc
+            raise TemporaryFailure(exc.message, code=exc.code) from exc
+        except aiosmtplib.SMTPNotSupported as exc:
+            raise PermanentFailure(str(exc)) from exc
+        except ValueError as exc:  # an address aiosmtplib refuses to put on the wire
+            raise PermanentFailure(str(exc)) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            self._drop()
+            raise TemporaryFailure(_describe(exc)) from exc
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None or not client.is_connected:
+            return
+        try:
+            await client.quit(timeout=5)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
+
+
+# --- dev mailbox ---------------------------------------------------------------
+
+
+def mailbox_dir(settings: Settings) -> Path:
+    return settings.var_dir / "mailbox"
+
+
+class DevMailboxTransport(Transport):
+    """Writes each message to `directory/<UTC time>-<random>.eml`: names sort by time,
+    and a message appears whole or not at all (written aside, then renamed)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def send(self, message: EmailMessage) -> None:
+        await asyncio.to_thread(self._write, message.as_bytes(policy=email.policy.SMTP))
+
+    async def send_bytes(self, data: bytes, recipients: Sequence[str]) -> None:
+        await asyncio.to_thread(self._write, data)
+
+    def _write(self, data: bytes) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        now = dt.datetime.now(dt.UTC)
+        path = self.directory / f"{now:%Y%m%dT%H%M%S%f}Z-{secrets.token_hex(4)}.eml"
+        temporary = self.directory / f".{path.name}.tmp"
+        with open(temporary, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+        return path
+
+
+def transport_from_settings(settings: Settings) -> Transport:
+    if not settings.smtp_url:
+        if settings.production:
+            log.warning("SMTP_URL is unset: emails are only written to %s", mailbox_dir(settings))
+        return DevMailboxTransport(mailbox_dir(settings))
+    return SMTPTransport(
+        parse_smtp_url(settings.smtp_url), sender=parseaddr(settings.mail_from)[1],
+        local_hostname=urlsplit(settings.public_url).hostname or "localhost",
+        # A send must end well within the lease, or another worker could take the message.
+        timeout=min(SMTP_TIMEOUT_SECONDS, settings.outbox_lease_seconds / 4),
+    )

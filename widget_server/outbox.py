@@ -1,0 +1,323 @@
+"""The outbox: emails are stored in the same transaction as the request they belong
+to, and workers deliver them.
+
+A worker claims due messages with one UPDATE (on PostgreSQL its subquery takes row
+locks with SKIP LOCKED), so two workers never hold the same message. A claim is a
+lease: the message of a worker that died returns to the queue when the lease runs
+out. Delivery is therefore at least once — a worker that dies after the server took
+a message but before recording it makes it go out again after the lease — and the
+Message-ID, fixed at queue time, lets mail systems spot such a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email
+import email.policy
+import logging
+import os
+import random
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from email.message import EmailMessage
+from typing import Any
+
+import sqlalchemy as sa
+from databases import Database
+
+from . import tables
+from .mailer import DeliveryError, PermanentFailure, TemporaryFailure, Transport, envelope_recipients, redact
+from .migrations import dialect_of
+from .settings import Settings
+
+log = logging.getLogger("widget_server.outbox")
+
+BATCH_SIZE = 20
+BACKOFF_BASE_SECONDS = 30.0
+BACKOFF_CAP_SECONDS = 3600.0
+
+Clock = Callable[[], dt.datetime]
+PermanentFailureHook = Callable[[Mapping[str, Any], str], Awaitable[None]]
+
+_outbox = tables.outbox
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def enqueue(
+    database: Database,
+    message: EmailMessage,
+    *,
+    template: str,
+    request_id: str | None,
+    attach_cv: bool = False,
+    now: dt.datetime | None = None,
+) -> int:
+    """Queue `message` (its Message-ID already set) for delivery; returns the outbox id.
+    Call it inside the transaction that stores what the message is about."""
+    message_id = str(message.get("Message-ID", "")).strip()
+    if not message_id:
+        raise ValueError("set the Message-ID before queueing: it must not change on retries")
+    recipients = envelope_recipients(message)
+    if not recipients:
+        raise ValueError("the message has no recipient")
+    now = now or _utcnow()
+    query = _outbox.insert().values(
+        # The envelope recipients (one, in practice), ", "-separated.
+        request_id=request_id, template=template, recipient=", ".join(recipients), message_id=message_id,
+        raw=message.as_bytes(policy=email.policy.SMTP), attach_cv=attach_cv,
+        status="pending", attempts=0, next_attempt_at=now, created_at=now,
+    ).returning(_outbox.c.id)
+    return int(await database.fetch_val(query))
+
+
+def backoff_seconds(attempts: int, rng: random.Random) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base·2^(n-1))],
+    at least one second so a message never spins."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+    return max(1.0, rng.uniform(0, ceiling))
+
+
+class Worker:
+    """Delivers due outbox messages through `transport`, a batch at a time."""
+
+    def __init__(
+        self,
+        database: Database,
+        transport: Transport,
+        settings: Settings,
+        *,
+        on_permanent_failure: PermanentFailureHook | None = None,
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+        batch_size: int = BATCH_SIZE,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.database = database
+        self.transport = transport
+        self.on_permanent_failure = on_permanent_failure
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.batch_size = batch_size
+        self._clock = clock or _utcnow
+        self._rng = rng or random.Random()
+        self._lease = dt.timedelta(seconds=settings.outbox_lease_seconds)
+        self._poll_seconds = settings.outbox_poll_seconds
+        self._max_attempts = settings.outbox_max_attempts
+        self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- running ------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look for due messages now rather than at the next poll (e.g. right after
+        a request was stored). Safe to call from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or _running_loop() is loop:
+            self._wakeup.set()
+        else:
+            loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set: batch after batch while there is work, then
+        wait `OUTBOX_POLL_SECONDS` or until `wake()`."""
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()  # bound to this loop; the first batch runs at once anyway
+        log.info("email worker %s started (%s)", self.worker_id, type(self.transport).__name__)
+        while not stop.is_set():
+            # Cleared before the batch, so a wake() during the batch is not lost.
+            self._wakeup.clear()
+            try:
+                handled = await self.run_once()
+            except Exception:
+                log.exception("email worker %s: batch failed", self.worker_id)
+                handled = 0
+            if handled:
+                continue
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wakeup.wait())]
+            _, pending = await asyncio.wait(waits, timeout=self._poll_seconds,
+                                            return_when=asyncio.FIRST_COMPLETED)
+            for waiting in pending:
+                waiting.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        log.info("email worker %s stopped", self.worker_id)
+
+    def start(self) -> None:
+        """Run `run_forever` as a background task of the current event loop."""
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self.run_forever(self._stop), name="outbox-worker")
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Let the current message finish (up to `grace_seconds`), then stop."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stop.set()
+        try:
+            await asyncio.wait_for(task, grace_seconds)
+        except TimeoutError:
+            log.warning("email worker %s cancelled while sending", self.worker_id)
+
+    # --- one batch ----------------------------------------------------------
+
+    async def claim(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Lease up to `limit` due messages to this worker: pending ones whose time
+        has come, and those whose previous worker's lease ran out."""
+        now = self._clock()
+        due = (
+            sa.select(_outbox.c.id)
+            .where(sa.or_(
+                sa.and_(_outbox.c.status == "pending", _outbox.c.next_attempt_at <= now),
+                sa.and_(_outbox.c.status == "sending", _outbox.c.lease_until < now),
+            ))
+            .order_by(_outbox.c.next_attempt_at, _outbox.c.id)
+            .limit(limit or self.batch_size)
+        )
+        if dialect_of(self.database) == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        query = (
+            _outbox.update()
+            .where(_outbox.c.id.in_(due))
+            .values(status="sending", lease_owner=self.worker_id, lease_until=now + self._lease)
+            .returning(*_outbox.c)
+        )
+        rows = [dict(row._mapping) for row in await self.database.fetch_all(query)]
+        rows.sort(key=lambda row: (row["next_attempt_at"], row["id"]))
+        return rows
+
+    async def run_once(self) -> int:
+        """Claim a batch of due messages and try each once; returns how many were tried."""
+        # One connection for the whole batch (SQLite would otherwise open one per query).
+        async with self.database.connection():
+            rows = await self.claim()
+            if not rows:
+                return 0
+            return await self._deliver_batch(rows)
+
+    async def _deliver_batch(self, rows: Sequence[dict[str, Any]]) -> int:
+        # Stop well before the lease ends, so no other worker takes a message while
+        # this one may still be sending it; the rest goes back to the queue.
+        deadline = self._clock() + self._lease / 2
+        tried = 0
+        async with self.transport.session() as sender:
+            for index, row in enumerate(rows):
+                if self._clock() >= deadline:
+                    await self._release(rows[index:])
+                    break
+                try:
+                    await self._deliver(sender, row)
+                except asyncio.CancelledError:
+                    # The message in flight keeps its lease: it may have been sent.
+                    await self._release(rows[index + 1:])
+                    raise
+                tried += 1
+        return tried
+
+    async def _deliver(self, sender: Transport, row: dict[str, Any]) -> None:
+        try:
+            if row["attach_cv"]:
+                await sender.send(await self._with_cv(row))
+            else:
+                # The bytes queued go out as they are: no parsing, same Message-ID.
+                await sender.send_bytes(bytes(row["raw"]), str(row["recipient"]).split(", "))
+        except TemporaryFailure as exc:
+            await self._retry(row, exc)
+        except PermanentFailure as exc:
+            await self._fail(row, exc)
+        except Exception as exc:
+            log.exception("message %s: unexpected error", row["message_id"])
+            await self._retry(row, TemporaryFailure(f"{type(exc).__name__}: {exc}"))
+        else:
+            await self._sent(row)
+
+    async def _with_cv(self, row: Mapping[str, Any]) -> EmailMessage:
+        message = email.message_from_bytes(row["raw"], policy=email.policy.default)
+        cv_files = tables.cv_files
+        cv = await self.database.fetch_one(
+            sa.select(cv_files).where(cv_files.c.request_id == row["request_id"]))
+        if cv is None or cv._mapping["deleted_at"] is not None or cv._mapping["data"] is None:
+            log.warning("message %s: the CV is gone, sending without it", row["message_id"])
+            return message
+        maintype, _, subtype = str(cv._mapping["content_type"]).partition("/")
+        message.add_attachment(bytes(cv._mapping["data"]), maintype=maintype or "application",
+                               subtype=subtype or "octet-stream", filename=cv._mapping["filename"])
+        return message
+
+    # --- outcomes -------------------------------------------------------------
+    # Each update only applies while this worker still holds the lease.
+
+    async def _update(self, row: Mapping[str, Any], **values: Any) -> bool:
+        query = (
+            _outbox.update()
+            .where(_outbox.c.id == row["id"], _outbox.c.lease_owner == self.worker_id,
+                   _outbox.c.status == "sending")
+            .values(lease_owner=None, lease_until=None, **values)
+            .returning(_outbox.c.id)
+        )
+        updated = await self.database.fetch_val(query) is not None
+        if not updated:
+            log.warning("message %s: lease lost before the outcome was recorded", row["message_id"])
+        return updated
+
+    async def _sent(self, row: Mapping[str, Any]) -> None:
+        await self._update(row, status="sent", sent_at=self._clock())
+        log.info("message %s (%s) to %s: sent", row["message_id"], row["template"], _domains(row))
+
+    async def _retry(self, row: Mapping[str, Any], failure: TemporaryFailure) -> None:
+        attempts = row["attempts"] + 1
+        # An unreachable server says nothing about the message: it waits for the
+        # server to come back instead of using up its attempts.
+        if not failure.unreachable and attempts >= self._max_attempts:
+            await self._update(row, status="failed", attempts=attempts, last_error=_text(failure))
+            log.error("message %s (%s) to %s: given up after %d attempts: %s", row["message_id"],
+                      row["template"], _domains(row), attempts, redact(str(failure)))
+            return
+        delay = backoff_seconds(attempts, self._rng)
+        await self._update(row, status="pending", attempts=attempts, last_error=_text(failure),
+                           next_attempt_at=self._clock() + dt.timedelta(seconds=delay))
+        log.warning("message %s (%s) to %s: attempt %d failed, retry in %.0f s: %s",
+                    row["message_id"], row["template"], _domains(row), attempts, delay,
+                    redact(str(failure)))
+
+    async def _fail(self, row: Mapping[str, Any], failure: PermanentFailure) -> None:
+        error = _text(failure)
+        if not await self._update(row, status="failed", attempts=row["attempts"] + 1, last_error=error):
+            return
+        log.error("message %s (%s) to %s: refused: %s", row["message_id"], row["template"],
+                  _domains(row), redact(error))
+        if self.on_permanent_failure is None:
+            return
+        try:
+            await self.on_permanent_failure({**row, "status": "failed", "last_error": error}, error)
+        except Exception:
+            log.exception("message %s: the permanent failure hook failed", row["message_id"])
+
+    async def _release(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        ids = [row["id"] for row in rows]
+        await self.database.execute(
+            _outbox.update()
+            .where(_outbox.c.id.in_(ids), _outbox.c.lease_owner == self.worker_id,
+                   _outbox.c.status == "sending")
+            .values(status="pending", lease_owner=None, lease_until=None))
+
+
+def _text(failure: DeliveryError) -> str:
+    return str(failure)[:1000]
+
+
+def _domains(row: Mapping[str, Any]) -> str:
+    return ", ".join("@" + address.rpartition("@")[2] for address in str(row["recipient"]).split(", "))
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
