@@ -80,11 +80,8 @@ def clean_phone(errors: FieldErrors, field: str, value: Any) -> str:
     if not text:
         errors.add(field, "Indiquez votre numéro de téléphone.")
         return text
-    try:
-        number = phonenumbers.parse(text, "FR")
-    except phonenumbers.NumberParseException:
-        number = None
-    if number is None or not phonenumbers.is_valid_number(number):
+    number = _parse_french_number(text)
+    if number is None:
         errors.add(field, "Ce numéro de téléphone n'est pas valide (exemple : 06 12 34 56 78).")
         return text
     if phonenumbers.number_type(number) in (
@@ -93,6 +90,21 @@ def clean_phone(errors: FieldErrors, field: str, value: Any) -> str:
         errors.add(field, "Les numéros surtaxés ne sont pas acceptés.")
         return text
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+# Overseas departments dial like mainland France (0262…, 0690…) but are regions of their own.
+_FRENCH_REGIONS = ("FR", "RE", "GP", "MQ", "GF", "YT", "PM", "BL", "MF")
+
+
+def _parse_french_number(text: str) -> Any:
+    for region in _FRENCH_REGIONS:
+        try:
+            number = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            return None
+        if phonenumbers.is_valid_number(number):
+            return number
+    return None
 
 
 def clean_message(errors: FieldErrors, field: str, value: Any, *, required: bool = False) -> str:

@@ -1,0 +1,117 @@
+"""Field checks: properties over arbitrary input, and the French specifics."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from widget_server.problems import Problem
+from widget_server.targets import BadTarget, is_valid_siret, parse_target
+from widget_server.validation import (
+    DOCX,
+    PDF,
+    FieldErrors,
+    check_cv,
+    clean_email,
+    clean_message,
+    clean_name,
+    clean_phone,
+    safe_filename,
+)
+
+
+@given(st.text())
+def test_any_name_is_either_clean_or_an_error_never_a_crash(value: str) -> None:
+    errors = FieldErrors()
+    cleaned = clean_name(errors, "first_name", value, "prénom")
+    if not errors:
+        assert 1 <= len(cleaned) <= 50
+        assert not any(c in cleaned for c in "\r\n<")
+
+
+@given(st.text())
+def test_any_phone_is_e164_or_an_error(value: str) -> None:
+    errors = FieldErrors()
+    cleaned = clean_phone(errors, "phone", value)
+    if not errors:
+        assert cleaned.startswith("+") and cleaned[1:].isdigit()
+        again = FieldErrors()
+        assert clean_phone(again, "phone", cleaned) == cleaned and not again
+
+
+@pytest.mark.parametrize(("raw", "e164"), [
+    ("06 12 34 56 78", "+33612345678"), ("06.12.34.56.78", "+33612345678"),
+    ("+33 6 12 34 56 78", "+33612345678"), ("0033612345678", "+33612345678"),
+    ("01 99 00 12 34", "+33199001234"), ("0262 12 34 56", "+262262123456"),
+])
+def test_french_numbers_are_normalised(raw: str, e164: str) -> None:
+    errors = FieldErrors()
+    assert clean_phone(errors, "phone", raw) == e164 and not errors
+
+
+@pytest.mark.parametrize("raw", ["08 99 12 34 56", "0899123456", "08 10 12 34 56"])
+def test_premium_and_shared_cost_numbers_are_refused(raw: str) -> None:
+    errors = FieldErrors()
+    clean_phone(errors, "phone", raw)
+    assert errors.errors and "surtaxés" in errors.errors[0]["message"]
+
+
+@given(st.text(max_size=200))
+def test_any_email_is_normalised_or_an_error(value: str) -> None:
+    errors = FieldErrors()
+    cleaned = clean_email(errors, "email", value)
+    if not errors:
+        assert "@" in cleaned and cleaned.split("@")[1] == cleaned.split("@")[1].lower()
+
+
+def test_message_drops_control_characters_and_is_bounded() -> None:
+    errors = FieldErrors()
+    assert clean_message(errors, "message", "a\x00b\r\nc") == "ab\nc"
+    clean_message(errors, "message", "x" * 3001)
+    assert errors.errors[0]["field"] == "message"
+
+
+@given(st.text())
+def test_target_parsing_never_crashes(value: str) -> None:
+    try:
+        target = parse_target(value)
+    except BadTarget:
+        return
+    assert str(target) == f"{target.kind}:{target.ref}"
+
+
+def test_siret_luhn_key() -> None:
+    assert is_valid_siret("73282932000074")
+    assert not is_valid_siret("73282932000075")
+    assert not is_valid_siret("7328293200007")
+    assert is_valid_siret("35600000049837")  # La Poste: digit sum a multiple of 5
+
+
+def docx() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("word/document.xml", "<w:document/>")
+    return buffer.getvalue()
+
+
+def test_cv_type_comes_from_the_content() -> None:
+    assert check_cv("x.exe", b"%PDF-1.7 ...", 1000).content_type == PDF
+    assert check_cv("x.pdf", docx(), 10000).content_type == DOCX
+    other_zip = io.BytesIO()
+    with zipfile.ZipFile(other_zip, "w") as archive:
+        archive.writestr("content.xml", "odt")
+    for data in (b"GIF89a", other_zip.getvalue(), b"PK\x03\x04broken"):
+        with pytest.raises(Problem) as refused:
+            check_cv("cv.pdf", data, 10000)
+        assert refused.value.status == 415
+
+
+@given(st.text())
+def test_safe_filename_is_always_plain(name: str) -> None:
+    cleaned = safe_filename(name, PDF)
+    assert cleaned.endswith(".pdf") and "/" not in cleaned and "\\" not in cleaned
+    assert cleaned.isascii() and len(cleaned) <= 64
