@@ -4,19 +4,22 @@ waiting on it is told (for rdv, with the CFA's phone), once."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
-from . import emails, outbox, tables
-from .contact_requests import describe_target, request_context
-from .kinds import KINDS
+from . import callers, emails, outbox, tables
+from .contact_requests import ack_message_id, load
+from .problems import Problem
 from .resources import write_transaction
 from .settings import Settings
-from .targets import Target
+from .validation import FieldErrors, clean_email
 
 log = logging.getLogger("widget_server.bounces")
 
@@ -55,30 +58,17 @@ async def record_bounce(
 async def _tell_candidate(
     database: Database, settings: Settings, row: dict[str, Any], now: dt.datetime
 ) -> None:
-    kind = KINDS[row["kind"]]
-    target = Target(row["target_kind"], row["target_ref"])
-    record = await _target_record(database, target)
-    view = describe_target(target, record) if record else {
-        "kind": target.kind, "name": "", "company_name": "", "city": "", "phone": None}
-    context = request_context(kind, row, view, settings.public_url)
+    stored = await load(database, row["id"])
+    assert stored is not None
     message = emails.compose(
-        settings, "delivery_failed", context,
-        to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]), now=now)
+        settings, "delivery_failed", stored.context(settings.public_url),
+        to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
+        in_reply_to=await ack_message_id(database, stored), now=now)
     await outbox.enqueue(database, message, template="delivery_failed", request_id=row["id"],
                          now=now)
     await database.execute(tables.contact_requests.update()
                            .where(tables.contact_requests.c.id == row["id"])
                            .values(status="bounced", updated_at=now))
-
-
-async def _target_record(database: Database, target: Target) -> Mapping[str, Any] | None:
-    table, key = {
-        "offer": (tables.offers, tables.offers.c.offer_id),
-        "company": (tables.companies, tables.companies.c.siret),
-        "formation": (tables.formations, tables.formations.c.cle_ministere_educatif),
-    }[target.kind]
-    row = await database.fetch_one(sa.select(table).where(key == target.ref))
-    return dict(row._mapping) if row else None
 
 
 def on_permanent_failure(
@@ -94,3 +84,35 @@ def on_permanent_failure(
         await record_bounce(database, settings, row["recipient"], error, request_ids=request_ids)
 
     return hook
+
+
+async def webhook(request: Request) -> Response:
+    """`POST /api/v1/bounces` (operator key): a mail provider reports hard bounces,
+    as `{"email", "reason"}` or `{"bounces": [{"email", "reason"}, …]}`."""
+    state = request.app.state
+    await callers.authenticate(request, role="operator")
+    try:
+        payload = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, "Le corps de la requête n'est pas du JSON valide.",
+                      code="invalid_json") from exc
+    items = payload.get("bounces", [payload]) if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not items or len(items) > 1000:
+        raise Problem(400, "Envoyez {\"email\", \"reason\"} ou {\"bounces\": [...]} "
+                           "(1 000 au plus).", code="invalid_json")
+    errors = FieldErrors()
+    reports: list[tuple[str, str]] = []
+    for index, item in enumerate(items):
+        field = "email" if len(items) == 1 and "bounces" not in payload else f"bounces[{index}].email"
+        if not isinstance(item, dict):
+            errors.add(field, "Objet attendu.")
+            continue
+        address = clean_email(errors, field, item.get("email"))
+        reports.append((address, str(item.get("reason") or "reported by webhook")[:500]))
+    if errors:
+        raise errors.problem()
+    told = 0
+    for address, reason in reports:
+        told += await record_bounce(state.database, state.settings, address, reason)
+    state.outbox_worker.wake()
+    return JSONResponse({"recorded": len(reports), "candidates_told": told}, status_code=202)

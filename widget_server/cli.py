@@ -147,6 +147,16 @@ def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
+    from .reminders import send_due_reminders
+
+    async def work(database: Database) -> int:
+        return await send_due_reminders(database, settings)
+
+    print(f"Reminders queued: {asyncio.run(_with_database(settings, work))}")
+    return 0
+
+
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     from .stats import stats
 
@@ -162,6 +172,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     "keys": ("create, list or revoke partner API keys", cmd_keys),
     "purge": ("delete delivered CVs and anonymise old requests (cron-safe)", cmd_purge),
     "stats": ("print request, answer and delivery counts", cmd_stats),
+    "remind": ("queue the reminders that are due (serve does it every 5 minutes)", cmd_remind),
 }
 
 

@@ -20,7 +20,7 @@ from databases import Database
 from starlette.datastructures import State
 
 from . import eligibility, emails, outbox, reply_tokens, tables
-from .kinds import TOPIC_LABELS, Quota, RequestKind
+from .kinds import KINDS, TOPIC_LABELS, Quota, RequestKind
 from .migrations import dialect_of
 from .problems import Problem
 from .resources import write_transaction
@@ -256,6 +256,49 @@ def _when(moment: dt.datetime) -> str:
     return f"{emails.date_fr(local)} à {local.hour} h {local.minute:02d}"
 
 
+_DIRECTORY = {
+    "offer": (tables.offers, tables.offers.c.offer_id),
+    "company": (tables.companies, tables.companies.c.siret),
+    "formation": (tables.formations, tables.formations.c.cle_ministere_educatif),
+}
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    """A stored request with what the pages and emails about it need."""
+
+    row: dict[str, Any]
+    kind: RequestKind
+    target: Target
+    view: dict[str, Any]
+
+    def context(self, public_url: str) -> dict[str, Any]:
+        return request_context(self.kind, self.row, self.view, public_url)
+
+
+async def load(database: Database, request_id: str) -> StoredRequest | None:
+    row = await database.fetch_one(
+        tables.contact_requests.select().where(tables.contact_requests.c.id == request_id))
+    if row is None:
+        return None
+    data = dict(row._mapping)
+    target = Target(data["target_kind"], data["target_ref"])
+    table, key = _DIRECTORY[target.kind]
+    record = await database.fetch_one(sa.select(table).where(key == target.ref))
+    view = describe_target(target, dict(record._mapping)) if record else {
+        "kind": target.kind, "name": target.ref, "company_name": "", "city": "", "siret": None,
+        "contact_name": "", "phone": None}
+    return StoredRequest(data, KINDS[data["kind"]], target, view)
+
+
+async def ack_message_id(database: Database, stored: StoredRequest) -> str | None:
+    """The candidate's acknowledgement: what every later email to them replies to."""
+    outbox_ = tables.outbox
+    value = await database.fetch_val(sa.select(outbox_.c.message_id).where(
+        outbox_.c.request_id == stored.row["id"], outbox_.c.template == stored.kind.ack_email))
+    return str(value) if value else None
+
+
 def describe_target(target: Target, record: Mapping[str, Any]) -> dict[str, Any]:
     """What the pages and emails say about a target, whatever its kind."""
     if target.kind == "offer":
@@ -288,4 +331,5 @@ def request_context(
         "target": dict(target_view),
         "spontaneous": target_view["kind"] == "company",
         "sent_on": row["created_at"],
+        "reminder": False,
     }

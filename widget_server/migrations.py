@@ -90,6 +90,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             caller TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
             request_id TEXT NOT NULL, created_at {ts} NOT NULL, PRIMARY KEY (caller, key))""",
     )),
+    Migration(3, "answer details", (
+        "ALTER TABLE contact_requests ADD COLUMN answer_details TEXT",
+        "CREATE INDEX contact_requests_contact ON contact_requests (contact_email, status)",
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

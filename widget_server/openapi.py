@@ -112,6 +112,25 @@ def document(settings: Settings) -> dict[str, Any]:
                 "responses": {"202": accepted,
                               **_errors(400, 401, 404, 409, 413, 415, 422, 429)},
             }},
+            "/api/v1/bounces": {"post": {
+                "summary": "Report hard bounces (operator key): the contact turns ineligible "
+                           "and each waiting candidate is told",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "properties": {
+                        "email": {"type": "string", "format": "email"},
+                        "reason": {"type": "string"},
+                        "bounces": {"type": "array", "maxItems": 1000, "items": {
+                            "type": "object", "required": ["email"],
+                            "properties": {"email": {"type": "string", "format": "email"},
+                                           "reason": {"type": "string"}}}},
+                    }}}}},
+                "responses": {"202": {"description": "Recorded", "content": {"application/json": {
+                    "schema": {"type": "object", "properties": {
+                        "recorded": {"type": "integer"},
+                        "candidates_told": {"type": "integer"}}}}}},
+                              **_errors(400, 401, 403, 422)},
+            }},
             "/api/v1/appointment-requests": {"post": {
                 "summary": "Rendez-vous apprentissage: send questions to a training's CFA",
                 "parameters": [idempotency],

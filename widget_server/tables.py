@@ -139,6 +139,7 @@ contact_requests = sa.Table(
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("answer", sa.Text),
     sa.Column("answer_message", sa.Text),
+    sa.Column("answer_details", sa.Text),
     sa.Column("answered_at", UTCDateTime),
     sa.Column("reminded_at", UTCDateTime),
     sa.Column("created_at", UTCDateTime, nullable=False),

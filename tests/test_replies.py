@@ -1,0 +1,191 @@
+"""Quick replies: links that scanners open change nothing; one POST answers once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from tests import seed
+from tests.smtp_server import Received, SMTPServer
+from tests.test_applications import application
+from tests.test_appointments import appointment
+from tests.test_delivery import deliver, smtp_client
+from widget_server import tables
+
+
+def links(received: Received) -> list[str]:
+    """Every link of both parts of a received email."""
+    html_part = received.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text_part = received.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    found = [html.unescape(u) for u in re.findall(r'href="([^"]+)"', html_part)]
+    found += re.findall(r"https?://\S+", text_part)
+    return sorted({u for u in found if not u.startswith(("mailto:", "tel:"))})
+
+
+def path(url: str) -> str:
+    return url.removeprefix("http://testserver")
+
+
+def snapshot(client: TestClient) -> Any:
+    """What an answer would change: requests, tokens, contacts, offers, the outbox."""
+    return [seed.fetch_all(client, sa.select(t)) for t in (
+        tables.contact_requests, tables.reply_tokens, tables.contacts, tables.offers,
+        tables.companies, tables.formations)] + [
+        seed.fetch_all(client, sa.select(tables.outbox.c.id))]
+
+
+def submit_application(client: TestClient, smtp: SMTPServer, **overrides: Any) -> Received:
+    key = seed.api_key(client)
+    response = client.post("/api/v1/applications", json=application(**overrides),
+                           headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 202, response.text
+    deliver(client)
+    return smtp.received[0]
+
+
+def form_fields(page: str) -> dict[str, Any]:
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
+    fields.update({name: html.unescape(text) for name, text in
+                   re.findall(r'<textarea id="\w+" name="(\w+)"[^>]*>([^<]*)</textarea>', page)})
+    checked = re.search(r'name="answer" value="(\w+)" checked', page)
+    assert checked
+    fields["answer"] = checked.group(1)
+    return fields
+
+
+def test_scanner_visits_change_nothing_then_one_post_answers_once(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        pro = submit_application(client, smtp_server)
+        ack_id = str(smtp_server.received[1].message["Message-ID"])
+        before = snapshot(client)
+        urls = links(pro)
+        assert [u for u in urls if "/reply/" in u] and [u for u in urls if "/optout/" in u]
+        for url in urls:
+            assert client.get(path(url)).status_code == 200
+            assert client.head(path(url)).status_code == 200
+        assert snapshot(client) == before
+
+        [accept] = [u for u in urls if "/reply/" in u and
+                    'name="answer" value="accept" checked' in client.get(path(u)).text]
+        page = client.get(path(accept)).text
+        assert "Léa Moreau" in page and "Je suis motivée" in page
+        fields = form_fields(page)
+        assert fields["message_accept"].startswith("Bonjour Léa,")
+        response = client.post(path(accept), data={**fields, "pro_phone": "04 72 00 00 00"})
+        assert response.status_code == 200
+        assert "Votre réponse a été envoyée" in response.text
+        replay = client.post(path(accept), data=fields)
+        assert "déjà reçu une réponse" in replay.text
+        # Any button of the same request now shows the answer.
+        other = next(u for u in urls if "/reply/" in u and u != accept)
+        assert "déjà reçu une réponse" in client.get(path(other)).text
+        delivered = deliver(client)
+        assert delivered == 1
+        [stored] = seed.fetch_all(client, tables.contact_requests.select())
+        assert stored["status"] == "answered" and stored["answer"] == "accept"
+
+    answer = smtp_server.received[2]
+    assert answer.rcpt_tos == ["lea.moreau@example.org"]
+    assert answer.message["Subject"].startswith("Suite donnée à votre candidature")
+    assert answer.message["In-Reply-To"] == ack_id
+    assert answer.message["Reply-To"].addresses[0].addr_spec == "recrutement@boulangerie.example"
+    text = answer.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Votre profil nous intéresse" in text and "04 72 00 00 00" in text
+    assert len(smtp_server.received) == 3
+
+
+def test_refusal_carries_the_chosen_reasons(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        pro = submit_application(client, smtp_server)
+        refuse = next(u for u in links(pro) if "/reply/" in u and
+                      'value="refuse" checked' in client.get(path(u)).text)
+        fields = form_fields(client.get(path(refuse)).text)
+        response = client.post(path(refuse), data={**fields, "reasons": ["competences", "contrat"]})
+        assert "Le candidat a été prévenu" in response.text
+        deliver(client)
+    answer = smtp_server.received[-1].message
+    text = answer.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Compétences insuffisantes ou non adaptées" in text
+    assert "Type de contrat inadapté" in text
+    assert "Manque de personnalisation" not in text
+    assert answer["Reply-To"] is None
+
+
+@pytest.mark.parametrize(("action", "emails", "expected"), [
+    ("unreachable", 1, "01 99 00 12 34"),  # told to call the CFA back, with its phone
+    ("other_channel", 0, None),
+    ("reply", 1, "Merci pour vos questions"),
+])
+def test_rdv_answers(
+    tmp_path: Path, smtp_server: SMTPServer, action: str, emails: int, expected: str | None
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.formation(client)
+        key = seed.api_key(client)
+        client.post("/api/v1/appointment-requests", json=appointment(),
+                    headers={"Authorization": f"Bearer {key}"})
+        deliver(client)
+        pro = smtp_server.received[0]
+        url = next(u for u in links(pro) if "/reply/" in u and
+                   f'value="{action}" checked' in client.get(path(u)).text)
+        fields = form_fields(client.get(path(url)).text)
+        if action == "reply":
+            fields["message_reply"] = fields["message_reply"].replace(
+                "\n\n\n\n", "\n\nIl reste 3 places en septembre.\n\n")
+        assert client.post(path(url), data=fields).status_code == 200
+        assert deliver(client) == emails
+        [stored] = seed.fetch_all(client, tables.contact_requests.select())
+        assert stored["answer"] == action
+    if expected:
+        text = smtp_server.received[-1].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert expected in text
+
+
+def test_answer_without_message_shows_the_error_and_keeps_input(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        pro = submit_application(client, smtp_server)
+        url = next(u for u in links(pro) if "/reply/" in u and
+                   'value="accept" checked' in client.get(path(u)).text)
+        fields = form_fields(client.get(path(url)).text)
+        response = client.post(path(url), data={**fields, "message_accept": " ",
+                                                "pro_email": "pas-un-email"})
+        assert response.status_code == 422
+        assert 'id="message_accept-error"' in response.text
+        assert 'value="pas-un-email"' in response.text
+        forged = client.post(path(url), data={**fields, "check": "forged"})
+        assert forged.status_code == 400
+        assert seed.fetch_all(client, tables.contact_requests.select())[0]["answered_at"] is None
+
+
+def test_unknown_and_expired_tokens(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        pro = submit_application(client, smtp_server)
+        unknown = client.get("/reply/not-a-real-token")
+        assert unknown.status_code == 404 and "n'existe pas" in html.unescape(unknown.text)
+        assert client.post("/reply/not-a-real-token", data={}).status_code == 404
+
+        async def expire() -> None:
+            await client.app.state.database.execute(  # type: ignore[attr-defined]
+                tables.reply_tokens.update().values(
+                    expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+
+        seed.run(client, expire)
+        url = next(u for u in links(pro) if "/reply/" in u)
+        expired = client.get(path(url))
+        assert expired.status_code == 410 and "expiré" in html.unescape(expired.text)
+        assert "Traceback" not in expired.text

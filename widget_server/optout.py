@@ -1,0 +1,134 @@
+"""Opting out, and back in: `/optout/<token>`.
+
+A company stops spontaneous applications, a CFA stops rdv requests, a recruiter
+stops applications to one offer (the offer closes). GET shows what will happen;
+POST applies it, and so does a mail client's RFC 8058 one-click POST. It takes
+effect at once (the target turns ineligible) and a confirmation email carries a
+link to undo it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from databases import Database
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import emails, outbox, reply_tokens, tables
+from .contact_requests import StoredRequest, load
+from .problems import Problem
+from .resources import write_transaction
+
+UNDO_DAYS = 60
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What an opt-out stops, per target kind."""
+
+    what: str  # "vous ne recevrez plus …"
+    column: str | None  # the contacts column; None: the offer itself closes
+
+
+SCOPES = {
+    "company": Scope("de candidatures spontanées", "company_opt_out_at"),
+    "formation": Scope("de demandes de rendez-vous pour vos formations", "formation_opt_out_at"),
+    "offer": Scope("de candidatures pour cette offre", None),
+}
+
+
+def _upsert(column: str) -> sa.TextClause:
+    # `column` comes from SCOPES, never from a request.
+    return sa.text(
+        f"INSERT INTO contacts (email, {column}) VALUES (:email, :at) "
+        f"ON CONFLICT (email) DO UPDATE SET {column} = excluded.{column}"
+    ).bindparams(sa.bindparam("at", type_=tables.UTCDateTime()))
+
+
+async def is_opted_out(database: Database, stored: StoredRequest, email: str) -> bool:
+    scope = SCOPES[stored.target.kind]
+    if scope.column is None:
+        status = await database.fetch_val(sa.select(tables.offers.c.status).where(
+            tables.offers.c.offer_id == stored.target.ref))
+        return bool(status == "closed")
+    value = await database.fetch_val(sa.select(tables.contacts.c[scope.column]).where(
+        tables.contacts.c.email == email))
+    return value is not None
+
+
+async def set_opt_out(database: Database, stored: StoredRequest, email: str, on: bool,
+                      now: dt.datetime) -> None:
+    scope = SCOPES[stored.target.kind]
+    if scope.column is None:
+        offers = tables.offers
+        await database.execute(offers.update().where(offers.c.offer_id == stored.target.ref)
+                               .values(status="closed" if on else "active", updated_at=now))
+    elif on:
+        await database.execute(_upsert(scope.column).bindparams(email=email, at=now))
+    else:
+        await database.execute(tables.contacts.update().where(tables.contacts.c.email == email)
+                               .values({scope.column: None}))
+
+
+async def optout_page(request: Request) -> Response:
+    state = request.app.state
+    found = await reply_tokens.find(state.database, request.path_params["token"])
+    if found is None or found["action"] not in ("optout", "optin"):
+        raise Problem(404, "Ce lien n'existe pas. Vérifiez qu'il est complet.")
+    stored = await load(state.database, found["request_id"])
+    if stored is None:
+        raise Problem(404, "Ce lien n'est plus valable.")
+    undo = found["action"] == "optin"
+    now = dt.datetime.now(dt.UTC)
+    # An unsubscribe link keeps working after its reply buttons expired; an undo link does not.
+    if undo and found["expires_at"] < now:
+        raise Problem(410, "Ce lien a expiré. Écrivez-nous pour recevoir à nouveau les demandes.")
+    email = found["contact_email"]
+    scope = SCOPES[stored.target.kind]
+    page: dict[str, Any] = {"target": stored.view, "scope": scope, "undo": undo,
+                            "one_click": False}
+    if request.method != "POST":
+        page["state"] = "opted_out" if await is_opted_out(state.database, stored, email) else "in"
+        return _render(request, page)
+
+    body = await request.body()
+    page["one_click"] = b"List-Unsubscribe=One-Click" in body
+    async with write_transaction(state.database):
+        was_out = await is_opted_out(state.database, stored, email)
+        if undo:
+            if was_out:
+                await set_opt_out(state.database, stored, email, False, now)
+        elif not was_out:
+            await set_opt_out(state.database, stored, email, True, now)
+            await _confirm(state, stored, email, now)
+    if not undo and not was_out:
+        state.outbox_worker.wake()
+    page["state"] = "in" if undo else "opted_out"
+    page["done"] = True
+    return _render(request, page)
+
+
+async def _confirm(state: Any, stored: StoredRequest, email: str, now: dt.datetime) -> None:
+    settings = state.settings
+    undo_url, row = reply_tokens.issue(stored.row["id"], email, "optin",
+                                       ttl=dt.timedelta(days=UNDO_DAYS),
+                                       public_url=settings.public_url, now=now)
+    await reply_tokens.store(state.database, [row])
+    context = {**stored.context(settings.public_url), "undo_url": undo_url,
+               "scope": SCOPES[stored.target.kind].what}
+    message = emails.compose(settings, "optout_confirmed", context,
+                             to=emails.address(stored.view["contact_name"], email), now=now)
+    await outbox.enqueue(state.database, message, template="optout_confirmed",
+                         request_id=stored.row["id"], now=now)
+
+
+def _render(request: Request, page: dict[str, Any]) -> Response:
+    response: Response = request.app.state.templates.TemplateResponse(
+        request, "pages/optout.html", page)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response

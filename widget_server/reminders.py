@@ -1,0 +1,81 @@
+"""One reminder to the recruiter or CFA for a request still unanswered after
+`REMINDER_DAYS`: never for an answered, bouncing or opted-out one, never twice.
+Runs inside `serve` every few minutes and as `widget-server remind` (cron-safe)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+
+import sqlalchemy as sa
+from databases import Database
+
+from . import emails, outbox, reply_tokens, tables
+from .contact_requests import load
+from .optout import is_opted_out
+from .resources import write_transaction
+from .settings import Settings
+
+log = logging.getLogger("widget_server.reminders")
+EVERY_SECONDS = 300
+
+
+async def send_due_reminders(
+    database: Database, settings: Settings, now: dt.datetime | None = None
+) -> int:
+    """Queues the reminders that are due; returns how many."""
+    now = now or dt.datetime.now(dt.UTC)
+    requests, contacts = tables.contact_requests, tables.contacts
+    due = await database.fetch_all(
+        sa.select(requests.c.id)
+        .select_from(requests.outerjoin(contacts, contacts.c.email == requests.c.contact_email))
+        .where(requests.c.status == "sent", requests.c.answered_at.is_(None),
+               requests.c.reminded_at.is_(None), requests.c.anonymised_at.is_(None),
+               requests.c.created_at <= now - dt.timedelta(days=settings.reminder_days),
+               contacts.c.bounced_at.is_(None))
+        .order_by(requests.c.created_at).limit(500))
+    sent = 0
+    for (request_id,) in (tuple(r._mapping.values()) for r in due):
+        stored = await load(database, request_id)
+        if stored is None or await is_opted_out(database, stored, stored.row["contact_email"]):
+            continue
+        row, kind = stored.row, stored.kind
+        tokens = reply_tokens.issue_set(
+            row["id"], row["contact_email"], kind.actions_for(stored.target.kind),
+            ttl=dt.timedelta(days=kind.token_days), public_url=settings.public_url, now=now)
+        context = {**stored.context(settings.public_url), "reminder": True,
+                   "buttons": tokens.buttons, "optout_url": tokens.optout_url}
+        message = emails.compose(
+            settings, kind.pro_email, context,
+            to=emails.address(stored.view["contact_name"], row["contact_email"]),
+            reply_to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
+            unsubscribe_url=tokens.optout_url, now=now)
+        async with write_transaction(database):
+            # Claimed atomically: two instances running this never remind twice.
+            claimed = await database.fetch_val(
+                requests.update()
+                .where(requests.c.id == row["id"], requests.c.reminded_at.is_(None),
+                       requests.c.answered_at.is_(None))
+                .values(reminded_at=now).returning(requests.c.id))
+            if claimed is None:
+                continue
+            await reply_tokens.store(database, tokens.rows)
+            await outbox.enqueue(database, message, template="reminder", request_id=row["id"],
+                                 now=now)
+        sent += 1
+    return sent
+
+
+async def run_periodically(database: Database, settings: Settings, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            async with database.connection():
+                count = await send_due_reminders(database, settings)
+            if count:
+                log.info("queued %d reminders", count)
+        except Exception:
+            log.exception("reminders failed; trying again later")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), EVERY_SECONDS)
