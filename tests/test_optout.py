@@ -1,0 +1,109 @@
+"""Opt-out from the link of every pro email, RFC 8058 one-click, and undo."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests import seed
+from tests.smtp_server import SMTPServer
+from tests.test_appointments import appointment
+from tests.test_delivery import deliver, smtp_client
+from tests.test_replies import links, path, snapshot, submit_application
+from widget_server import tables
+
+
+def unsubscribe_url(received: Any) -> str:
+    header = str(received.message["List-Unsubscribe"])
+    assert received.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    return path(header.strip("<>"))
+
+
+def eligibility(client: TestClient, target: str) -> dict[str, Any]:
+    return dict(client.get("/api/v1/eligibility", params={"target": target}).json()["results"][0])
+
+
+def test_one_click_opt_out_makes_the_company_ineligible_at_once(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.company(client)
+        pro = submit_application(client, smtp_server, offer_id=None, siret=seed.SIRET)
+        url = unsubscribe_url(pro)
+        assert url in [path(u) for u in links(pro)]  # the button in the email is the same link
+        before = snapshot(client)
+        assert client.get(url).status_code == 200
+        assert snapshot(client) == before  # a GET changes nothing
+        assert eligibility(client, f"company:{seed.SIRET}")["eligible"] is True
+
+        # What a mail client sends: a bare form POST, no cookie, no token of ours.
+        response = client.post(url, content=b"List-Unsubscribe=One-Click",
+                               headers={"Content-Type": "application/x-www-form-urlencoded"},
+                               follow_redirects=False)
+        assert response.status_code == 200
+        assert "set-cookie" not in response.headers
+        result = eligibility(client, f"company:{seed.SIRET}")
+        assert result["eligible"] is False and result["reason"] == "opted_out"
+        key = seed.api_key(client)
+        refused = client.post("/api/v1/applications", headers={"Authorization": f"Bearer {key}"},
+                              json={"siret": seed.SIRET, "first_name": "A", "last_name": "B",
+                                    "email": "b@example.org", "phone": "0612345678",
+                                    "cv": "data:application/pdf;base64,JVBERi0x"})
+        assert refused.status_code == 409 and refused.json()["code"] == "opted_out"
+        # A second click sends no second confirmation.
+        client.post(url, content=b"List-Unsubscribe=One-Click",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+        deliver(client)
+
+        confirmations = [r for r in smtp_server.received
+                         if r.message["X-LBA-Template"] == "optout_confirmed"]
+        assert len(confirmations) == 1
+        assert confirmations[0].rcpt_tos == ["contact@garage-durand.example"]
+        undo = next(u for u in links(confirmations[0]) if "/optout/" in u)
+        assert "Recevoir à nouveau" in html.unescape(client.get(path(undo)).text)
+        assert eligibility(client, f"company:{seed.SIRET}")["reason"] == "opted_out"
+        assert client.post(path(undo)).status_code == 200
+        assert eligibility(client, f"company:{seed.SIRET}")["eligible"] is True
+
+
+def test_cfa_opt_out_stops_rdv_only(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.formation(client)
+        seed.company(client, contact_email="rdv@cfa-commerce.example")
+        key = seed.api_key(client)
+        client.post("/api/v1/appointment-requests", json=appointment(),
+                    headers={"Authorization": f"Bearer {key}"})
+        deliver(client)
+        page = client.post(unsubscribe_url(smtp_server.received[0]))
+        assert "demandes de rendez-vous" in html.unescape(page.text)
+        assert eligibility(client, f"formation:{seed.FORMATION_ID}")["reason"] == "opted_out"
+        # The same address as a company contact still receives spontaneous applications.
+        assert eligibility(client, f"company:{seed.SIRET}")["eligible"] is True
+
+
+def test_offer_opt_out_closes_the_offer(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        pro = submit_application(client, smtp_server)
+        client.post(unsubscribe_url(pro))
+        assert eligibility(client, f"offer:{seed.OFFER_ID}")["reason"] == "closed"
+
+
+@pytest.mark.parametrize("token", ["nope", "x" * 200])
+def test_unknown_opt_out_link_is_404(client: TestClient, token: str) -> None:
+    assert client.get(f"/optout/{token}").status_code == 404
+    assert client.post(f"/optout/{token}").status_code == 404
+
+
+def test_reply_token_is_not_an_opt_out_token(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        pro = submit_application(client, smtp_server)
+        reply = next(u for u in links(pro) if "/reply/" in u)
+        token = reply.rsplit("/", 1)[1]
+        assert client.post(f"/optout/{token}").status_code == 404
+        assert seed.fetch_all(client, tables.contacts.select()) == []
