@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,13 +11,28 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from . import api, forms, migrations, openapi, pages
+from . import (
+    api,
+    bounces,
+    forms,
+    mailbox,
+    mailer,
+    migrations,
+    openapi,
+    optout,
+    outbox,
+    pages,
+    reminders,
+    replies,
+    widget,
+)
 from .assets import Assets
 from .body_limit import BodyLimitMiddleware
 from .form_tokens import FormTokens
+from .framing import FramingMiddleware
 from .kinds import CANDIDATURE, RDV
 from .problems import EXCEPTION_HANDLERS, RequestIdMiddleware
-from .resources import create_database, create_templates, prepare_sqlite
+from .resources import OneConnectionPerRequest, create_database, create_templates, prepare_sqlite
 from .settings import Settings, load_settings
 from .submissions import submit_endpoint
 from .throttling import Throttle
@@ -30,15 +46,27 @@ def create_app(settings: Settings | None = None) -> Starlette:
     templates = create_templates(settings)
     templates.env.globals["asset_url"] = assets.url
     templates.env.filters["phone"] = display_phone
+    # Delivers the outbox; the request pipeline wakes it through app.state.outbox_worker.
+    worker = outbox.Worker(database, mailer.transport_from_settings(settings), settings,
+                           on_permanent_failure=bounces.on_permanent_failure(database, settings))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await database.connect()
         await prepare_sqlite(database)
         await migrations.migrate(database)
+        stop = asyncio.Event()
+        background = []
+        if settings.outbox_worker:
+            worker.start()
+            background.append(asyncio.create_task(
+                reminders.run_periodically(database, settings, stop)))
         try:
             yield
         finally:
+            stop.set()
+            await asyncio.gather(*background)
+            await worker.stop()
             await database.disconnect()
 
     routes = [
@@ -52,12 +80,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/confidentialite", pages.privacy, name="privacy"),
         Route("/api/v1/openapi.json", openapi.openapi_json, name="openapi"),
         Route("/api/docs", openapi.docs, name="api_docs"),
+        Route("/api/v1/bounces", bounces.webhook, methods=["POST"], name="bounces"),
+        Route("/reply/{token}", replies.reply_page, methods=["GET", "POST"], name="reply"),
+        Route("/optout/{token}", optout.optout_page, methods=["GET", "POST"], name="optout"),
+        *mailbox.routes(settings),
+        *widget.routes,
     ]
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(FramingMiddleware, frame_ancestors=settings.frame_ancestors),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(OneConnectionPerRequest, database=database),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
@@ -66,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.database = database
     app.state.templates = templates
     app.state.assets = assets
+    app.state.outbox_worker = worker
     app.state.form_tokens = FormTokens(
         settings.secret_key, settings.form_token_ttl_seconds, settings.form_min_fill_seconds)
     app.state.openapi = openapi.document(settings)

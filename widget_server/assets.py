@@ -15,6 +15,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .minify import compact_js
 from .problems import Problem
 from .settings import ROOT
 
@@ -40,6 +41,8 @@ class Assets:
             if not path.is_file() or path.name.startswith("."):
                 continue
             body = path.read_bytes()
+            if path.suffix == ".js":
+                body = compact_js(body.decode()).encode()
             digest = hashlib.sha256(body).hexdigest()[:10]
             stem, _, suffix = path.name.rpartition(".")
             hashed = f"{stem}.{digest}.{suffix}"

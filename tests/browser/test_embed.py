@@ -1,0 +1,304 @@
+"""The widget in a partner's page, in headless Chromium: buttons, events,
+the modal and inline forms, several widgets, late placeholders, the JS API.
+The partner pages are on other origins than the widget."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Frame, Page, Request
+
+from tests.browser.conftest import (
+    BAD_SIRET,
+    CLOSED_OFFER,
+    FORMATION,
+    NO_CONTACT_OFFER,
+    OFFER,
+    OPTED_OUT_FORMATION,
+    OPTED_OUT_SIRET,
+    OTHER_OFFER,
+    SIRET,
+    UNKNOWN_OFFER,
+    Servers,
+    events,
+    wait_events,
+)
+
+pytestmark = pytest.mark.browser
+
+ELIGIBILITY = "/api/v1/eligibility"
+
+
+def slot(ref: str) -> str:
+    """CSS selector of the placeholder for a target reference."""
+    attribute = "data-siret" if ref.isdigit() else "data-formation-id" if "#" in ref else "data-offer-id"
+    return f'[{attribute}="{ref}"]'
+
+
+def eligibility_requests(page: Page) -> list[str]:
+    found: list[str] = []
+    page.on("request", lambda request: ELIGIBILITY in request.url and found.append(request.url))
+    return found
+
+
+def form_frame(page: Page) -> Frame:
+    """The form's iframe (in a shadow root, so not in `window.frames`), once loaded."""
+    for _ in range(100):
+        frames = [f for f in page.frames if "/widget/v1/" in f.url]
+        if frames:
+            break
+        page.wait_for_timeout(50)
+    assert len(frames) == 1
+    frames[0].wait_for_load_state()
+    return frames[0]
+
+
+def focused_in_slot(page: Page) -> str:
+    """What has focus: the placeholder's inner element, e.g. 'BUTTON' or 'IFRAME'."""
+    return str(page.evaluate(
+        "() => { const a = document.activeElement; return a && a.shadowRoot && a.shadowRoot.activeElement"
+        " ? (a.dataset.offerId || a.dataset.formationId) + ' ' + a.shadowRoot.activeElement.tagName : '' }"))
+
+
+def test_buttons_appear_for_eligible_targets_after_one_request(page: Page, servers: Servers) -> None:
+    requests = eligibility_requests(page)
+    page.goto(servers.site + "/")
+    ready = wait_events(page, "ready", 10)
+    unavailable = wait_events(page, "unavailable", 4)
+    assert len(requests) == 1
+    assert {e["ref"] for e in ready} >= {OFFER, OTHER_OFFER, SIRET, FORMATION}
+    assert {e["ref"]: e["detail"]["reason"] for e in unavailable} == {
+        CLOSED_OFFER: "closed", NO_CONTACT_OFFER: "no_contact", OPTED_OUT_SIRET: "opted_out",
+        OPTED_OUT_FORMATION: "opted_out"}
+    assert page.locator(f"{slot(OFFER)} button").inner_text() == "Je candidate"
+    assert page.locator(f"{slot(SIRET)} button").inner_text() == "Candidater spontanément"
+    assert page.locator(f"{slot(FORMATION)} button").inner_text() == "Contacter l'établissement"
+    assert page.locator(f"{slot(OFFER)} button").get_attribute("aria-label") == \
+        "Je candidate : Apprenti boulanger (H/F) – CAP Boulanger"
+    # The brand colour, and the host's own `button` rules (uppercase) kept out.
+    style = page.locator(f"{slot(FORMATION)} button").evaluate(
+        "b => [getComputedStyle(b).backgroundColor, getComputedStyle(b).textTransform]")
+    assert style == ["rgb(122, 46, 140)", "none"]
+    for ref in (CLOSED_OFFER, NO_CONTACT_OFFER, OPTED_OUT_SIRET):
+        assert page.locator(f"{slot(ref)} button").count() == 0
+        # The fallback link inside the placeholder goes away with the widget.
+        assert page.locator(f"{slot(ref)} a.fallback").is_hidden()
+    assert page.locator(f"{slot(OFFER)} a.fallback").is_hidden()
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_unknown_or_malformed_targets_stay_empty(page: Page, servers: Servers) -> None:
+    requests = eligibility_requests(page)
+    page.goto(servers.fixtures + "/unavailable.html")
+    wait_events(page, "ready")
+    unavailable = wait_events(page, "unavailable")
+    errors = wait_events(page, "error", 2)
+    assert [(e["ref"], e["detail"]["reason"]) for e in unavailable] == [(UNKNOWN_OFFER, "unknown_target")]
+    assert sorted((e["ref"] or "", e["detail"]["reason"]) for e in errors) == [
+        ("", "invalid_placeholder"), (BAD_SIRET, "invalid_target")]
+    # A malformed SIRET does not take the other placeholders down.
+    assert page.locator(f"{slot(SIRET)} button").count() == 1
+    assert page.locator(f"{slot(UNKNOWN_OFFER)} a.fallback").is_hidden()
+    assert page.locator("[data-lba-widget] button").count() == 1
+    assert len(requests) == 2  # the batch, then the batch without the malformed target
+
+
+def test_the_fallback_link_stays_when_the_service_is_unreachable(page: Page, servers: Servers) -> None:
+    page.route(f"{servers.widget}{ELIGIBILITY}*", lambda route: route.abort())
+    page.goto(servers.fixtures + "/unavailable.html")
+    errors = wait_events(page, "error", 4)
+    assert {e["detail"]["reason"] for e in errors} == {"network", "invalid_placeholder"}
+    assert page.locator(f"{slot(UNKNOWN_OFFER)} a.fallback").is_visible()
+
+
+def test_loader_twice_and_two_widgets_on_a_page(page: Page, servers: Servers) -> None:
+    requests = eligibility_requests(page)
+    page.goto(servers.fixtures + "/twice.html")
+    wait_events(page, "ready", 2)
+    page.wait_for_timeout(300)  # a second copy of the loader would have drawn by now
+    assert len(requests) == 1
+    assert len(events(page, "ready")) == 2
+    assert page.locator(f"{slot(OFFER)} button").count() == 1
+    assert page.locator(f"{slot(FORMATION)} button").inner_text() == "Poser une question"
+    assert page.evaluate("() => Object.keys(window.LBAWidget).sort()") == ["open", "scan", "v"]
+
+    page.locator(f"{slot(FORMATION)} button").click()
+    frame = form_frame(page)
+    assert "/widget/v1/rdv?formation_id=" in frame.url
+    assert events(page, "open")[0]["ref"] == FORMATION
+    page.keyboard.press("Escape")
+    wait_events(page, "close")
+    page.locator(f"{slot(OFFER)} button").click()
+    frame = form_frame(page)
+    assert f"/widget/v1/candidature?offer_id={OFFER}&caller=fixture" in frame.url
+    assert [e["ref"] for e in events(page, "open")] == [FORMATION, OFFER]
+
+
+def test_inline_forms_are_sized_by_their_own_messages(page: Page, servers: Servers) -> None:
+    page.goto(servers.fixtures + "/inline.html")
+    ready = wait_events(page, "ready", 2)
+    assert {e["ref"] for e in ready} == {OFFER, FORMATION}
+    assert page.locator("[data-lba-widget] button").count() == 0
+    heights = {}
+    for ref, path in ((OFFER, "/candidature"), (FORMATION, "/rdv")):
+        frame = next(f for f in page.frames if path + "?" in f.url)
+        content = frame.evaluate("() => Math.ceil(document.documentElement.getBoundingClientRect().height)")
+        iframe = page.locator(f"{slot(ref)} iframe")
+        page.wait_for_function("([el, h]) => Math.abs(el.getBoundingClientRect().height - h) < 2",
+                               arg=[iframe.element_handle(), content])
+        # No inner scrollbar: the page fits its frame.
+        assert frame.evaluate("() => document.documentElement.scrollHeight <= innerHeight + 1")
+        heights[ref] = content
+    assert heights[OFFER] != heights[FORMATION]
+    # Inline forms never take the focus on load.
+    assert focused_in_slot(page) == ""
+
+
+def test_placeholders_added_later_are_batched(page: Page, servers: Servers) -> None:
+    requests = eligibility_requests(page)
+    page.goto(servers.site + "/recherche.html")
+    wait_events(page, "ready", 3)
+    assert len(requests) == 1
+    page.get_by_role("button", name="Afficher plus de résultats").click()
+    wait_events(page, "ready", 6)
+    assert len(requests) == 2
+    assert page.locator("#results [data-lba-widget] button").count() == 6
+
+    page.goto(servers.fixtures + "/empty.html")
+    requests.clear()
+    page.wait_for_load_state("networkidle")
+    assert requests == []
+    page.evaluate("""refs => refs.forEach(ref => {
+        const el = document.createElement("div");
+        el.dataset.lbaWidget = "candidature";
+        el.dataset.offerId = ref;
+        document.getElementById("slot").append(el);
+    })""", [OFFER, OTHER_OFFER, UNKNOWN_OFFER])
+    wait_events(page, "ready", 2)
+    wait_events(page, "unavailable")
+    assert len(requests) == 1
+
+
+def test_modal_takes_focus_closes_on_escape_and_gives_it_back(page: Page, servers: Servers) -> None:
+    page.goto(servers.site + "/")
+    wait_events(page, "ready", 10)
+    button = page.locator(f"{slot(OTHER_OFFER)} button")
+    button.focus()
+    page.keyboard.press("Enter")
+    wait_events(page, "open")
+    dialog = page.locator(f"{slot(OTHER_OFFER)} dialog")
+    assert dialog.evaluate("d => d.open && d.matches(':modal')")
+    frame = form_frame(page)
+    frame.wait_for_function("() => document.activeElement && document.activeElement.id === 'last_name'")
+    assert focused_in_slot(page) == f"{OTHER_OFFER} IFRAME"
+    title = page.locator(f"{slot(OTHER_OFFER)} iframe").get_attribute("title")
+    assert title == "Formulaire « Je candidate » : Apprenti mécanicien automobile (H/F)"
+    assert dialog.get_attribute("aria-label") == title
+
+    page.keyboard.press("Escape")  # pressed inside the form's iframe
+    wait_events(page, "close")
+    assert dialog.count() == 0
+    assert focused_in_slot(page) == f"{OTHER_OFFER} BUTTON"
+
+    # The labelled close button, and ESC from the host side of the dialog.
+    page.keyboard.press("Enter")
+    form_frame(page).wait_for_function("() => document.activeElement.id === 'last_name'")
+    close = page.locator(f"{slot(OTHER_OFFER)} dialog").get_by_role("button", name="Fermer")
+    close.focus()
+    page.keyboard.press("Escape")
+    wait_events(page, "close", 2)
+    page.keyboard.press("Enter")
+    page.locator(f"{slot(OTHER_OFFER)} dialog").get_by_role("button", name="Fermer").click()
+    wait_events(page, "close", 3)
+    assert focused_in_slot(page) == f"{OTHER_OFFER} BUTTON"
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_modal_is_full_screen_on_small_screens(page: Page, servers: Servers) -> None:
+    page.set_viewport_size({"width": 360, "height": 640})
+    page.goto(servers.fixtures + "/twice.html")
+    wait_events(page, "ready", 2)
+    page.locator(f"{slot(OFFER)} button").click()
+    form_frame(page)
+    box = page.locator(f"{slot(OFFER)} dialog").bounding_box()
+    assert box == {"x": 0, "y": 0, "width": 360, "height": 640}
+
+
+def test_open_and_scan_from_javascript(page: Page, servers: Servers) -> None:
+    page.goto(servers.fixtures + "/twice.html")
+    wait_events(page, "ready", 2)
+    assert page.evaluate("() => LBAWidget.open(document.querySelector('h1'))") is False
+    assert page.evaluate("() => LBAWidget.scan().then(() => 'scanned')") == "scanned"
+    assert page.evaluate(f"() => LBAWidget.open(document.querySelector('{slot(OFFER)}'))") is True
+    wait_events(page, "open")
+    frame = form_frame(page)
+    frame.wait_for_function("() => document.activeElement && document.activeElement.id === 'last_name'")
+    assert page.locator(f"{slot(OFFER)} dialog").evaluate("d => d.open")
+
+
+def test_messages_from_elsewhere_are_ignored(page: Page, servers: Servers) -> None:
+    page.goto(servers.fixtures + "/twice.html")
+    wait_events(page, "ready", 2)
+    page.locator(f"{slot(OFFER)} button").click()
+    frame = form_frame(page)
+    frame.wait_for_function("() => document.activeElement && document.activeElement.id === 'last_name'")
+    embed = frame.evaluate("() => document.body.dataset.lbaEmbed")
+    # The host page itself (another origin than the widget) forges messages.
+    page.evaluate("""id => {
+        window.postMessage({source: "lba-widget", v: 1, id, type: "submitted", payload: {id: "forged"}}, "*");
+        window.postMessage({source: "lba-widget", v: 1, id, type: "close", payload: {}}, "*");
+    }""", embed)
+    # The real iframe, but another embed id.
+    frame.evaluate("""origin => parent.postMessage(
+        {source: "lba-widget", v: 1, id: "w999", type: "close", payload: {}}, origin)""", servers.fixtures)
+    page.wait_for_timeout(300)
+    assert events(page, "submitted") == []
+    assert events(page, "close") == []
+    assert page.locator(f"{slot(OFFER)} dialog").evaluate("d => d.open")
+
+
+def test_widget_sets_no_cookie_and_calls_no_third_party(page: Page, servers: Servers) -> None:
+    seen: list[tuple[bool, str]] = []
+
+    def record(request: Request) -> None:
+        seen.append((request.frame == page.main_frame, request.url))
+
+    page.on("request", record)
+    page.goto(servers.site + "/")
+    wait_events(page, "ready", 10)
+    page.locator(f"{slot(OFFER)} button").click()
+    form_frame(page).wait_for_load_state("networkidle")
+    widget = origin(servers.widget)
+    framed = [url for main, url in seen if not main]
+    assert framed and all(origin(url) == widget for url in framed)
+    assert {origin(url) for main, url in seen if main} <= {widget, origin(servers.site)}
+    assert page.context.cookies() == []
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def test_integration_page_live_preview(page: Page, servers: Servers) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=servers.widget)
+    page.goto(servers.widget + "/integration")
+    wait_events(page, "ready")
+    assert page.locator("#p-stage button").inner_text() == "Je candidate"
+    page.get_by_label("Service et cible").select_option("formation")
+    assert page.get_by_label("Identifiant").input_value() != ""
+    page.get_by_label("Texte du bouton").fill("Une question ?")
+    page.wait_for_function("() => (document.querySelector('#p-stage [data-lba-widget]').shadowRoot || {})"
+                           ".textContent === 'Une question ?'")
+    snippet = page.locator("#p-snippet").inner_text()
+    assert 'data-lba-widget="rdv" data-formation-id="' in snippet
+    assert 'data-label="Une question ?"' in snippet
+    assert f'<script async src="{servers.widget}/widget/v1/loader.js"' in snippet
+    page.get_by_role("button", name="Copier le code").click()
+    page.wait_for_function("() => document.getElementById('p-copied').textContent !== ''")
+    assert page.evaluate("() => navigator.clipboard.readText()") == snippet
+    page.get_by_label("Identifiant").fill("INCONNU-1")
+    wait_events(page, "unavailable")
+    assert "lba:unavailable" in page.locator("#p-log").inner_text()
+    assert page.locator("#p-stage button").count() == 0

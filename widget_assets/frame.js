@@ -1,0 +1,70 @@
+// Form-page side of the widget protocol (SPEC §3): runs only inside the
+// widget's iframe, i.e. when framed and the page names its embed id and the
+// host's origin. Messages go to that explicit origin, never "*", and only
+// messages from it, from the parent window, for this embed id, are read.
+// Served compacted by widget_server/minify.py: whole-line comments only.
+(function () {
+  "use strict";
+  var body = document.body, doc = document.documentElement;
+  var id = body && body.getAttribute("data-lba-embed");
+  var origin = body && body.getAttribute("data-lba-origin");
+  if (window.parent === window || !id || !origin) return;
+  var modal = false, height = 0;
+
+  function post(type, payload) {
+    window.parent.postMessage({ source: "lba-widget", v: 1, id: id, type: type, payload: payload || {} }, origin);
+  }
+
+  // The host sizes the iframe to the page, so the page itself never scrolls
+  // (no inner scrollbar, hence no width change feeding back into the height).
+  doc.style.overflow = "hidden";
+  post("ready", { title: document.title });
+
+  // The <html> height does not depend on the iframe height (no vh units in
+  // form.css), and only changes of 1px or more are sent: no resize loop.
+  new ResizeObserver(function () {
+    var h = Math.ceil(doc.getBoundingClientRect().height);
+    if (Math.abs(h - height) >= 1) {
+      height = h;
+      post("resize", { height: h });
+    }
+  }).observe(doc);
+
+  var submitted = body.getAttribute("data-lba-submitted");
+  if (submitted) post("submitted", { id: submitted });
+
+  function closers() {
+    return document.querySelectorAll("[data-lba-close]");
+  }
+  for (var i = 0, list = closers(); i < list.length; i++) {
+    list[i].addEventListener("click", function () { post("close"); });
+  }
+  // In a modal, focus is inside this iframe, so the host's <dialog> never sees ESC.
+  document.addEventListener("keydown", function (event) {
+    if (modal && event.key === "Escape" && !event.defaultPrevented) post("close");
+  });
+
+  function focusFirst() {
+    var target = document.querySelector("#error-summary, [data-lba-submitted] #sent") ||
+      document.querySelector("form input:not([type=hidden]):not([tabindex='-1']), form textarea, form select") ||
+      document.querySelector("h1");
+    if (!target) return;
+    if (target.tabIndex < 0 && !target.hasAttribute("tabindex")) target.setAttribute("tabindex", "-1");
+    target.focus();
+  }
+
+  window.addEventListener("message", function (event) {
+    var data = event.data;
+    if (event.origin !== origin || event.source !== window.parent || !data ||
+        data.source !== "lba-widget" || data.id !== id) return;
+    if (data.type === "init") {
+      var payload = data.payload || {};
+      modal = !!payload.modal;
+      // "Fermer" only means something in the widget's modal.
+      for (var j = 0, els = closers(); j < els.length; j++) els[j].hidden = !modal;
+      if (payload.focus) focusFirst();
+    } else if (data.type === "focus") {
+      focusFirst();
+    }
+  });
+})();

@@ -1,0 +1,61 @@
+"""Who may frame which page (issue #6, item 4).
+
+The hosted form pages are meant to be framed by partner sites: any site by
+default, or only the origins of `FRAME_ANCESTORS`. They also get a strict
+content policy: their own scripts and styles only, no third-party request, and
+forms posting back to the service. Every other HTML page refuses framing
+(clickjacking on the quick-reply pages would be the risk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+FORM_PATHS = ("/widget/v1/candidature", "/widget/v1/rdv")
+FORM_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               "form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}")
+
+
+def form_policy(frame_ancestors: Iterable[str]) -> str:
+    origins = list(frame_ancestors)
+    # 'self' keeps the live preview of /integration working whatever the setting.
+    ancestors = "*" if not origins or "*" in origins else " ".join(["'self'", *origins])
+    return FORM_POLICY.format(ancestors=ancestors)
+
+
+class FramingMiddleware:
+    """Adds the framing policy to every HTML response, by path."""
+
+    def __init__(self, app: ASGIApp, frame_ancestors: Iterable[str] = ("*",)) -> None:
+        self.app = app
+        self.form_policy = form_policy(frame_ancestors)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        is_form = scope["path"].rstrip("/") in FORM_PATHS
+
+        async def send_with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if headers.get("content-type", "").startswith("text/html"):
+                    if is_form:
+                        headers["Content-Security-Policy"] = self.form_policy
+                    else:
+                        _deny_framing(headers)
+            await send(message)
+
+        await self.app(scope, receive, send_with_policy)
+
+
+def _deny_framing(headers: MutableHeaders) -> None:
+    policy = headers.get("content-security-policy")
+    if policy is None:
+        headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    elif "frame-ancestors" not in policy:
+        headers["Content-Security-Policy"] = policy.rstrip("; ") + "; frame-ancestors 'none'"
+    headers["X-Frame-Options"] = "DENY"
