@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.routing import Route, request_response
 
 from . import (
     api,
@@ -71,7 +72,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes = [
         Route("/healthz", api.healthz, name="healthz"),
-        Route("/api/v1/eligibility", api.eligibility_endpoint, name="eligibility"),
+        # Compressed: a listing page asks about many targets before anyone clicks.
+        Route("/api/v1/eligibility", GZipMiddleware(request_response(api.eligibility_endpoint),
+                                                    minimum_size=500), name="eligibility"),
         Route("/api/v1/applications", submit_endpoint(CANDIDATURE), methods=["POST"]),
         Route("/api/v1/appointment-requests", submit_endpoint(RDV), methods=["POST"]),
         Route("/widget/v1/assets/{name}", assets.endpoint, name="asset"),

@@ -19,13 +19,13 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from databases import Database
+from rjsmin import jsmin
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from . import eligibility, tables
 from .assets import ASSETS_DIR, Assets
-from .minify import compact_js
 from .targets import Target, TargetKind
 
 LOADER_SOURCE = ASSETS_DIR / "loader" / "loader.js"
@@ -50,7 +50,7 @@ def build_loader(public_url: str, assets: Assets) -> Loader:
         # Inside a double-quoted JS string.
         return json.dumps(value)[1:-1]
 
-    text = compact_js(LOADER_SOURCE.read_text(encoding="utf-8"))
+    text = jsmin(LOADER_SOURCE.read_text(encoding="utf-8"))
     for name, value in (("__LBA_BASE__", public_url), ("__LBA_ORIGIN__", origin_of(public_url)),
                         ("__LBA_CHUNK__", public_url + assets.url("widget.js"))):
         if name not in text:

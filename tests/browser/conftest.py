@@ -183,12 +183,14 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture
-def page(context: BrowserContext) -> Page:
+def page(context: BrowserContext) -> Iterator[Page]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.errors = errors  # type: ignore[attr-defined]
-    return page
+    yield page
+    # A route handler still in flight can make closing the context wait forever.
+    page.unroute_all(behavior="ignoreErrors")
 
 
 def events(page: Page, kind: str | None = None) -> list[dict[str, Any]]:
