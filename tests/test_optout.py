@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from tests.test_appointments import appointment
 from tests.test_delivery import deliver, smtp_client
 from tests.test_replies import links, path, snapshot, submit_application
 from widget_server import tables
+
+OTHER_SIRET = "73282932000108"
 
 
 def unsubscribe_url(received: Any) -> str:
@@ -32,6 +35,8 @@ def test_one_click_opt_out_makes_the_company_ineligible_at_once(
 ) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         seed.company(client)
+        # The same recruiter is the contact of a second establishment.
+        seed.company(client, OTHER_SIRET, name="Garage Durand Rezé")
         pro = submit_application(client, smtp_server, offer_id=None, siret=seed.SIRET)
         url = unsubscribe_url(pro)
         assert url in [path(u) for u in links(pro)]  # the button in the email is the same link
@@ -46,8 +51,9 @@ def test_one_click_opt_out_makes_the_company_ineligible_at_once(
                                follow_redirects=False)
         assert response.status_code == 200
         assert "set-cookie" not in response.headers
-        result = eligibility(client, f"company:{seed.SIRET}")
-        assert result["eligible"] is False and result["reason"] == "opted_out"
+        for siret in (seed.SIRET, OTHER_SIRET):
+            result = eligibility(client, f"company:{siret}")
+            assert result["eligible"] is False and result["reason"] == "opted_out"
         key = seed.api_key(client)
         refused = client.post("/api/v1/applications", headers={"Authorization": f"Bearer {key}"},
                               json={"siret": seed.SIRET, "first_name": "A", "last_name": "B",
@@ -63,11 +69,34 @@ def test_one_click_opt_out_makes_the_company_ineligible_at_once(
                          if r.message["X-LBA-Template"] == "optout_confirmed"]
         assert len(confirmations) == 1
         assert confirmations[0].rcpt_tos == ["contact@garage-durand.example"]
-        undo = next(u for u in links(confirmations[0]) if "/optout/" in u)
-        assert "Recevoir à nouveau" in html.unescape(client.get(path(undo)).text)
+        undo = path(next(u for u in links(confirmations[0]) if "/optout/" in u))
+        before = snapshot(client)
+        assert "Recevoir à nouveau" in html.unescape(client.get(undo).text)
+        assert client.head(undo).status_code == 200
+        assert snapshot(client) == before  # the undo link is safe from scanners too
         assert eligibility(client, f"company:{seed.SIRET}")["reason"] == "opted_out"
-        assert client.post(path(undo)).status_code == 200
+        assert client.post(undo).status_code == 200
         assert eligibility(client, f"company:{seed.SIRET}")["eligible"] is True
+        assert eligibility(client, f"company:{OTHER_SIRET}")["eligible"] is True
+
+
+def test_the_undo_link_expires(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.company(client)
+        pro = submit_application(client, smtp_server, offer_id=None, siret=seed.SIRET)
+        client.post(unsubscribe_url(pro))
+        deliver(client)
+        [confirmation] = [r for r in smtp_server.received
+                          if r.message["X-LBA-Template"] == "optout_confirmed"]
+        undo = path(next(u for u in links(confirmation) if "/optout/" in u))
+        [row] = seed.fetch_all(client, tables.reply_tokens.select().where(
+            tables.reply_tokens.c.action == "optin"))
+        assert row["expires_at"] - row["created_at"] == dt.timedelta(days=60)
+        seed.run(client, client.app.state.database.execute,
+                 tables.reply_tokens.update().where(tables.reply_tokens.c.action == "optin")
+                 .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+        assert client.post(undo).status_code == 410
+        assert eligibility(client, f"company:{seed.SIRET}")["reason"] == "opted_out"
 
 
 def test_cfa_opt_out_stops_rdv_only(tmp_path: Path, smtp_server: SMTPServer) -> None:

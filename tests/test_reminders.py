@@ -1,22 +1,27 @@
-"""One reminder after REMINDER_DAYS, with a controllable clock; and the bounce webhook."""
+"""One reminder after REMINDER_DAYS, with a controllable clock: never for an answered,
+bouncing or opted-out request, never twice."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from tests import seed
+from tests.conftest import make_settings
 from tests.smtp_server import SMTPServer
+from tests.test_applications import application
 from tests.test_appointments import appointment
 from tests.test_delivery import deliver, smtp_client
 from tests.test_replies import form_fields, links, path, submit_application
-from widget_server import tables
+from widget_server import bounces, tables
+from widget_server.app import create_app
 from widget_server.reminders import send_due_reminders
+
+DAY = dt.timedelta(days=1)
 
 
 def remind(client: TestClient, now: dt.datetime) -> int:
@@ -29,26 +34,72 @@ def created_at(client: TestClient) -> dt.datetime:
     return row["created_at"]  # type: ignore[no-any-return]
 
 
+def ask_the_cfa(client: TestClient) -> None:
+    seed.formation(client)
+    response = client.post("/api/v1/appointment-requests", json=appointment(),
+                           headers={"Authorization": f"Bearer {seed.api_key(client)}"})
+    assert response.status_code == 202
+    assert deliver(client) == 2
+
+
 def test_one_reminder_after_five_days_never_twice(
     tmp_path: Path, smtp_server: SMTPServer
 ) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
-        submit_application(client, smtp_server)
+        pro = submit_application(client, smtp_server)
         start = created_at(client)
-        assert remind(client, start + dt.timedelta(days=5) - dt.timedelta(minutes=1)) == 0
-        assert remind(client, start + dt.timedelta(days=5)) == 1
-        assert remind(client, start + dt.timedelta(days=9)) == 0
-        deliver(client, now=start + dt.timedelta(days=9))
+        assert remind(client, start + 5 * DAY - dt.timedelta(minutes=1)) == 0
+        assert remind(client, start + 5 * DAY) == 1
+        assert remind(client, start + 9 * DAY) == 0
+        [row] = seed.fetch_all(client, tables.contact_requests.select())
+        assert row["reminded_at"] == start + 5 * DAY and row["status"] == "sent"
+        deliver(client, now=start + 9 * DAY)
         reminder = smtp_server.received[-1]
         assert reminder.rcpt_tos == ["recrutement@boulangerie.example"]
         assert reminder.message["Subject"].startswith("Rappel : ")
-        assert reminder.message["List-Unsubscribe"]
-        # Its buttons are fresh tokens that work.
-        url = next(u for u in links(reminder) if "/reply/" in u)
+        assert reminder.message["In-Reply-To"] == pro.message["Message-ID"]
+        assert reminder.message["Reply-To"].addresses[0].addr_spec == "lea.moreau@example.org"
+        assert reminder.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        [cv] = list(reminder.message.iter_attachments())
+        assert cv.get_content() == seed.PDF
+        # Fresh buttons: new tokens, the same actions, and they work.
+        old, new = set(links(pro)), set(links(reminder))
+        assert not {u for u in new if "/reply/" in u or "/optout/" in u} & old
+        url = next(u for u in new if "/reply/" in u)
         page = client.get(path(url))
         assert page.status_code == 200 and 'name="answer"' in page.text
+        unsubscribe = str(reminder.message["List-Unsubscribe"]).strip("<>")
+        assert unsubscribe in new and unsubscribe not in old
     assert len(smtp_server.received) == 3
+
+
+def test_no_reminder_before_the_first_email_arrived(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        response = client.post("/api/v1/applications", json=application(),
+                               headers={"Authorization": f"Bearer {seed.api_key(client)}"})
+        assert response.status_code == 202
+        start = created_at(client)
+        # The mail server was down for a week: the first email is still queued.
+        assert remind(client, start + 7 * DAY) == 0
+        assert deliver(client, now=start + 7 * DAY) == 2
+        assert remind(client, start + 7 * DAY) == 1
+
+
+def test_a_cfa_is_reminded_too(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        ask_the_cfa(client)
+        assert remind(client, created_at(client) + 6 * DAY) == 1
+        deliver(client, now=created_at(client) + 6 * DAY)
+    reminder = smtp_server.received[-1]
+    assert reminder.rcpt_tos == ["rdv@cfa-commerce.example"]
+    assert reminder.message["Subject"].startswith("Rappel : Demande de rendez-vous")
+    text = reminder.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "J'ai répondu par un autre canal" in text and "Le candidat est injoignable" in text
+    assert list(reminder.message.iter_attachments()) == []
 
 
 def test_no_reminder_for_an_answered_request(tmp_path: Path, smtp_server: SMTPServer) -> None:
@@ -57,7 +108,7 @@ def test_no_reminder_for_an_answered_request(tmp_path: Path, smtp_server: SMTPSe
         pro = submit_application(client, smtp_server)
         url = next(u for u in links(pro) if "/reply/" in u)
         client.post(path(url), data=form_fields(client.get(path(url)).text))
-        assert remind(client, created_at(client) + dt.timedelta(days=6)) == 0
+        assert remind(client, created_at(client) + 6 * DAY) == 0
 
 
 @pytest.mark.parametrize("column", ["bounced_at", "formation_opt_out_at"])
@@ -65,62 +116,55 @@ def test_no_reminder_for_a_bouncing_or_opted_out_cfa(
     tmp_path: Path, smtp_server: SMTPServer, column: str
 ) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
-        seed.formation(client)
-        key = seed.api_key(client)
-        client.post("/api/v1/appointment-requests", json=appointment(),
-                    headers={"Authorization": f"Bearer {key}"})
+        ask_the_cfa(client)
         seed.insert(client, tables.contacts, email="rdv@cfa-commerce.example",
                     **{column: seed.NOW})
-        assert remind(client, created_at(client) + dt.timedelta(days=6)) == 0
+        assert remind(client, created_at(client) + 6 * DAY) == 0
 
 
-def test_remind_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                        capsys: pytest.CaptureFixture[str]) -> None:
-    from widget_server import cli
-
-    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/cli.db")
-    monkeypatch.setenv("VAR_DIR", str(tmp_path / "var"))
-    monkeypatch.setenv("SECRET_KEY", "k")
-    assert cli.main(["remind"]) == 0
-    assert "Reminders queued: 0" in capsys.readouterr().out
+def test_no_reminder_after_a_reported_bounce(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        ask_the_cfa(client)
+        state = client.app.state
+        seed.run(client, bounces.record_bounce, state.database, state.settings,
+                 "rdv@cfa-commerce.example", "550 5.1.1")
+        assert remind(client, created_at(client) + 6 * DAY) == 0
 
 
-# --- the bounce webhook ------------------------------------------------------------
-
-
-def report(client: TestClient, key: str | None, body: Any) -> Any:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return client.post("/api/v1/bounces", json=body, headers=headers)
-
-
-def test_bounce_webhook_needs_an_operator_key(client: TestClient) -> None:
-    body = {"email": "rh@example.org", "reason": "550 user unknown"}
-    assert report(client, None, body).status_code == 401
-    assert report(client, seed.api_key(client), body).status_code == 403
-    assert seed.fetch_all(client, tables.contacts.select()) == []
-
-
-def test_bounce_webhook_tells_each_waiting_candidate_once(
-    tmp_path: Path, smtp_server: SMTPServer
+@pytest.mark.parametrize("target", ["company", "offer"])
+def test_no_reminder_once_the_recruiter_opted_out(
+    tmp_path: Path, smtp_server: SMTPServer, target: str
 ) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
+        if target == "company":
+            seed.company(client)
+            pro = submit_application(client, smtp_server, offer_id=None, siret=seed.SIRET)
+        else:
+            seed.offer(client)
+            pro = submit_application(client, smtp_server)  # opting out closes the offer
+        client.post(path(str(pro.message["List-Unsubscribe"]).strip("<>")),
+                    content=b"List-Unsubscribe=One-Click",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert remind(client, created_at(client) + 6 * DAY) == 0
+        [row] = seed.fetch_all(client, tables.contact_requests.select())
+        assert row["reminded_at"] is None
+
+
+def test_the_remind_command_is_safe_to_run_from_cron(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from widget_server import cli
+
+    settings = make_settings(tmp_path, REMINDER_DAYS="0")
+    with TestClient(create_app(settings)) as client:
         seed.offer(client)
-        submit_application(client, smtp_server)
-        operator = seed.api_key(client, "postmaster", "operator")
-        body = {"bounces": [{"email": "Recrutement@Boulangerie.example", "reason": "5.1.1"}]}
-        first = report(client, operator, body)
-        assert first.status_code == 202 and first.json() == {"recorded": 1, "candidates_told": 1}
-        assert report(client, operator, body).json()["candidates_told"] == 0
-        reason = client.get("/api/v1/eligibility", params={"target": f"offer:{seed.OFFER_ID}"})
-        assert reason.json()["results"][0]["reason"] == "bounced"
-        deliver(client)
-    told = [r for r in smtp_server.received if r.message["X-LBA-Template"] == "delivery_failed"]
-    assert len(told) == 1 and told[0].rcpt_tos == ["lea.moreau@example.org"]
-
-
-@pytest.mark.parametrize("body", [{"email": "nope"}, {"bounces": [{"email": ""}]}, {"bounces": []},
-                                  [1, 2]])
-def test_bounce_webhook_rejects_bad_input(client: TestClient, body: Any) -> None:
-    response = report(client, seed.api_key(client, "postmaster", "operator"), body)
-    assert response.status_code in (400, 422)
-    assert response.headers["content-type"] == "application/problem+json"
+        response = client.post("/api/v1/applications", json=application(),
+                               headers={"Authorization": f"Bearer {seed.api_key(client)}"})
+        assert response.status_code == 202
+        deliver(client)  # to the development mailbox: no SMTP_URL here
+    for name in ("DATABASE_URL", "VAR_DIR", "SECRET_KEY", "REMINDER_DAYS"):
+        monkeypatch.setenv(name, str(getattr(settings, name.lower())))
+    assert cli.main(["remind"]) == 0
+    assert "Reminders queued: 1" in capsys.readouterr().out
+    assert cli.main(["remind"]) == 0
+    assert "Reminders queued: 0" in capsys.readouterr().out

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import html
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
@@ -180,7 +183,7 @@ def test_unknown_and_expired_tokens(tmp_path: Path, smtp_server: SMTPServer) -> 
         assert client.post("/reply/not-a-real-token", data={}).status_code == 404
 
         async def expire() -> None:
-            await client.app.state.database.execute(  # type: ignore[attr-defined]
+            await client.app.state.database.execute(
                 tables.reply_tokens.update().values(
                     expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
 
@@ -189,3 +192,92 @@ def test_unknown_and_expired_tokens(tmp_path: Path, smtp_server: SMTPServer) -> 
         expired = client.get(path(url))
         assert expired.status_code == 410 and "expiré" in html.unescape(expired.text)
         assert "Traceback" not in expired.text
+
+
+def test_two_posts_at_once_send_one_email(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        pro = submit_application(client, smtp_server)
+        url = path(next(u for u in links(pro) if "/reply/" in u))
+        fields = form_fields(client.get(url).text)
+
+        async def double_click() -> list[str]:
+            transport = httpx2.ASGITransport(app=client.app)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                responses = await asyncio.gather(c.post(url, data=fields), c.post(url, data=fields))
+            return [r.text for r in responses]
+
+        pages = seed.run(client, double_click)
+        assert sorted("déjà reçu une réponse" in page for page in pages) == [False, True]
+        templates = [r["template"] for r in seed.fetch_all(client, sa.select(tables.outbox.c.template))]
+        assert [t for t in templates if t.startswith("answer_")] == [f"answer_{fields['answer']}"]
+
+
+def test_the_recruiter_may_switch_answers_and_the_message_is_escaped(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        pro = submit_application(client, smtp_server)
+        # The "Répondre au candidat" button, then a change of mind on the page.
+        url = path(next(u for u in links(pro) if "/reply/" in u and
+                        'value="accept" checked' in client.get(path(u)).text))
+        page = client.get(url)
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert "<script" not in page.text.replace(
+            '<script src="/widget/v1/assets/', "")  # no inline script to auto-submit anything
+        fields = form_fields(page.text)
+        fields.update(answer="refuse", message_refuse='Désolé <b>"non"</b> & merci',
+                      reasons=["metier", "inconnue"])
+        assert client.post(url, data=fields).status_code == 200
+        [row] = seed.fetch_all(client, tables.contact_requests.select())
+        assert row["answer"] == "refuse"
+        assert json.loads(row["answer_details"]) == {
+            "by": "recrutement@boulangerie.example", "via": "accept",
+            "reasons": ["Notre entreprise ne recrute pas sur le métier recherché"]}
+        deliver(client)
+    message = smtp_server.received[-1].message
+    html_part = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "&lt;b&gt;&#34;non&#34;&lt;/b&gt; &amp; merci" in html_part or \
+        "&lt;b&gt;&quot;non&quot;&lt;/b&gt; &amp; merci" in html_part
+    assert "<b>" not in html_part
+    assert 'Désolé <b>"non"</b> & merci' in text
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"answer": "optout"}, "answer"),
+    ({"answer": "accept", "message_accept": "x" * 3001}, "message_accept"),
+    ({"answer": "accept", "pro_phone": "12"}, "pro_phone"),
+])
+def test_invalid_answers_are_shown_inline_and_nothing_is_sent(
+    tmp_path: Path, smtp_server: SMTPServer, change: dict[str, str], field: str
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        pro = submit_application(client, smtp_server)
+        url = path(next(u for u in links(pro) if "/reply/" in u))
+        before = snapshot(client)
+        response = client.post(url, data={**form_fields(client.get(url).text), **change})
+        assert response.status_code == 422
+        assert f'href="#{field}"' in response.text
+        assert snapshot(client) == before
+
+
+def test_an_expired_link_changes_nothing_whatever_the_method(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        pro = submit_application(client, smtp_server)
+        url = path(next(u for u in links(pro) if "/reply/" in u))
+        fields = form_fields(client.get(url).text)
+        seed.run(client, client.app.state.database.execute,
+                 tables.reply_tokens.update().values(
+                     expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+        before = snapshot(client)
+        assert client.head(url).status_code == 410
+        posted = client.post(url, data=fields)
+        assert posted.status_code == 410 and "text/html" in posted.headers["content-type"]
+        assert snapshot(client) == before

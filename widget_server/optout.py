@@ -21,6 +21,7 @@ from starlette.responses import Response
 from . import emails, outbox, reply_tokens, tables
 from .contact_requests import StoredRequest, load
 from .problems import Problem
+from .replies import private_page
 from .resources import write_transaction
 
 UNDO_DAYS = 60
@@ -129,6 +130,5 @@ async def _confirm(state: Any, stored: StoredRequest, email: str, now: dt.dateti
 def _render(request: Request, page: dict[str, Any]) -> Response:
     response: Response = request.app.state.templates.TemplateResponse(
         request, "pages/optout.html", page)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Robots-Tag"] = "noindex"
+    private_page(response)
     return response

@@ -149,7 +149,8 @@ async def _answer(
     answer = ANSWERS[code]
     message = clean_message(errors, f"message_{code}", values.get(f"message_{code}"),
                             required=answer.code in ("accept", "reply"))
-    details: dict[str, Any] = {}
+    # Who answered (the address the buttons went to) and from which button.
+    details: dict[str, Any] = {"by": found["contact_email"], "via": found["action"]}
     if answer.asks_reasons:
         known = dict(REFUSAL_REASONS)
         details["reasons"] = [known[r] for r in values["reasons"] if r in known]
@@ -171,7 +172,7 @@ async def _answer(
             requests.update()
             .where(requests.c.id == stored.row["id"], requests.c.answered_at.is_(None))
             .values(status="answered", answer=code, answer_message=message or None,
-                    answer_details=json.dumps(details, ensure_ascii=False) if details else None,
+                    answer_details=json.dumps(details, ensure_ascii=False),
                     answered_at=now, updated_at=now)
             .returning(requests.c.id))
         if won is not None:
@@ -224,11 +225,24 @@ def _answered(stored: StoredRequest) -> dict[str, Any]:
             "answered_done": answer.done if answer else "", "details": details}
 
 
+# The page's own scripts and styles only; its form posts back here (framing is
+# refused by the framing middleware, which appends `frame-ancestors 'none'`).
+PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               "form-action 'self'; base-uri 'none'")
+
+
 def _render(request: Request, name: str, context: dict[str, Any], status: int) -> Response:
     response: Response = request.app.state.templates.TemplateResponse(
         request, name, context, status_code=status)
+    private_page(response)
+    return response
+
+
+def private_page(response: Response) -> None:
+    """Headers of a page reached through a secret link: not cached, not indexed,
+    the link not leaked to other sites, no foreign script."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Robots-Tag"] = "noindex"
-    return response
+    response.headers["Content-Security-Policy"] = PAGE_POLICY
 

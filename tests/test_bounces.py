@@ -1,0 +1,126 @@
+"""The bounce webhook: a mail provider reports a hard bounce; the contact turns
+ineligible and each candidate still waiting on it is told, once."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests import seed
+from tests.smtp_server import Received, SMTPServer
+from tests.test_applications import application
+from tests.test_appointments import appointment
+from tests.test_delivery import deliver, smtp_client
+from tests.test_replies import form_fields, links, path
+from widget_server import tables
+
+
+def report(client: TestClient, key: str | None, body: Any) -> Any:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return client.post("/api/v1/bounces", json=body, headers=headers)
+
+
+def operator(client: TestClient) -> str:
+    return seed.api_key(client, "postmaster", "operator")
+
+
+def told(smtp: SMTPServer) -> list[Received]:
+    return [r for r in smtp.received if r.message["X-LBA-Template"] == "delivery_failed"]
+
+
+def test_bounce_webhook_needs_an_operator_key(client: TestClient) -> None:
+    body = {"email": "rh@example.org", "reason": "550 user unknown"}
+    assert report(client, None, body).status_code == 401
+    assert report(client, "not-a-key", body).status_code == 401
+    assert report(client, seed.api_key(client), body).status_code == 403
+    assert seed.fetch_all(client, tables.contacts.select()) == []
+    assert report(client, operator(client), body).status_code == 202
+    assert [c["email"] for c in seed.fetch_all(client, tables.contacts.select())] == ["rh@example.org"]
+
+
+def test_each_waiting_candidate_is_told_once(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        key = seed.api_key(client)
+        for body in (application(), application(first_name="Tom", last_name="Petit",
+                                                email="tom.petit@example.org")):
+            response = client.post("/api/v1/applications", json=body,
+                                   headers={"Authorization": f"Bearer {key}"})
+            assert response.status_code == 202
+        deliver(client)
+        acks = {r.rcpt_tos[0]: str(r.message["Message-ID"]) for r in smtp_server.received
+                if r.message["X-LBA-Template"] == "candidature_ack"}
+        # The recruiter answered Tom before the address died: Tom has nothing to be told.
+        tom_pro = next(r for r in smtp_server.received if "Tom Petit" in str(r.message["Subject"]))
+        url = next(u for u in links(tom_pro) if "/reply/" in u)
+        client.post(path(url), data=form_fields(client.get(path(url)).text))
+
+        body = {"bounces": [{"email": "Recrutement@Boulangerie.example", "reason": "5.1.1"}]}
+        first = report(client, operator(client), body)
+        assert first.status_code == 202
+        assert first.json() == {"recorded": 1, "candidates_told": 1}
+        assert report(client, operator(client), body).json()["candidates_told"] == 0
+
+        eligibility = client.get("/api/v1/eligibility", params={"target": f"offer:{seed.OFFER_ID}"})
+        assert eligibility.json()["results"][0]["reason"] == "bounced"
+        refused = client.post("/api/v1/applications", headers={"Authorization": f"Bearer {key}"},
+                              json=application(email="zoe@example.org"))
+        assert refused.status_code == 409 and refused.json()["code"] == "bounced"
+        statuses = {r["email"]: r["status"] for r in seed.fetch_all(
+            client, tables.contact_requests.select())}
+        assert statuses == {"lea.moreau@example.org": "bounced", "tom.petit@example.org": "answered"}
+        deliver(client)
+
+    [message] = told(smtp_server)
+    assert message.rcpt_tos == ["lea.moreau@example.org"]
+    assert message.message["In-Reply-To"] == acks["lea.moreau@example.org"]
+
+
+def test_rdv_candidate_gets_the_cfa_phone(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.formation(client)
+        client.post("/api/v1/appointment-requests", json=appointment(),
+                    headers={"Authorization": f"Bearer {seed.api_key(client)}"})
+        deliver(client)
+        response = report(client, operator(client), {"email": "rdv@cfa-commerce.example",
+                                                     "reason": "mailbox does not exist"})
+        assert response.json() == {"recorded": 1, "candidates_told": 1}
+        eligibility = client.get("/api/v1/eligibility",
+                                 params={"target": f"formation:{seed.FORMATION_ID}"})
+        assert eligibility.json()["results"][0]["reason"] == "bounced"
+        [contact] = seed.fetch_all(client, tables.contacts.select())
+        assert contact["bounce_reason"] == "mailbox does not exist"
+        deliver(client)
+    [message] = told(smtp_server)
+    assert message.rcpt_tos == ["yanis.benali@example.org"]
+    text = message.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "01 99 00 12 34" in text
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"email": "nope"}, 422, "email"),
+    ({"bounces": [{"email": "a@example.org"}, {"email": ""}]}, 422, "bounces[1].email"),
+    ({"bounces": [{"email": "a@example.org"}, "b@example.org"]}, 422, "bounces[1].email"),
+    ({"bounces": []}, 400, None),
+    ([1, 2], 400, None),
+])
+def test_bad_reports_are_refused_whole(
+    client: TestClient, body: Any, status: int, field: str | None
+) -> None:
+    response = report(client, operator(client), body)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    if field:
+        assert field in [e["field"] for e in response.json()["errors"]]
+    assert seed.fetch_all(client, tables.contacts.select()) == []
+
+
+def test_a_body_that_is_not_json_is_a_problem(client: TestClient) -> None:
+    response = client.post("/api/v1/bounces", content=b"email=a@example.org",
+                           headers={"Authorization": f"Bearer {operator(client)}"})
+    assert response.status_code == 400
+    assert "JSON" in html.unescape(response.json()["detail"])
