@@ -121,6 +121,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.flaky(reruns=1))
+            item.add_marker(pytest.mark.timeout(60))
 
 
 @pytest.fixture(scope="session")
@@ -164,14 +165,15 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         log.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def playwright() -> Iterator[Playwright]:
-    # Module scope: the sync API's event loop must not outlive the browser tests.
+    # A fresh driver and browser per test (about half a second): a test that
+    # stalled Chromium cannot take the next one down with it.
     with sync_playwright() as instance:
         yield instance
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is missing at {CHROMIUM} (apt-get install chromium)")
