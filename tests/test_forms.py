@@ -179,3 +179,12 @@ def test_bad_origin_is_dropped(client: TestClient) -> None:
     page = client.get(FORM, params={"offer_id": seed.OFFER_ID, "embed": "w1",
                                     "origin": "javascript:alert(1)"}).text
     assert "javascript:" not in page
+
+
+def test_an_empty_form_sent_at_once_shows_the_fields_to_fill(tmp_path: Any) -> None:
+    with TestClient(create_app(make_settings(tmp_path, FORM_MIN_FILL_SECONDS="60"))) as client:
+        seed.offer(client)
+        page = client.get(FORM, params={"offer_id": seed.OFFER_ID}).text
+        response = client.post(FORM, data=fields(page, last_name="", email=""))
+        assert response.status_code == 422
+        assert 'id="last_name-error"' in response.text and 'id="email-error"' in response.text

@@ -115,22 +115,22 @@ async def _handle(request: Request, kind: RequestKind, source: Any, form: FormDa
         page["summary"] = [{"field": "", "message": "Ce formulaire a expiré. Vérifiez vos "
                             "informations et renvoyez-le."}]
         return _render(request, "pages/form.html", _with_token(state, page, kind, target), 400)
-    if tokens.filled_too_fast(token):
-        page["summary"] = [{"field": "", "message": "Vérifiez vos informations, puis renvoyez "
-                            "le formulaire."}]
-        return _render(request, "pages/form.html", _with_token(state, page, kind, target), 400)
-
     upload = form.get("cv")
     cv_name, cv_data = "", None
     if isinstance(upload, UploadFile):
         cv_name, cv_data = upload.filename or "cv", (await upload.read()) or None
-    fields = {**page["values"], field_name: target.ref}
+    submission = contact_requests.Submission(
+        kind=kind, fields={**page["values"], field_name: target.ref}, caller=frame["caller"],
+        cv_filename=cv_name, cv_data=cv_data,
+        # The form token doubles as an idempotency key: a re-posted page creates nothing.
+        idempotency_key="form:" + hashlib.sha256(token_text(form).encode()).hexdigest())
     try:
-        accepted = await contact_requests.submit(state, contact_requests.Submission(
-            kind=kind, fields=fields, caller=frame["caller"], cv_filename=cv_name,
-            cv_data=cv_data,
-            # The form token doubles as an idempotency key: a re-posted page creates nothing.
-            idempotency_key="form:" + hashlib.sha256(token_text(form).encode()).hexdigest()))
+        if tokens.filled_too_fast(token):
+            # Sent faster than a person can type: likely a bot. A person who just
+            # clicked "Envoyer" on an empty form still sees which fields to fill.
+            contact_requests.validate(submission, state.settings.max_cv_bytes)
+            raise Problem(400, "Vérifiez vos informations, puis renvoyez le formulaire.")
+        accepted = await contact_requests.submit(state, submission)
     except Problem as problem:
         if problem.status >= 500 or problem.status == 404:
             raise
