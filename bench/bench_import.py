@@ -30,8 +30,7 @@ from typing import Any
 
 from databases import Database
 
-from widget_server import directory, eligibility, migrations
-from widget_server.resources import create_database, prepare_sqlite
+from widget_server import cli, directory, eligibility
 from widget_server.settings import load_settings
 from widget_server.targets import Target, is_valid_siret
 
@@ -81,14 +80,7 @@ def timed(label: str, rows: int, seconds: float) -> float:
 
 async def with_database(url: str, work: Callable[[Database], Awaitable[Any]]) -> Any:
     settings = load_settings({"DATABASE_URL": url, "SECRET_KEY": "bench"}, env_file=None)
-    database = create_database(settings)
-    await database.connect()
-    try:
-        await prepare_sqlite(database)
-        await migrations.migrate(database)
-        return await work(database)
-    finally:
-        await database.disconnect()
+    return await cli.with_database(settings, work)
 
 
 def raw_executemany(csv_path: Path, db_path: Path) -> float:

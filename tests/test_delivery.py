@@ -18,17 +18,14 @@ from tests.test_applications import application
 from tests.test_appointments import appointment
 from widget_server import bounces, tables
 from widget_server.app import create_app
-from widget_server.mailer import transport_from_settings
-from widget_server.outbox import Worker
 
 
 def deliver(client: TestClient, batches: int = 1000, batch_size: int = 20,
             now: dt.datetime | None = None) -> int:
     """Runs one email worker until the outbox has nothing due (or `batches` batches)."""
     state = client.app.state  # type: ignore[attr-defined]
-    worker = Worker(state.database, transport_from_settings(state.settings), state.settings,
-                    on_permanent_failure=bounces.on_permanent_failure(state.database, state.settings),
-                    batch_size=batch_size, clock=(lambda: now) if now else None)
+    worker = bounces.create_worker(state.database, state.settings, batch_size=batch_size,
+                                   clock=(lambda: now) if now else None)
 
     async def drain() -> int:
         total = 0

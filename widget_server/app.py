@@ -17,11 +17,9 @@ from . import (
     bounces,
     forms,
     mailbox,
-    mailer,
     migrations,
     openapi,
     optout,
-    outbox,
     pages,
     reminders,
     replies,
@@ -48,8 +46,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     templates.env.globals["asset_url"] = assets.url
     templates.env.filters["phone"] = display_phone
     # Delivers the outbox; the request pipeline wakes it through app.state.outbox_worker.
-    worker = outbox.Worker(database, mailer.transport_from_settings(settings), settings,
-                           on_permanent_failure=bounces.on_permanent_failure(database, settings))
+    worker = bounces.create_worker(database, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

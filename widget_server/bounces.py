@@ -16,6 +16,8 @@ from starlette.responses import JSONResponse, Response
 
 from . import callers, emails, outbox, tables
 from .contact_requests import ack_message_id, load
+from .kinds import PRO_EMAILS
+from .mailer import transport_from_settings
 from .problems import Problem
 from .resources import write_transaction
 from .settings import Settings
@@ -24,7 +26,7 @@ from .validation import FieldErrors, clean_email
 log = logging.getLogger("widget_server.bounces")
 
 # Emails whose recipient is a directory contact; a bounce of any other is the candidate's.
-PRO_TEMPLATES = frozenset({"candidature_pro", "rdv_pro", "reminder"})
+PRO_TEMPLATES = frozenset({*PRO_EMAILS, "reminder"})
 
 _UPSERT = sa.text(
     "INSERT INTO contacts (email, bounced_at, bounce_reason) VALUES (:email, :at, :reason) "
@@ -69,6 +71,13 @@ async def _tell_candidate(
     await database.execute(tables.contact_requests.update()
                            .where(tables.contact_requests.c.id == row["id"])
                            .values(status="bounced", updated_at=now))
+
+
+def create_worker(database: Database, settings: Settings, **options: Any) -> outbox.Worker:
+    """The service's email worker: SMTP or the dev mailbox as configured, and
+    bounces handled. `options` go to `outbox.Worker` (batch size, clock…)."""
+    return outbox.Worker(database, transport_from_settings(settings), settings,
+                         on_permanent_failure=on_permanent_failure(database, settings), **options)
 
 
 def on_permanent_failure(

@@ -27,7 +27,7 @@ def _settings_epilog() -> str:
     return "\n".join(lines)
 
 
-async def _with_database(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
+async def with_database(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
     database = create_database(settings)
     await database.connect()
     try:
@@ -46,7 +46,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.demo_data:
         from . import directory
 
-        loaded = asyncio.run(_with_database(settings, directory.load_demo))
+        loaded = asyncio.run(with_database(settings, directory.load_demo))
         if loaded:
             print("Demo directory loaded.", file=sys.stderr)
     app = create_app(settings)
@@ -66,19 +66,18 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from . import bounces, mailer, outbox
+    from .bounces import create_worker
 
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     async def work(database: Database) -> None:
-        worker = outbox.Worker(database, mailer.transport_from_settings(settings), settings,
-                               on_permanent_failure=bounces.on_permanent_failure(database, settings))
+        worker = create_worker(database, settings)
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
         await worker.run_forever(stop)
 
-    asyncio.run(_with_database(settings, work))
+    asyncio.run(with_database(settings, work))
     return 0
 
 
@@ -107,7 +106,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         )
 
     try:
-        report = asyncio.run(_with_database(settings, work))
+        report = asyncio.run(with_database(settings, work))
     except directory.ImportFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -134,7 +133,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
             print(f"Key {args.prefix} revoked.")
         return 0
 
-    return int(asyncio.run(_with_database(settings, work)))
+    return int(asyncio.run(with_database(settings, work)))
 
 
 def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
@@ -143,7 +142,7 @@ def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
     async def work(database: Database) -> str:
         return (await purge(database, settings)).summary()
 
-    print(asyncio.run(_with_database(settings, work)))
+    print(asyncio.run(with_database(settings, work)))
     return 0
 
 
@@ -153,14 +152,14 @@ def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
     async def work(database: Database) -> int:
         return await send_due_reminders(database, settings)
 
-    print(f"Reminders queued: {asyncio.run(_with_database(settings, work))}")
+    print(f"Reminders queued: {asyncio.run(with_database(settings, work))}")
     return 0
 
 
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     from .stats import stats
 
-    print(asyncio.run(_with_database(settings, stats)))
+    print(asyncio.run(with_database(settings, stats)))
     return 0
 
 

@@ -24,6 +24,7 @@ from .kinds import KINDS, TOPIC_LABELS, Quota, RequestKind
 from .migrations import dialect_of
 from .problems import Problem
 from .resources import write_transaction
+from .settings import Settings
 from .targets import BadTarget, Target, make_target
 from .validation import CV, FieldErrors, check_cv, clean_email, clean_name, clean_phone
 
@@ -201,7 +202,7 @@ async def _replayed(database: Database, caller: str, key: str, fingerprint: str)
 
 
 async def _check_quotas(
-    database: Database, kind: RequestKind, row: Mapping[str, Any], settings: Any, now: dt.datetime
+    database: Database, kind: RequestKind, row: Mapping[str, Any], settings: Settings, now: dt.datetime
 ) -> None:
     requests = tables.contact_requests
     if dialect_of(database) == "postgresql":

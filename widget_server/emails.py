@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,18 +56,13 @@ def date_fr(value: dt.date | dt.datetime) -> str:
 _ENV = _environment()
 
 
-@lru_cache(maxsize=64)
-def _mjml_template(name: str) -> jinja2.Template:
-    return _ENV.get_template(f"{name}.mjml")
-
-
 def render(name: str, context: dict[str, Any]) -> Rendered:
     text = _ENV.get_template(f"{name}.txt").render(context)
     first, _, body = text.partition("\n")
     if not first.startswith("Subject: "):
         raise ValueError(f"{name}.txt must start with 'Subject: '")
     subject = " ".join(first.removeprefix("Subject: ").split())
-    html = str(mjml2html(_mjml_template(name).render(context), fonts={}))
+    html = str(mjml2html(_ENV.get_template(f"{name}.mjml").render(context), fonts={}))
     return Rendered(subject, html, body.lstrip("\n"))
 
 

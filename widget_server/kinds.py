@@ -152,3 +152,5 @@ RDV = RequestKind(
 )
 
 KINDS: dict[str, RequestKind] = {k.name: k for k in (CANDIDATURE, RDV)}
+# The first emails to a recruiter or a CFA (reminders are queued as "reminder").
+PRO_EMAILS = tuple(k.pro_email for k in KINDS.values())

@@ -14,14 +14,13 @@ from databases import Database
 
 from . import emails, outbox, reply_tokens, tables
 from .contact_requests import load
-from .kinds import KINDS
+from .kinds import PRO_EMAILS
 from .optout import is_opted_out
 from .resources import write_transaction
 from .settings import Settings
 
 log = logging.getLogger("widget_server.reminders")
 EVERY_SECONDS = 300
-PRO_TEMPLATES = tuple(kind.pro_email for kind in KINDS.values())
 
 
 async def send_due_reminders(
@@ -34,7 +33,7 @@ async def send_due_reminders(
     # reminded (opted out, first email undelivered) cannot fill the batch forever;
     # `is_opted_out` below stays the authority.
     delivered = sa.exists().where(tables.outbox.c.request_id == requests.c.id,
-                                  tables.outbox.c.template.in_(PRO_TEMPLATES),
+                                  tables.outbox.c.template.in_(PRO_EMAILS),
                                   tables.outbox.c.status == "sent")
     closed = sa.exists().where(offers.c.offer_id == requests.c.target_ref,
                                offers.c.status == "closed")

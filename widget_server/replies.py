@@ -22,7 +22,7 @@ from .form_tokens import InvalidFormToken
 from .kinds import REFUSAL_REASONS
 from .problems import Problem
 from .resources import write_transaction
-from .validation import FieldErrors, clean_email, clean_message, clean_phone
+from .validation import FieldErrors, clean_email, clean_message, clean_phone, display_phone
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,6 @@ def _fill(text: str, stored: StoredRequest) -> str:
 
 
 def _phone(value: str | None) -> str:
-    from .validation import display_phone
-
     return display_phone(value) if value else "le numéro indiqué sur son site"
 
 
