@@ -38,13 +38,37 @@ COMPANIES = 20_000
 BATCH = 50
 LOOP_SECONDS = 3.0
 LOOP_MAX = 2_000
-CITIES = [("Lyon", "69003"), ("Nantes", "44000"), ("Bordeaux", "33000"), ("Lille", "59000"),
-          ("Toulouse", "31000"), ("Rennes", "35000"), ("Strasbourg", "67000"), ("Caen", "14000")]
-TITLES = ["Apprenti boulanger (H/F)", "Apprenti mécanicien automobile (H/F)",
-          "Développeur web en alternance (H/F)", "Assistant comptable en alternance (H/F)",
-          "Commis de cuisine en apprentissage (H/F)", "Apprenti électricien (H/F)"]
-HEADER = ["offer_id", "title", "siret", "company_name", "address", "postcode", "city", "status",
-          "posted_on", "expires_on", "contact_email"]
+CITIES = [
+    ("Lyon", "69003"),
+    ("Nantes", "44000"),
+    ("Bordeaux", "33000"),
+    ("Lille", "59000"),
+    ("Toulouse", "31000"),
+    ("Rennes", "35000"),
+    ("Strasbourg", "67000"),
+    ("Caen", "14000"),
+]
+TITLES = [
+    "Apprenti boulanger (H/F)",
+    "Apprenti mécanicien automobile (H/F)",
+    "Développeur web en alternance (H/F)",
+    "Assistant comptable en alternance (H/F)",
+    "Commis de cuisine en apprentissage (H/F)",
+    "Apprenti électricien (H/F)",
+]
+HEADER = [
+    "offer_id",
+    "title",
+    "siret",
+    "company_name",
+    "address",
+    "postcode",
+    "city",
+    "status",
+    "posted_on",
+    "expires_on",
+    "contact_email",
+]
 
 
 def siret(n: int) -> str:
@@ -63,12 +87,21 @@ def generate(path: Path, rows: int) -> list[str]:
             city, postcode = CITIES[n % len(CITIES)]
             offer_id = f"B-{n:07d}"
             ids.append(offer_id)
-            writer.writerow([
-                offer_id, TITLES[n % len(TITLES)], sirets[company], f"Entreprise {company}",
-                f"{n % 150 + 1} rue de la République", postcode, city,
-                "closed" if n % 20 == 0 else "active", f"2026-{n % 12 + 1:02d}-{n % 28 + 1:02d}",
-                "" if n % 3 else "2027-06-30", f"rh{company}@entreprise-{company}.example",
-            ])
+            writer.writerow(
+                [
+                    offer_id,
+                    TITLES[n % len(TITLES)],
+                    sirets[company],
+                    f"Entreprise {company}",
+                    f"{n % 150 + 1} rue de la République",
+                    postcode,
+                    city,
+                    "closed" if n % 20 == 0 else "active",
+                    f"2026-{n % 12 + 1:02d}-{n % 28 + 1:02d}",
+                    "" if n % 3 else "2027-06-30",
+                    f"rh{company}@entreprise-{company}.example",
+                ]
+            )
     return ids
 
 
@@ -86,8 +119,7 @@ async def with_database(url: str, work: Callable[[Database], Awaitable[Any]]) ->
 def raw_executemany(csv_path: Path, db_path: Path) -> float:
     asyncio.run(with_database(f"sqlite+aiosqlite:///{db_path}", lambda db: asyncio.sleep(0)))
     connection = sqlite3.connect(db_path, isolation_level=None)
-    sql = (f"INSERT INTO offers ({', '.join(HEADER)}, updated_at) "
-           f"VALUES ({', '.join('?' for _ in HEADER)}, ?)")
+    sql = f"INSERT INTO offers ({', '.join(HEADER)}, updated_at) VALUES ({', '.join('?' for _ in HEADER)}, ?)"
     now = "2026-11-28 12:00:00.000000"
     start = time.perf_counter()
     with csv_path.open(newline="", encoding="utf-8") as handle:
@@ -147,7 +179,8 @@ def bench_eligibility(url: str, offer_ids: list[str]) -> None:
 
         async def batched() -> None:
             await eligibility.check_many(
-                database, batches[next(turn) % len(batches)], max_offer_applications=80)
+                database, batches[next(turn) % len(batches)], max_offer_applications=80
+            )
 
         async def one_by_one() -> None:
             for target in batches[next(turn) % len(batches)]:
@@ -163,11 +196,20 @@ def bench_eligibility(url: str, offer_ids: list[str]) -> None:
 
     from widget_server.app import create_app
 
-    settings = load_settings({"DATABASE_URL": url, "SECRET_KEY": "bench", "RATE_LIMIT": "1000000/minute",
-                              "DEMO_DATA": "false", "LOG_LEVEL": "WARNING"}, env_file=None)
+    settings = load_settings(
+        {
+            "DATABASE_URL": url,
+            "SECRET_KEY": "bench",
+            "RATE_LIMIT": "1000000/minute",
+            "DEMO_DATA": "false",
+            "LOG_LEVEL": "WARNING",
+        },
+        env_file=None,
+    )
     with TestClient(create_app(settings)) as client:
         queries: list[list[tuple[str, str | int | float | bool | None]]] = [
-            [("target", str(t)) for t in batch] for batch in batches]
+            [("target", str(t)) for t in batch] for batch in batches
+        ]
         count, start = 0, time.perf_counter()
         while count < LOOP_MAX and time.perf_counter() - start < LOOP_SECONDS:
             response = client.get("/api/v1/eligibility", params=queries[count % len(queries)])
@@ -184,8 +226,10 @@ def main() -> None:
         csv_path = folder / "offers.csv"
         start = time.perf_counter()
         offer_ids = generate(csv_path, rows)
-        print(f"Generated {rows:,} offers ({csv_path.stat().st_size / 1e6:.1f} MB) "
-              f"in {time.perf_counter() - start:.1f} s; batch size {directory.BATCH_SIZE}")
+        print(
+            f"Generated {rows:,} offers ({csv_path.stat().st_size / 1e6:.1f} MB) "
+            f"in {time.perf_counter() - start:.1f} s; batch size {directory.BATCH_SIZE}"
+        )
 
         url = f"sqlite+aiosqlite:///{folder / 'import.db'}"
 
@@ -198,13 +242,16 @@ def main() -> None:
         report, seconds = asyncio.run(with_database(url, first))
         assert report.inserted == rows and not report.rejected, report.summary()
         imported = timed("import_file, fresh database (all inserted)", rows, seconds)
-        baseline = timed("baseline: csv.reader + sqlite3 executemany", rows,
-                         raw_executemany(csv_path, folder / "raw.db"))
+        baseline = timed(
+            "baseline: csv.reader + sqlite3 executemany", rows, raw_executemany(csv_path, folder / "raw.db")
+        )
         report, seconds = asyncio.run(with_database(url, first))
         assert report.unchanged == rows, report.summary()
         timed("import_file again (all unchanged)", rows, seconds)
-        print(f"  import_file / raw executemany: {imported / baseline:.2f} "
-              f"(the import runs at {imported / baseline:.0%} of the raw insert's speed)")
+        print(
+            f"  import_file / raw executemany: {imported / baseline:.2f} "
+            f"(the import runs at {imported / baseline:.0%} of the raw insert's speed)"
+        )
 
         print("Eligibility (SQLite, directory above plus the demo companies and formations):")
         bench_eligibility(url, offer_ids)

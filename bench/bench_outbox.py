@@ -70,17 +70,26 @@ def message(n: int, tag: str) -> EmailMessage:
     msg["Auto-Submitted"] = "auto-generated"
     paragraph = "Léa Moreau souhaite rejoindre votre équipe en alternance. " * 8
     msg.set_content("Bonjour,\n\n" + "\n\n".join([paragraph] * 6))
-    msg.add_alternative("<html><body>" + "".join(
-        f'<p style="font-family:Arial;font-size:16px;color:#1e1e1e">{paragraph}</p>' for _ in range(12))
-        + "</body></html>", subtype="html")
+    msg.add_alternative(
+        "<html><body>"
+        + "".join(
+            f'<p style="font-family:Arial;font-size:16px;color:#1e1e1e">{paragraph}</p>' for _ in range(12)
+        )
+        + "</body></html>",
+        subtype="html",
+    )
     return msg
 
 
 async def run_worker(count: int, smtp_url: str, workdir: Path) -> tuple[float, float, int]:
-    environ = {"VAR_DIR": str(workdir), "SECRET_KEY": "bench", "SMTP_URL": smtp_url,
-               "LOG_LEVEL": "WARNING", "OUTBOX_WORKER": "false",
-               "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL")
-               or f"sqlite+aiosqlite:///{workdir}/bench.db"}
+    environ = {
+        "VAR_DIR": str(workdir),
+        "SECRET_KEY": "bench",
+        "SMTP_URL": smtp_url,
+        "LOG_LEVEL": "WARNING",
+        "OUTBOX_WORKER": "false",
+        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL") or f"sqlite+aiosqlite:///{workdir}/bench.db",
+    }
     settings = load_settings(environ, env_file=None)
     database = create_database(settings)
     await database.connect()
@@ -119,8 +128,9 @@ async def run_baseline(count: int, port: int) -> tuple[float, int]:
         for msg in messages:
             if time.perf_counter() - started > TIME_LIMIT:
                 break
-            await client.send_message(msg, sender="noreply@lba.example",
-                                      recipients=mailer.envelope_recipients(msg))
+            await client.send_message(
+                msg, sender="noreply@lba.example", recipients=mailer.envelope_recipients(msg)
+            )
             sent += 1
     finally:
         await client.quit()
@@ -136,19 +146,24 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             enqueue_s, worker_s, handled = asyncio.run(
-                run_worker(count, f"smtp://127.0.0.1:{port}", Path(tmp)))
+                run_worker(count, f"smtp://127.0.0.1:{port}", Path(tmp))
+            )
         worker_ids = {k: v for k, v in handler.ids.items() if re.search(rb"\.w\d+@", k)}
         baseline_s, sent = asyncio.run(run_baseline(count, port))
     finally:
         controller.stop()
     database = "PostgreSQL" if os.environ.get("BENCH_DATABASE_URL", "").startswith("postgres") else "SQLite"
     worker_rate, baseline_rate = handled / worker_s, sent / baseline_s
-    print(f"{count} messages of ~{len(bytes(message(0, 'x'))) // 1024} kB, {database}, "
-          f"aiosmtpd on 127.0.0.1, batch size {outbox.BATCH_SIZE}")
+    print(
+        f"{count} messages of ~{len(bytes(message(0, 'x'))) // 1024} kB, {database}, "
+        f"aiosmtpd on 127.0.0.1, batch size {outbox.BATCH_SIZE}"
+    )
     print(f"enqueue (one transaction):   {count / enqueue_s:8.0f} messages/s")
-    print(f"outbox worker:               {worker_rate:8.0f} messages/s "
-          f"({handled} in {worker_s:.2f} s; received once each: "
-          f"{len(worker_ids) == handled and set(worker_ids.values()) <= {1}})")
+    print(
+        f"outbox worker:               {worker_rate:8.0f} messages/s "
+        f"({handled} in {worker_s:.2f} s; received once each: "
+        f"{len(worker_ids) == handled and set(worker_ids.values()) <= {1}})"
+    )
     print(f"baseline, bare aiosmtplib:   {baseline_rate:8.0f} messages/s ({sent} in {baseline_s:.2f} s)")
     print(f"ratio worker / baseline:     {worker_rate / baseline_rate:8.2f}")
 

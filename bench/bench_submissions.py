@@ -40,8 +40,9 @@ def free_port() -> int:
 class Server:
     def __init__(self, app: Any) -> None:
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> Server:
@@ -74,14 +75,21 @@ async def hammer(url: str, requests: int, concurrency: int, pdf: bytes, key: str
     latencies: list[float] = []
     counter = iter(range(requests))
     async with httpx2.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {key}"}) as client:
+
         async def one_worker() -> None:
             for i in counter:
-                fields = {"offer_id": "BENCH-1", "first_name": "Léa", "last_name": "Moreau",
-                          "email": f"lea.{i}@example.org", "phone": "06 12 34 56 78",
-                          "message": "Bonjour, je suis très motivée."}
+                fields = {
+                    "offer_id": "BENCH-1",
+                    "first_name": "Léa",
+                    "last_name": "Moreau",
+                    "email": f"lea.{i}@example.org",
+                    "phone": "06 12 34 56 78",
+                    "message": "Bonjour, je suis très motivée.",
+                }
                 start = time.perf_counter()
-                response = await client.post(url, data=fields,
-                                             files={"cv": ("cv.pdf", pdf, "application/pdf")})
+                response = await client.post(
+                    url, data=fields, files={"cv": ("cv.pdf", pdf, "application/pdf")}
+                )
                 latencies.append(time.perf_counter() - start)
                 if response.status_code != 202:
                     raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
@@ -110,22 +118,36 @@ def main() -> None:
     args = parser.parse_args()
     pdf = make_pdf(args.pdf_kb * 1024)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings({
-            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db", "VAR_DIR": tmp,
-            "SECRET_KEY": "bench", "OUTBOX_WORKER": "false", "RATE_LIMIT": "1000000/minute",
-            "CALLER_APPLICATIONS_PER_COMPANY_PER_DAY": "1000000",
-            "OFFER_MAX_APPLICATIONS": "1000000", "LOG_LEVEL": "WARNING", "DEMO_DATA": "false",
-        }, env_file=None)
+        settings = load_settings(
+            {
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
+                "VAR_DIR": tmp,
+                "SECRET_KEY": "bench",
+                "OUTBOX_WORKER": "false",
+                "RATE_LIMIT": "1000000/minute",
+                "CALLER_APPLICATIONS_PER_COMPANY_PER_DAY": "1000000",
+                "OFFER_MAX_APPLICATIONS": "1000000",
+                "LOG_LEVEL": "WARNING",
+                "DEMO_DATA": "false",
+            },
+            env_file=None,
+        )
         app = create_app(settings)
         baseline = Starlette(routes=[Route("/echo", echo, methods=["POST"])])
         with Server(app) as served, Server(baseline) as bare:
             key = asyncio.run(_prepare(app))
-            print(f"{args.requests} multipart POSTs with a {args.pdf_kb} KB PDF, "
-                  f"{args.concurrency} at a time, uvicorn on 127.0.0.1, SQLite")
-            base = run("bare Starlette multipart echo", f"http://127.0.0.1:{bare.port}/echo",
-                       args, pdf, key)
-            ours = run("POST /api/v1/applications", f"http://127.0.0.1:{served.port}"
-                       "/api/v1/applications", args, pdf, key)
+            print(
+                f"{args.requests} multipart POSTs with a {args.pdf_kb} KB PDF, "
+                f"{args.concurrency} at a time, uvicorn on 127.0.0.1, SQLite"
+            )
+            base = run("bare Starlette multipart echo", f"http://127.0.0.1:{bare.port}/echo", args, pdf, key)
+            ours = run(
+                "POST /api/v1/applications",
+                f"http://127.0.0.1:{served.port}/api/v1/applications",
+                args,
+                pdf,
+                key,
+            )
             print(f"ratio: applications / echo = {ours / base:.2f}")
 
 
@@ -137,11 +159,22 @@ async def _prepare(app: Any) -> str:
 
     database = create_database(app.state.settings)
     await database.connect()
-    await database.execute(tables.offers.insert().values(
-        offer_id="BENCH-1", title="Vendeur", siret="73282932000074", company_name="Boulangerie",
-        address="1 rue", city="Lyon", postcode="69001", contact_email="rh@bench.example",
-        status="active", posted_on=dt.date(2026, 1, 1), application_count=0,
-        updated_at=dt.datetime.now(dt.UTC)))
+    await database.execute(
+        tables.offers.insert().values(
+            offer_id="BENCH-1",
+            title="Vendeur",
+            siret="73282932000074",
+            company_name="Boulangerie",
+            address="1 rue",
+            city="Lyon",
+            postcode="69001",
+            contact_email="rh@bench.example",
+            status="active",
+            posted_on=dt.date(2026, 1, 1),
+            application_count=0,
+            updated_at=dt.datetime.now(dt.UTC),
+        )
+    )
     key = await callers.create_key(database, "bench")
     await database.disconnect()
     return key

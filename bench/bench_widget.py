@@ -38,8 +38,14 @@ from widget_server.host_page import create_host_app
 
 TIME_LIMIT = 180.0
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 OFFER, SIRET = "LBA-2026-01007", "90933327100015"
 FORMATION = "004111P011010530070001510105300700015-69383#L01"
 
@@ -73,17 +79,22 @@ def wait_for(url: str, seconds: float = 30) -> None:
 
 
 def pages(directory: Path, static_path: str) -> None:
-    head = ('<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>Bench</title>'
-            '<link rel="icon" href="data:,">{extra}</head><body><main><h1>Offres</h1>')
-    placeholders = (f'<div data-lba-widget="candidature" data-offer-id="{OFFER}"></div>'
-                    f'<div data-lba-widget="candidature" data-siret="{SIRET}"></div>'
-                    f'<div data-lba-widget="rdv" data-formation-id="{FORMATION}"></div>')
+    head = (
+        '<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>Bench</title>'
+        '<link rel="icon" href="data:,">{extra}</head><body><main><h1>Offres</h1>'
+    )
+    placeholders = (
+        f'<div data-lba-widget="candidature" data-offer-id="{OFFER}"></div>'
+        f'<div data-lba-widget="candidature" data-siret="{SIRET}"></div>'
+        f'<div data-lba-widget="rdv" data-formation-id="{FORMATION}"></div>'
+    )
     loader = '<script async src="{{WIDGET_URL}}/widget/v1/loader.js" data-caller="bench"></script>'
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "widget.html").write_text(head.format(extra=loader) + placeholders + "</main></body></html>")
     (directory / "static.html").write_text(
         head.format(extra="") + f'<iframe title="statique" src="{{{{WIDGET_URL}}}}{static_path}"></iframe>'
-        "</main></body></html>")
+        "</main></body></html>"
+    )
     (directory / "blank.html").write_text(head.format(extra="") + "</main></body></html>")
 
 
@@ -106,8 +117,17 @@ def median_ms(values: list[float]) -> str:
 
 
 def run(browser: Browser, site: str, widget: str, iterations: int) -> dict[str, list[float]]:
-    figures: dict[str, list[float]] = {name: [] for name in (
-        "load_buttons", "load_static", "click_form", "hover_click_form", "click_static", "click_plain_form")}
+    figures: dict[str, list[float]] = {
+        name: []
+        for name in (
+            "load_buttons",
+            "load_static",
+            "click_form",
+            "hover_click_form",
+            "click_static",
+            "click_plain_form",
+        )
+    }
     form_url = f"{widget}/widget/v1/candidature?offer_id={OFFER}&caller=bench"
     static_url = ""
     deadline = time.monotonic() + TIME_LIMIT
@@ -126,8 +146,10 @@ def run(browser: Browser, site: str, widget: str, iterations: int) -> dict[str, 
         figures["load_buttons"].append(page.evaluate("() => window.__ready[2]") - start)
 
         for key, ref in (("click_form", OFFER), ("hover_click_form", SIRET)):
-            button = f"document.querySelector('[data-lba-widget][{_attribute(ref)}=\"{ref}\"]')" \
-                     ".shadowRoot.querySelector('button')"
+            button = (
+                f"document.querySelector('[data-lba-widget][{_attribute(ref)}=\"{ref}\"]')"
+                ".shadowRoot.querySelector('button')"
+            )
             if key == "hover_click_form":
                 # A mouse passes over the button a moment before clicking.
                 page.evaluate(f"() => {button}.dispatchEvent(new PointerEvent('pointerenter'))")
@@ -135,8 +157,10 @@ def run(browser: Browser, site: str, widget: str, iterations: int) -> dict[str, 
             clicked = page.evaluate(f"() => {{ const t = __t(); {button}.click(); return t; }}")
             figures[key].append(_focused_at(page, ref) - clicked)
             page.keyboard.press("Escape")
-            page.wait_for_function("() => ![...document.querySelectorAll('[data-lba-widget]')]"
-                                   ".some(e => e.shadowRoot.querySelector('dialog'))")
+            page.wait_for_function(
+                "() => ![...document.querySelectorAll('[data-lba-widget]')]"
+                ".some(e => e.shadowRoot.querySelector('dialog'))"
+            )
         context.close()
 
         # Baselines, in a context as cold as the widget's.
@@ -150,11 +174,16 @@ def run(browser: Browser, site: str, widget: str, iterations: int) -> dict[str, 
         static_url = static_url or page.frames[1].url
         page.goto(site + "/blank.html")
         for key, url in (("click_static", static_url), ("click_plain_form", form_url)):
-            figures[key].append(page.evaluate("""src => new Promise(done => {
+            figures[key].append(
+                page.evaluate(
+                    """src => new Promise(done => {
                 const t = performance.now(), frame = document.createElement("iframe");
                 frame.title = "base"; frame.onload = () => done(performance.now() - t);
                 frame.src = src; document.body.append(frame);
-            })""", url))
+            })""",
+                    url,
+                )
+            )
         context.close()
     return figures
 
@@ -165,12 +194,27 @@ def main() -> None:
         tmp = Path(tmp_name)
         port, site_port = free_port(), free_port()
         widget, site = f"http://localhost:{port}", f"http://127.0.0.1:{site_port}"
-        env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "PUBLIC_URL": widget,
-               "EXAMPLE_HOST_PAGE_PORT": "0", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
-               "VAR_DIR": str(tmp / "var"), "SECRET_KEY": "bench", "DEMO_DATA": "true",
-               "RATE_LIMIT": "100000/minute", "LOG_LEVEL": "WARNING", "SMTP_URL": ""}
-        process = subprocess.Popen([sys.executable, "-m", "widget_server.cli", "serve"], cwd=tmp, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "PUBLIC_URL": widget,
+            "EXAMPLE_HOST_PAGE_PORT": "0",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
+            "VAR_DIR": str(tmp / "var"),
+            "SECRET_KEY": "bench",
+            "DEMO_DATA": "true",
+            "RATE_LIMIT": "100000/minute",
+            "LOG_LEVEL": "WARNING",
+            "SMTP_URL": "",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "widget_server.cli", "serve"],
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         server = None
         try:
             wait_for(f"http://127.0.0.1:{port}/healthz")
@@ -179,8 +223,15 @@ def main() -> None:
                 css = re.search(r'href="(/widget/v1/assets/form\.[0-9a-f]+\.css)"', response.read().decode())
             assert css, "no stylesheet on the form page"
             pages(tmp / "pages", css.group(1))
-            server = uvicorn.Server(uvicorn.Config(create_host_app(widget, tmp / "pages"), host="127.0.0.1",
-                                                   port=site_port, log_level="warning", lifespan="off"))
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    create_host_app(widget, tmp / "pages"),
+                    host="127.0.0.1",
+                    port=site_port,
+                    log_level="warning",
+                    lifespan="off",
+                )
+            )
             threading.Thread(target=server.run, daemon=True).start()
             wait_for(site + "/blank.html")
             with sync_playwright() as playwright:

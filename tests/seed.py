@@ -31,29 +31,58 @@ def insert(client: TestClient, table: Any, **values: Any) -> None:
 
 
 def offer(client: TestClient, offer_id: str = OFFER_ID, **values: Any) -> str:
-    row = {"offer_id": offer_id, "title": "Vendeur·se en boulangerie", "siret": SIRET,
-           "company_name": "Boulangerie Martin", "address": "3 rue du Four", "city": "Lyon",
-           "postcode": "69003", "contact_email": "recrutement@boulangerie.example",
-           "status": "active", "posted_on": dt.date(2026, 10, 1), "expires_on": None,
-           "application_count": 0, "updated_at": NOW, **values}
+    row = {
+        "offer_id": offer_id,
+        "title": "Vendeur·se en boulangerie",
+        "siret": SIRET,
+        "company_name": "Boulangerie Martin",
+        "address": "3 rue du Four",
+        "city": "Lyon",
+        "postcode": "69003",
+        "contact_email": "recrutement@boulangerie.example",
+        "status": "active",
+        "posted_on": dt.date(2026, 10, 1),
+        "expires_on": None,
+        "application_count": 0,
+        "updated_at": NOW,
+        **values,
+    }
     insert(client, tables.offers, **row)
     return offer_id
 
 
 def company(client: TestClient, siret: str = SIRET, **values: Any) -> str:
-    row = {"siret": siret, "name": "Garage Durand", "address": "12 avenue Jean Jaurès",
-           "city": "Nantes", "postcode": "44000", "naf_code": "4520A", "hiring_score": 0.8,
-           "contact_email": "contact@garage-durand.example", "updated_at": NOW, **values}
+    row = {
+        "siret": siret,
+        "name": "Garage Durand",
+        "address": "12 avenue Jean Jaurès",
+        "city": "Nantes",
+        "postcode": "44000",
+        "naf_code": "4520A",
+        "hiring_score": 0.8,
+        "contact_email": "contact@garage-durand.example",
+        "updated_at": NOW,
+        **values,
+    }
     insert(client, tables.companies, **row)
     return siret
 
 
 def formation(client: TestClient, cle: str = FORMATION_ID, **values: Any) -> str:
-    row = {"cle_ministere_educatif": cle, "title": "BTS Management commercial opérationnel",
-           "city": "Bordeaux", "postcode": "33000", "address": "1 cours de la Marne",
-           "cfa_siret": CFA_SIRET, "cfa_name": "CFA du Commerce de Bordeaux",
-           "cfa_address": "1 cours de la Marne, 33000 Bordeaux", "cfa_phone": "+33199001234",
-           "contact_email": "rdv@cfa-commerce.example", "updated_at": NOW, **values}
+    row = {
+        "cle_ministere_educatif": cle,
+        "title": "BTS Management commercial opérationnel",
+        "city": "Bordeaux",
+        "postcode": "33000",
+        "address": "1 cours de la Marne",
+        "cfa_siret": CFA_SIRET,
+        "cfa_name": "CFA du Commerce de Bordeaux",
+        "cfa_address": "1 cours de la Marne, 33000 Bordeaux",
+        "cfa_phone": "+33199001234",
+        "contact_email": "rdv@cfa-commerce.example",
+        "updated_at": NOW,
+        **values,
+    }
     insert(client, tables.formations, **row)
     return cle
 

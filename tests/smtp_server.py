@@ -41,8 +41,9 @@ class RecordingHandler:
         with self._lock:
             return self._script[command].pop(0) if self._script[command] else None
 
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
-                          mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
         reply = self._scripted("MAIL")
         if reply:
             return reply
@@ -50,8 +51,9 @@ class RecordingHandler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         reply = self._scripted("RCPT")
         if reply:
             return reply
@@ -66,8 +68,7 @@ class RecordingHandler:
         message = email.message_from_bytes(data, policy=email.policy.default)
         login = session.auth_data.login.decode() if session.authenticated else None
         with self._lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), data,
-                                          message, login))
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), data, message, login))
         return "250 Message accepted for delivery"
 
 
@@ -78,8 +79,9 @@ class Accounts:
         self.login, self.password = login, password
         self.attempts: list[str] = []
 
-    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str,
-                 auth_data: Any) -> AuthResult:
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         self.attempts.append(auth_data.login.decode())
@@ -94,8 +96,9 @@ def free_port() -> int:
 
 
 class SMTPServer:
-    def __init__(self, port: int | None = None, accounts: Accounts | None = None,
-                 *, eight_bit: bool = True) -> None:
+    def __init__(
+        self, port: int | None = None, accounts: Accounts | None = None, *, eight_bit: bool = True
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.handler = RecordingHandler()
@@ -129,8 +132,9 @@ class SMTPServer:
 
 
 @contextmanager
-def running(port: int | None = None, accounts: Accounts | None = None,
-            *, eight_bit: bool = True) -> Iterator[SMTPServer]:
+def running(
+    port: int | None = None, accounts: Accounts | None = None, *, eight_bit: bool = True
+) -> Iterator[SMTPServer]:
     server = SMTPServer(port, accounts, eight_bit=eight_bit).start()
     try:
         yield server

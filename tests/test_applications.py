@@ -22,9 +22,16 @@ def data_url(data: bytes, media_type: str = "application/pdf") -> str:
 
 
 def application(**overrides: Any) -> dict[str, Any]:
-    body = {"offer_id": seed.OFFER_ID, "first_name": "Léa", "last_name": "Moreau",
-            "email": "lea.moreau@example.org", "phone": "06 12 34 56 78",
-            "message": "Je suis motivée !", "cv": data_url(seed.PDF), "cv_filename": "CV Léa.pdf"}
+    body = {
+        "offer_id": seed.OFFER_ID,
+        "first_name": "Léa",
+        "last_name": "Moreau",
+        "email": "lea.moreau@example.org",
+        "phone": "06 12 34 56 78",
+        "message": "Je suis motivée !",
+        "cv": data_url(seed.PDF),
+        "cv_filename": "CV Léa.pdf",
+    }
     body.update(overrides)
     return {k: v for k, v in body.items() if v is not None}
 
@@ -36,8 +43,9 @@ def key(client: TestClient) -> str:
 
 
 def post(client: TestClient, key: str, body: dict[str, Any], **headers: str) -> Any:
-    return client.post("/api/v1/applications", json=body,
-                       headers={"Authorization": f"Bearer {key}", **headers})
+    return client.post(
+        "/api/v1/applications", json=body, headers={"Authorization": f"Bearer {key}", **headers}
+    )
 
 
 def outbox_messages(client: TestClient) -> list[tuple[dict[str, Any], EmailMessage]]:
@@ -45,9 +53,7 @@ def outbox_messages(client: TestClient) -> list[tuple[dict[str, Any], EmailMessa
     return [(row, message_from_bytes(row["raw"], policy=policy.default)) for row in rows]  # type: ignore[misc]
 
 
-def test_json_application_is_stored_with_its_cv_and_two_queued_emails(
-    client: TestClient, key: str
-) -> None:
+def test_json_application_is_stored_with_its_cv_and_two_queued_emails(client: TestClient, key: str) -> None:
     response = post(client, key, application())
     assert response.status_code == 202, response.text
     request_id = response.json()["id"]
@@ -102,9 +108,12 @@ def test_multipart_application_with_a_docx(client: TestClient, key: str) -> None
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("word/document.xml", "<w:document/>")
     fields = application(cv=None, cv_filename=None)
-    response = client.post("/api/v1/applications", data=fields,
-                           files={"cv": ("mon cv.docx", buffer.getvalue(), "application/octet-stream")},
-                           headers={"Authorization": f"Bearer {key}"})
+    response = client.post(
+        "/api/v1/applications",
+        data=fields,
+        files={"cv": ("mon cv.docx", buffer.getvalue(), "application/octet-stream")},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert response.status_code == 202, response.text
     [cv] = seed.fetch_all(client, tables.cv_files.select())
     assert cv["filename"] == "mon-cv.docx"
@@ -178,9 +187,11 @@ def test_cv_over_3_mb_is_413(client: TestClient, key: str) -> None:
 
 
 def test_body_over_5_mb_is_refused_before_reading(client: TestClient, key: str) -> None:
-    response = client.post("/api/v1/applications", content=b"{" + b" " * (5 * 1024 * 1024 + 1),
-                           headers={"Authorization": f"Bearer {key}",
-                                    "Content-Type": "application/json"})
+    response = client.post(
+        "/api/v1/applications",
+        content=b"{" + b" " * (5 * 1024 * 1024 + 1),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
 
@@ -190,18 +201,28 @@ def test_chunked_body_over_the_limit_is_413(client: TestClient, key: str) -> Non
         for _ in range(6):
             yield b" " * (1024 * 1024)
 
-    response = client.post("/api/v1/applications", content=chunks(),
-                           headers={"Authorization": f"Bearer {key}",
-                                    "Content-Type": "application/json"})
+    response = client.post(
+        "/api/v1/applications",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 413
 
 
 def test_wrong_content_type_is_415_and_bad_json_400(client: TestClient, key: str) -> None:
     auth = {"Authorization": f"Bearer {key}"}
-    assert client.post("/api/v1/applications", content=b"a=b", headers={
-        **auth, "Content-Type": "text/plain"}).status_code == 415
-    assert client.post("/api/v1/applications", content=b"{nope", headers={
-        **auth, "Content-Type": "application/json"}).status_code == 400
+    assert (
+        client.post(
+            "/api/v1/applications", content=b"a=b", headers={**auth, "Content-Type": "text/plain"}
+        ).status_code
+        == 415
+    )
+    assert (
+        client.post(
+            "/api/v1/applications", content=b"{nope", headers={**auth, "Content-Type": "application/json"}
+        ).status_code
+        == 400
+    )
     assert client.post("/api/v1/applications", json=[1, 2], headers=auth).status_code == 400
 
 
@@ -219,9 +240,7 @@ def test_unknown_offer_is_404(client: TestClient, key: str) -> None:
         (lambda c: seed.offer(c, "CLOSED-1", contact_email=None), "no_contact"),
     ],
 )
-def test_ineligible_offer_is_409_with_reason(
-    client: TestClient, key: str, prepare: Any, reason: str
-) -> None:
+def test_ineligible_offer_is_409_with_reason(client: TestClient, key: str, prepare: Any, reason: str) -> None:
     prepare(client)
     response = post(client, key, application(offer_id="CLOSED-1"))
     assert response.status_code == 409
@@ -230,8 +249,7 @@ def test_ineligible_offer_is_409_with_reason(
 
 def test_opted_out_company_is_409_opted_out(client: TestClient, key: str) -> None:
     seed.company(client)
-    seed.insert(client, tables.contacts, email="contact@garage-durand.example",
-                company_opt_out_at=seed.NOW)
+    seed.insert(client, tables.contacts, email="contact@garage-durand.example", company_opt_out_at=seed.NOW)
     response = post(client, key, application(offer_id=None, siret=seed.SIRET))
     assert response.status_code == 409
     assert response.json()["code"] == "opted_out"
@@ -277,8 +295,7 @@ def test_rate_limit_is_429_with_retry_after(tmp_path: Any) -> None:
     with TestClient(create_app(settings)) as client:
         seed.offer(client)
         key = seed.api_key(client)
-        codes = [post(client, key, application(email=f"c{i}@example.org")).status_code
-                 for i in range(3)]
+        codes = [post(client, key, application(email=f"c{i}@example.org")).status_code for i in range(3)]
         assert codes == [202, 202, 429]
         response = post(client, key, application())
         assert int(response.headers["retry-after"]) >= 1
@@ -288,8 +305,12 @@ def test_rate_limit_is_429_with_retry_after(tmp_path: Any) -> None:
     ("setting", "emails", "status", "code"),
     [
         ("APPLICATIONS_PER_DAY", ["a@example.org"] * 3, 429, "quota"),
-        ("CALLER_APPLICATIONS_PER_COMPANY_PER_DAY",
-         ["a@example.org", "b@example.org", "c@example.org"], 429, "quota"),
+        (
+            "CALLER_APPLICATIONS_PER_COMPANY_PER_DAY",
+            ["a@example.org", "b@example.org", "c@example.org"],
+            429,
+            "quota",
+        ),
     ],
 )
 def test_daily_quotas_answer_429_with_retry_after(
@@ -302,8 +323,10 @@ def test_daily_quotas_answer_429_with_retry_after(
         for offer_id in ("O-1", "O-2", "O-3"):  # one company, three offers
             seed.offer(client, offer_id)
         key = seed.api_key(client)
-        codes = [post(client, key, application(offer_id=f"O-{i + 1}", email=email)).status_code
-                 for i, email in enumerate(emails)]
+        codes = [
+            post(client, key, application(offer_id=f"O-{i + 1}", email=email)).status_code
+            for i, email in enumerate(emails)
+        ]
         assert codes[:2] == [202, 202]
         response = post(client, key, application(offer_id="O-3", email=emails[2]))
         assert response.status_code == status

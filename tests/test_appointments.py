@@ -17,9 +17,16 @@ from widget_server.kinds import RDV, TOPICS
 
 
 def appointment(**overrides: Any) -> dict[str, Any]:
-    body = {"formation_id": seed.FORMATION_ID, "first_name": "Yanis", "last_name": "Benali",
-            "email": "yanis.benali@example.org", "phone": "+33 6 98 76 54 32", "role": "student",
-            "topics": ["places", "horaires"], "message": "Reste-t-il des places en septembre ?"}
+    body = {
+        "formation_id": seed.FORMATION_ID,
+        "first_name": "Yanis",
+        "last_name": "Benali",
+        "email": "yanis.benali@example.org",
+        "phone": "+33 6 98 76 54 32",
+        "role": "student",
+        "topics": ["places", "horaires"],
+        "message": "Reste-t-il des places en septembre ?",
+    }
     body.update(overrides)
     return {k: v for k, v in body.items() if v is not None}
 
@@ -31,8 +38,7 @@ def key(client: TestClient) -> str:
 
 
 def post(client: TestClient, key: str, body: dict[str, Any]) -> Any:
-    return client.post("/api/v1/appointment-requests", json=body,
-                       headers={"Authorization": f"Bearer {key}"})
+    return client.post("/api/v1/appointment-requests", json=body, headers={"Authorization": f"Bearer {key}"})
 
 
 def test_request_is_stored_and_both_emails_queued(client: TestClient, key: str) -> None:
@@ -48,10 +54,15 @@ def test_request_is_stored_and_both_emails_queued(client: TestClient, key: str) 
     pro = message_from_bytes(rows[0]["raw"], policy=policy.default)
     ack = message_from_bytes(rows[1]["raw"], policy=policy.default)
     pro_html = pro.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    for text in ("Places disponibles", "Horaires / rythme de la formation",
-                 "Répondre au candidat", "J&#39;ai répondu par un autre canal",
-                 "Le candidat est injoignable", "Ne plus recevoir de demandes de rendez-vous",
-                 "06 98 76 54 32"):
+    for text in (
+        "Places disponibles",
+        "Horaires / rythme de la formation",
+        "Répondre au candidat",
+        "J&#39;ai répondu par un autre canal",
+        "Le candidat est injoignable",
+        "Ne plus recevoir de demandes de rendez-vous",
+        "06 98 76 54 32",
+    ):
         assert text in pro_html, text
     assert pro["Reply-To"].addresses[0].addr_spec == "yanis.benali@example.org"
     assert pro["List-Unsubscribe"].startswith("<http://testserver/optout/")
@@ -94,16 +105,18 @@ def test_autre_with_a_message_is_accepted(client: TestClient, key: str) -> None:
 
 
 def test_multipart_is_not_accepted_for_rdv(client: TestClient, key: str) -> None:
-    response = client.post("/api/v1/appointment-requests", data=appointment(topics=None),
-                           files={"x": ("a.txt", b"a")},
-                           headers={"Authorization": f"Bearer {key}"})
+    response = client.post(
+        "/api/v1/appointment-requests",
+        data=appointment(topics=None),
+        files={"x": ("a.txt", b"a")},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert response.status_code == 415
 
 
 def submit_at(client: TestClient, moment: dt.datetime, **overrides: Any) -> Any:
     """Submits through the pipeline with a chosen clock, to test the 4-day rule at its edges."""
-    submission = contact_requests.Submission(kind=RDV, fields=appointment(**overrides),
-                                             caller="mon-site")
+    submission = contact_requests.Submission(kind=RDV, fields=appointment(**overrides), caller="mon-site")
     return seed.run(client, contact_requests.submit, client.app.state, submission, moment)  # type: ignore[attr-defined]
 
 
@@ -132,11 +145,10 @@ def test_second_request_through_the_api_is_409_in_french(client: TestClient, key
     assert "à partir du" in response.json()["detail"]
 
 
-@pytest.mark.parametrize(("column", "reason"), [("formation_opt_out_at", "opted_out"),
-                                                 ("bounced_at", "bounced")])
-def test_opted_out_or_bouncing_cfa_is_409(
-    client: TestClient, key: str, column: str, reason: str
-) -> None:
+@pytest.mark.parametrize(
+    ("column", "reason"), [("formation_opt_out_at", "opted_out"), ("bounced_at", "bounced")]
+)
+def test_opted_out_or_bouncing_cfa_is_409(client: TestClient, key: str, column: str, reason: str) -> None:
     seed.insert(client, tables.contacts, email="rdv@cfa-commerce.example", **{column: seed.NOW})
     response = post(client, key, appointment())
     assert response.status_code == 409
@@ -144,8 +156,7 @@ def test_opted_out_or_bouncing_cfa_is_409(
 
 
 def test_company_opt_out_does_not_stop_rdv(client: TestClient, key: str) -> None:
-    seed.insert(client, tables.contacts, email="rdv@cfa-commerce.example",
-                company_opt_out_at=seed.NOW)
+    seed.insert(client, tables.contacts, email="rdv@cfa-commerce.example", company_opt_out_at=seed.NOW)
     assert post(client, key, appointment()).status_code == 202
 
 
@@ -171,8 +182,12 @@ def test_page_post_without_javascript(client: TestClient) -> None:
     seed.formation(client)
     page = client.get(PAGE, params={"formation_id": seed.FORMATION_ID, "caller": "site"}).text
     token = re.search(r'name="form_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-    data = {"form_token": token, "formation_id": seed.FORMATION_ID, "caller": "site",
-            **appointment(formation_id=None, topics=None, message=None)}
+    data = {
+        "form_token": token,
+        "formation_id": seed.FORMATION_ID,
+        "caller": "site",
+        **appointment(formation_id=None, topics=None, message=None),
+    }
     # "Autre" without a message: the error comes back, the ticked topics stay ticked.
     response = client.post(PAGE, data={**data, "topics": ["places", "autre"]})
     assert response.status_code == 422
@@ -181,8 +196,9 @@ def test_page_post_without_javascript(client: TestClient) -> None:
     assert re.search(r'value="places" id="topic-places" checked', response.text)
     assert re.search(r'value="student" checked', response.text)
     token = re.search(r'name="form_token" value="([^"]+)"', response.text).group(1)  # type: ignore[union-attr]
-    response = client.post(PAGE, data={**data, "form_token": token, "topics": ["autre"],
-                                       "message": "Y a-t-il un internat ?"})
+    response = client.post(
+        PAGE, data={**data, "form_token": token, "topics": ["autre"], "message": "Y a-t-il un internat ?"}
+    )
     assert response.status_code == 200, response.text
     assert "Votre demande a bien été envoyée" in response.text
     assert "01 99 00 12 34" in response.text

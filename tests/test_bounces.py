@@ -46,14 +46,20 @@ def test_each_waiting_candidate_is_told_once(tmp_path: Path, smtp_server: SMTPSe
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
         key = seed.api_key(client)
-        for body in (application(), application(first_name="Tom", last_name="Petit",
-                                                email="tom.petit@example.org")):
-            response = client.post("/api/v1/applications", json=body,
-                                   headers={"Authorization": f"Bearer {key}"})
+        for body in (
+            application(),
+            application(first_name="Tom", last_name="Petit", email="tom.petit@example.org"),
+        ):
+            response = client.post(
+                "/api/v1/applications", json=body, headers={"Authorization": f"Bearer {key}"}
+            )
             assert response.status_code == 202
         deliver(client)
-        acks = {r.rcpt_tos[0]: str(r.message["Message-ID"]) for r in smtp_server.received
-                if r.message["X-LBA-Template"] == "candidature_ack"}
+        acks = {
+            r.rcpt_tos[0]: str(r.message["Message-ID"])
+            for r in smtp_server.received
+            if r.message["X-LBA-Template"] == "candidature_ack"
+        }
         # The recruiter answered Tom before the address died: Tom has nothing to be told.
         tom_pro = next(r for r in smtp_server.received if "Tom Petit" in str(r.message["Subject"]))
         url = next(u for u in links(tom_pro) if "/reply/" in u)
@@ -67,11 +73,13 @@ def test_each_waiting_candidate_is_told_once(tmp_path: Path, smtp_server: SMTPSe
 
         eligibility = client.get("/api/v1/eligibility", params={"target": f"offer:{seed.OFFER_ID}"})
         assert eligibility.json()["results"][0]["reason"] == "bounced"
-        refused = client.post("/api/v1/applications", headers={"Authorization": f"Bearer {key}"},
-                              json=application(email="zoe@example.org"))
+        refused = client.post(
+            "/api/v1/applications",
+            headers={"Authorization": f"Bearer {key}"},
+            json=application(email="zoe@example.org"),
+        )
         assert refused.status_code == 409 and refused.json()["code"] == "bounced"
-        statuses = {r["email"]: r["status"] for r in seed.fetch_all(
-            client, tables.contact_requests.select())}
+        statuses = {r["email"]: r["status"] for r in seed.fetch_all(client, tables.contact_requests.select())}
         assert statuses == {"lea.moreau@example.org": "bounced", "tom.petit@example.org": "answered"}
         deliver(client)
 
@@ -83,14 +91,19 @@ def test_each_waiting_candidate_is_told_once(tmp_path: Path, smtp_server: SMTPSe
 def test_rdv_candidate_gets_the_cfa_phone(tmp_path: Path, smtp_server: SMTPServer) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         seed.formation(client)
-        client.post("/api/v1/appointment-requests", json=appointment(),
-                    headers={"Authorization": f"Bearer {seed.api_key(client)}"})
+        client.post(
+            "/api/v1/appointment-requests",
+            json=appointment(),
+            headers={"Authorization": f"Bearer {seed.api_key(client)}"},
+        )
         deliver(client)
-        response = report(client, operator(client), {"email": "rdv@cfa-commerce.example",
-                                                     "reason": "mailbox does not exist"})
+        response = report(
+            client,
+            operator(client),
+            {"email": "rdv@cfa-commerce.example", "reason": "mailbox does not exist"},
+        )
         assert response.json() == {"recorded": 1, "candidates_told": 1}
-        eligibility = client.get("/api/v1/eligibility",
-                                 params={"target": f"formation:{seed.FORMATION_ID}"})
+        eligibility = client.get("/api/v1/eligibility", params={"target": f"formation:{seed.FORMATION_ID}"})
         assert eligibility.json()["results"][0]["reason"] == "bounced"
         [contact] = seed.fetch_all(client, tables.contacts.select())
         assert contact["bounce_reason"] == "mailbox does not exist"
@@ -101,16 +114,17 @@ def test_rdv_candidate_gets_the_cfa_phone(tmp_path: Path, smtp_server: SMTPServe
     assert "01 99 00 12 34" in text
 
 
-@pytest.mark.parametrize(("body", "status", "field"), [
-    ({"email": "nope"}, 422, "email"),
-    ({"bounces": [{"email": "a@example.org"}, {"email": ""}]}, 422, "bounces[1].email"),
-    ({"bounces": [{"email": "a@example.org"}, "b@example.org"]}, 422, "bounces[1].email"),
-    ({"bounces": []}, 400, None),
-    ([1, 2], 400, None),
-])
-def test_bad_reports_are_refused_whole(
-    client: TestClient, body: Any, status: int, field: str | None
-) -> None:
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"email": "nope"}, 422, "email"),
+        ({"bounces": [{"email": "a@example.org"}, {"email": ""}]}, 422, "bounces[1].email"),
+        ({"bounces": [{"email": "a@example.org"}, "b@example.org"]}, 422, "bounces[1].email"),
+        ({"bounces": []}, 400, None),
+        ([1, 2], 400, None),
+    ],
+)
+def test_bad_reports_are_refused_whole(client: TestClient, body: Any, status: int, field: str | None) -> None:
     response = report(client, operator(client), body)
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
@@ -120,7 +134,10 @@ def test_bad_reports_are_refused_whole(
 
 
 def test_a_body_that_is_not_json_is_a_problem(client: TestClient) -> None:
-    response = client.post("/api/v1/bounces", content=b"email=a@example.org",
-                           headers={"Authorization": f"Bearer {operator(client)}"})
+    response = client.post(
+        "/api/v1/bounces",
+        content=b"email=a@example.org",
+        headers={"Authorization": f"Bearer {operator(client)}"},
+    )
     assert response.status_code == 400
     assert "JSON" in html.unescape(response.json()["detail"])

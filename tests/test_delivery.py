@@ -20,12 +20,14 @@ from widget_server import bounces, tables
 from widget_server.app import create_app
 
 
-def deliver(client: TestClient, batches: int = 1000, batch_size: int = 20,
-            now: dt.datetime | None = None) -> int:
+def deliver(
+    client: TestClient, batches: int = 1000, batch_size: int = 20, now: dt.datetime | None = None
+) -> int:
     """Runs one email worker until the outbox has nothing due (or `batches` batches)."""
     state = client.app.state  # type: ignore[attr-defined]
-    worker = bounces.create_worker(state.database, state.settings, batch_size=batch_size,
-                                   clock=(lambda: now) if now else None)
+    worker = bounces.create_worker(
+        state.database, state.settings, batch_size=batch_size, clock=(lambda: now) if now else None
+    )
 
     async def drain() -> int:
         total = 0
@@ -54,8 +56,11 @@ def test_application_reaches_the_recruiter_with_cv_and_the_candidate(
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
         key = seed.api_key(client)
-        response = client.post("/api/v1/applications", headers={"Authorization": f"Bearer {key}"},
-                               json=application(message='<script>alert("x")</script>'))
+        response = client.post(
+            "/api/v1/applications",
+            headers={"Authorization": f"Bearer {key}"},
+            json=application(message='<script>alert("x")</script>'),
+        )
         assert response.status_code == 202
         assert deliver(client) == 2
 
@@ -77,8 +82,11 @@ def test_application_reaches_the_recruiter_with_cv_and_the_candidate(
     reply_links = [u for u in links(text) if "/reply/" in u]
     assert len(reply_links) == 2 and all(u in html for u in reply_links)
     # The first thing a recruiter reads is who applied to what, then the buttons.
-    assert html.index("candidate à votre offre") < html.index("Répondre au candidat") \
+    assert (
+        html.index("candidate à votre offre")
+        < html.index("Répondre au candidat")
         < html.index("CV en pièce jointe")
+    )
     assert ack.rcpt_tos == ["lea.moreau@example.org"]
     assert "Votre candidature a bien été envoyée" in ack.message["Subject"]
     assert not list(ack.message.iter_attachments())
@@ -88,8 +96,9 @@ def test_rdv_reaches_the_cfa_and_the_candidate(tmp_path: Path, smtp_server: SMTP
     with smtp_client(tmp_path, smtp_server) as client:
         seed.formation(client)
         key = seed.api_key(client)
-        response = client.post("/api/v1/appointment-requests", json=appointment(),
-                               headers={"Authorization": f"Bearer {key}"})
+        response = client.post(
+            "/api/v1/appointment-requests", json=appointment(), headers={"Authorization": f"Bearer {key}"}
+        )
         assert response.status_code == 202
         assert deliver(client) == 2
     pro, ack = smtp_server.received
@@ -104,8 +113,11 @@ def test_a_name_with_a_newline_injects_no_header(tmp_path: Path, smtp_server: SM
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
         key = seed.api_key(client)
-        response = client.post("/api/v1/applications", headers={"Authorization": f"Bearer {key}"},
-                               json=application(first_name="Léa\nBcc: evil@example.com"))
+        response = client.post(
+            "/api/v1/applications",
+            headers={"Authorization": f"Bearer {key}"},
+            json=application(first_name="Léa\nBcc: evil@example.com"),
+        )
         assert response.status_code == 202
         deliver(client)
     for received in smtp_server.received:
@@ -121,8 +133,7 @@ def test_recruiter_address_refused_marks_bounce_and_tells_the_candidate(
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
         key = seed.api_key(client)
-        client.post("/api/v1/applications", headers={"Authorization": f"Bearer {key}"},
-                    json=application())
+        client.post("/api/v1/applications", headers={"Authorization": f"Bearer {key}"}, json=application())
         deliver(client)
         [contact] = seed.fetch_all(client, tables.contacts.select())
         assert contact["email"] == "recrutement@boulangerie.example"
@@ -131,38 +142,37 @@ def test_recruiter_address_refused_marks_bounce_and_tells_the_candidate(
         assert request["status"] == "bounced"
         eligibility = client.get("/api/v1/eligibility", params={"target": f"offer:{seed.OFFER_ID}"})
         assert eligibility.json()["results"][0]["reason"] == "bounced"
-        statuses = seed.fetch_all(client, sa.select(tables.outbox.c.template, tables.outbox.c.status)
-                                  .order_by(tables.outbox.c.id))
-        assert statuses == [{"template": "candidature_pro", "status": "failed"},
-                            {"template": "candidature_ack", "status": "sent"},
-                            {"template": "delivery_failed", "status": "sent"}]
+        statuses = seed.fetch_all(
+            client, sa.select(tables.outbox.c.template, tables.outbox.c.status).order_by(tables.outbox.c.id)
+        )
+        assert statuses == [
+            {"template": "candidature_pro", "status": "failed"},
+            {"template": "candidature_ack", "status": "sent"},
+            {"template": "delivery_failed", "status": "sent"},
+        ]
     told = [r for r in smtp_server.received if r.message["X-LBA-Template"] == "delivery_failed"]
     assert len(told) == 1 and told[0].rcpt_tos == ["lea.moreau@example.org"]
     assert "n'a pas pu être remise" in told[0].message["Subject"]
 
 
-def test_rdv_bounce_gives_the_candidate_the_cfa_phone(
-    tmp_path: Path, smtp_server: SMTPServer
-) -> None:
+def test_rdv_bounce_gives_the_candidate_the_cfa_phone(tmp_path: Path, smtp_server: SMTPServer) -> None:
     smtp_server.answer("RCPT", "550 5.1.1 No such user")
     with smtp_client(tmp_path, smtp_server) as client:
         seed.formation(client)
         key = seed.api_key(client)
-        client.post("/api/v1/appointment-requests", json=appointment(),
-                    headers={"Authorization": f"Bearer {key}"})
+        client.post(
+            "/api/v1/appointment-requests", json=appointment(), headers={"Authorization": f"Bearer {key}"}
+        )
         deliver(client)
     [told] = [r for r in smtp_server.received if r.message["X-LBA-Template"] == "delivery_failed"]
     assert "01 99 00 12 34" in told.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
-def test_candidate_address_refused_blames_no_contact(
-    tmp_path: Path, smtp_server: SMTPServer
-) -> None:
+def test_candidate_address_refused_blames_no_contact(tmp_path: Path, smtp_server: SMTPServer) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
         key = seed.api_key(client)
-        client.post("/api/v1/applications", headers={"Authorization": f"Bearer {key}"},
-                    json=application())
+        client.post("/api/v1/applications", headers={"Authorization": f"Bearer {key}"}, json=application())
         assert deliver(client, batches=1, batch_size=1) == 1  # the recruiter's address is fine
         smtp_server.answer("RCPT", "550 5.1.1 No such user")  # the candidate's is not
         deliver(client)

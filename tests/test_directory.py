@@ -21,8 +21,9 @@ from widget_server.settings import Settings
 
 SIRET_A = "73282932000074"
 SIRET_B = "44306184100047"
-OFFER_HEADER = ("offer_id,title,siret,company_name,address,postcode,city,status,posted_on,expires_on,"
-                "contact_email")
+OFFER_HEADER = (
+    "offer_id,title,siret,company_name,address,postcode,city,status,posted_on,expires_on,contact_email"
+)
 
 
 def run(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
@@ -57,16 +58,30 @@ def write(path: Path, *lines: str, bom: bool = False) -> Path:
 
 
 def offer_line(offer_id: str, **changes: str) -> str:
-    values = {"offer_id": offer_id, "title": "Apprenti boulanger (H/F)", "siret": SIRET_A,
-              "company_name": "Boulangerie Martin", "address": "3 rue du Four", "postcode": "69003",
-              "city": "Lyon", "status": "active", "posted_on": "2026-10-01", "expires_on": "",
-              "contact_email": "Recrutement@Boulangerie.EXAMPLE", **changes}
+    values = {
+        "offer_id": offer_id,
+        "title": "Apprenti boulanger (H/F)",
+        "siret": SIRET_A,
+        "company_name": "Boulangerie Martin",
+        "address": "3 rue du Four",
+        "postcode": "69003",
+        "city": "Lyon",
+        "status": "active",
+        "posted_on": "2026-10-01",
+        "expires_on": "",
+        "contact_email": "Recrutement@Boulangerie.EXAMPLE",
+        **changes,
+    }
     return ",".join(values[name] for name in OFFER_HEADER.split(","))
 
 
 def test_csv_offers_are_imported_with_normalised_values(settings: Settings, tmp_path: Path) -> None:
-    path = write(tmp_path / "offers.csv", OFFER_HEADER, offer_line("OFF-1"),
-                 offer_line("OFF-2", expires_on="2027-01-31", status="Closed", contact_email=""))
+    path = write(
+        tmp_path / "offers.csv",
+        OFFER_HEADER,
+        offer_line("OFF-1"),
+        offer_line("OFF-2", expires_on="2027-01-31", status="Closed", contact_email=""),
+    )
     report = do_import(settings, "offers", path)
     assert (report.total, report.inserted, report.updated, report.unchanged) == (2, 2, 0, 0)
     assert report.rejected == []
@@ -97,18 +112,33 @@ def test_semicolon_csv_with_bom_and_french_decimals(settings: Settings, tmp_path
 
 
 def test_json_lines_formations_are_imported(settings: Settings, tmp_path: Path) -> None:
-    record = {"cle_ministere_educatif": "088281P01313#L01", "title": "CAP Boulanger",
-              "address": "18 rue Garibaldi", "postcode": "69003", "city": "Lyon", "cfa_siret": SIRET_B,
-              "cfa_name": "CFA du Rhône", "cfa_address": "18 rue Garibaldi, 69003 Lyon",
-              "cfa_phone": "04 65 71 12 34", "contact_email": "rdv@cfa.example", "contact_bounced": False}
+    record = {
+        "cle_ministere_educatif": "088281P01313#L01",
+        "title": "CAP Boulanger",
+        "address": "18 rue Garibaldi",
+        "postcode": "69003",
+        "city": "Lyon",
+        "cfa_siret": SIRET_B,
+        "cfa_name": "CFA du Rhône",
+        "cfa_address": "18 rue Garibaldi, 69003 Lyon",
+        "cfa_phone": "04 65 71 12 34",
+        "contact_email": "rdv@cfa.example",
+        "contact_bounced": False,
+    }
     path = tmp_path / "formations.jsonl"
-    path.write_text("\n".join([
-        json.dumps(record),
-        "",
-        json.dumps({**record, "cle_ministere_educatif": "CME-2", "contact_email": None, "extra": 1}),
-        "{not json",
-        json.dumps({**record, "cle_ministere_educatif": "CME-3", "cfa_phone": "08 99 12"}),
-    ]) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps(record),
+                "",
+                json.dumps({**record, "cle_ministere_educatif": "CME-2", "contact_email": None, "extra": 1}),
+                "{not json",
+                json.dumps({**record, "cle_ministere_educatif": "CME-3", "cfa_phone": "08 99 12"}),
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     report = do_import(settings, "formations", path)
     assert report.inserted == 2
     assert [line for line, _ in report.rejected] == [4, 5]
@@ -120,23 +150,21 @@ def test_json_lines_formations_are_imported(settings: Settings, tmp_path: Path) 
     assert stored["CME-2"]["contact_email"] is None
 
 
-def test_broken_rows_are_reported_by_line_and_the_rest_imported(
-    settings: Settings, tmp_path: Path
-) -> None:
+def test_broken_rows_are_reported_by_line_and_the_rest_imported(settings: Settings, tmp_path: Path) -> None:
     path = write(
         tmp_path / "offers.csv",
-        OFFER_HEADER,                                                     # line 1
-        offer_line("OFF-1"),                                              # 2
-        offer_line("OFF-2", siret="73282932000075"),                      # 3: Luhn key
-        offer_line("OFF-3", contact_email="recrutement@"),                # 4
-        offer_line("OFF-4", posted_on="01/10/2026"),                      # 5
-        offer_line("OFF-5", status="open"),                               # 6
-        offer_line("OFF-1"),                                              # 7: duplicate
-        offer_line("OFF-6") + ",surplus",                                 # 8
-        offer_line("OFF-7", title='"Vendeur\nen boulangerie"'),           # 9-10: one record
-        offer_line("OFF 8"),                                              # 11: bad id
-        offer_line("OFF-9", title="", city=""),                           # 12: two reasons
-        offer_line("OFF-10"),                                             # 13
+        OFFER_HEADER,  # line 1
+        offer_line("OFF-1"),  # 2
+        offer_line("OFF-2", siret="73282932000075"),  # 3: Luhn key
+        offer_line("OFF-3", contact_email="recrutement@"),  # 4
+        offer_line("OFF-4", posted_on="01/10/2026"),  # 5
+        offer_line("OFF-5", status="open"),  # 6
+        offer_line("OFF-1"),  # 7: duplicate
+        offer_line("OFF-6") + ",surplus",  # 8
+        offer_line("OFF-7", title='"Vendeur\nen boulangerie"'),  # 9-10: one record
+        offer_line("OFF 8"),  # 11: bad id
+        offer_line("OFF-9", title="", city=""),  # 12: two reasons
+        offer_line("OFF-10"),  # 13
     )
     report = do_import(settings, "offers", path)
     reasons = dict(report.rejected)
@@ -172,7 +200,8 @@ def test_reimport_changes_nothing_and_a_changed_row_counts_as_updated(
 
     async def count_applications(database: Database) -> None:
         await database.execute(
-            tables.offers.update().where(tables.offers.c.offer_id == "OFF-2").values(application_count=7))
+            tables.offers.update().where(tables.offers.c.offer_id == "OFF-2").values(application_count=7)
+        )
 
     run(settings, count_applications)
     lines[2] = offer_line("OFF-2", title="Apprentie boulangère (H/F)")
@@ -186,10 +215,12 @@ def test_reimport_changes_nothing_and_a_changed_row_counts_as_updated(
 
 
 def test_dry_run_writes_nothing(settings: Settings, tmp_path: Path) -> None:
-    path = write(tmp_path / "companies.csv",
-                 "siret,name,address,postcode,city,naf_code,hiring_score,contact_email,contact_bounced",
-                 f"{SIRET_A},Garage Durand,1 rue A,44000,Nantes,4520A,0.8,rh@garage.example,true",
-                 f"{SIRET_B},Boulangerie,2 rue B,69003,Lyon,1071C,1.5,rh@boul.example,false")
+    path = write(
+        tmp_path / "companies.csv",
+        "siret,name,address,postcode,city,naf_code,hiring_score,contact_email,contact_bounced",
+        f"{SIRET_A},Garage Durand,1 rue A,44000,Nantes,4520A,0.8,rh@garage.example,true",
+        f"{SIRET_B},Boulangerie,2 rue B,69003,Lyon,1071C,1.5,rh@boul.example,false",
+    )
     report = do_import(settings, "companies", path, dry_run=True)
     assert (report.inserted, report.bounced, len(report.rejected)) == (1, 1, 1)
     assert "hiring_score" in report.rejected[0][1]
@@ -200,9 +231,12 @@ def test_dry_run_writes_nothing(settings: Settings, tmp_path: Path) -> None:
 
 def test_flags_set_contact_state_and_never_clear_it(settings: Settings, tmp_path: Path) -> None:
     header = "siret,name,address,postcode,city,naf_code,hiring_score,contact_email,contact_opted_out"
-    opted = write(tmp_path / "companies.csv", header,
-                  f"{SIRET_A},Garage Durand,1 rue A,44000,Nantes,4520A,0.8,RH@Garage.example,true",
-                  f"{SIRET_B},Boulangerie,2 rue B,69003,Lyon,1071C,0.5,rh@boul.example,false")
+    opted = write(
+        tmp_path / "companies.csv",
+        header,
+        f"{SIRET_A},Garage Durand,1 rue A,44000,Nantes,4520A,0.8,RH@Garage.example,true",
+        f"{SIRET_B},Boulangerie,2 rue B,69003,Lyon,1071C,0.5,rh@boul.example,false",
+    )
     first = do_import(settings, "companies", opted)
     assert (first.opted_out, first.bounced) == (1, 0)
     [contact] = rows(settings, tables.contacts)
@@ -210,8 +244,11 @@ def test_flags_set_contact_state_and_never_clear_it(settings: Settings, tmp_path
     assert contact["company_opt_out_at"] is not None
     assert contact["formation_opt_out_at"] is None
 
-    cleared = write(tmp_path / "companies.csv", header,
-                    f"{SIRET_A},Garage Durand,1 rue A,44000,Nantes,4520A,0.8,rh@garage.example,false")
+    cleared = write(
+        tmp_path / "companies.csv",
+        header,
+        f"{SIRET_A},Garage Durand,1 rue A,44000,Nantes,4520A,0.8,rh@garage.example,false",
+    )
     second = do_import(settings, "companies", cleared)
     assert (second.opted_out, second.unchanged) == (0, 1)
     assert rows(settings, tables.contacts) == [contact]
@@ -236,19 +273,24 @@ def test_formation_flags_mark_the_rdv_opt_out_and_the_bounce(settings: Settings,
 
 
 def test_an_offer_row_cannot_opt_its_contact_out(settings: Settings, tmp_path: Path) -> None:
-    path = write(tmp_path / "offers.csv", OFFER_HEADER + ",contact_opted_out",
-                 offer_line("OFF-1") + ",true", offer_line("OFF-2") + ",false")
+    path = write(
+        tmp_path / "offers.csv",
+        OFFER_HEADER + ",contact_opted_out",
+        offer_line("OFF-1") + ",true",
+        offer_line("OFF-2") + ",false",
+    )
     report = do_import(settings, "offers", path)
     assert report.inserted == 1
     assert report.rejected[0][0] == 2 and "offers have no opt-out" in report.rejected[0][1]
     assert rows(settings, tables.contacts) == []
 
 
-def test_missing_header_column_is_a_file_error_and_writes_nothing(
-    settings: Settings, tmp_path: Path
-) -> None:
-    path = write(tmp_path / "offers.csv", OFFER_HEADER.replace(",siret", ""),
-                 offer_line("OFF-1").replace(f",{SIRET_A}", ""))
+def test_missing_header_column_is_a_file_error_and_writes_nothing(settings: Settings, tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "offers.csv",
+        OFFER_HEADER.replace(",siret", ""),
+        offer_line("OFF-1").replace(f",{SIRET_A}", ""),
+    )
     with pytest.raises(ImportFileError, match=r"missing required column.*siret"):
         do_import(settings, "offers", path)
     assert rows(settings, tables.offers) == []
@@ -324,8 +366,7 @@ def test_cli_import_reports_and_exits_by_outcome(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cli_env(monkeypatch, tmp_path)
-    path = write(tmp_path / "offers.csv", OFFER_HEADER, offer_line("OFF-1"),
-                 offer_line("OFF-2", siret="123"))
+    path = write(tmp_path / "offers.csv", OFFER_HEADER, offer_line("OFF-1"), offer_line("OFF-2", siret="123"))
     assert main(["import", "offers", str(path), "--dry-run", "--quiet"]) == 1
     assert "would be inserted: 1" in capsys.readouterr().out
     assert main(["import", "offers", str(path)]) == 1

@@ -15,9 +15,11 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None]] = {
     "offer:LBA-2026-01007": (None, "Apprenti boulanger (H/F) – CAP Boulanger", "Lyon"),
     "offer:LBA-2026-01014": (None, "Apprenti mécanicien automobile (H/F)", "Nantes"),
     "offer:LBA-2026-01021": (
-        None, "Apprentie ou apprenti coiffeur (H/F) – CAP Métiers de la coiffure", "Bordeaux"),
-    "offer:LBA-2026-01028": (
-        "closed", "Vendeur en boulangerie-pâtisserie en alternance (H/F)", "Lyon"),
+        None,
+        "Apprentie ou apprenti coiffeur (H/F) – CAP Métiers de la coiffure",
+        "Bordeaux",
+    ),
+    "offer:LBA-2026-01028": ("closed", "Vendeur en boulangerie-pâtisserie en alternance (H/F)", "Lyon"),
     "offer:LBA-2024-00505": ("closed", "Apprenti menuisier fabricant (H/F)", "Lille"),
     "offer:LBA-2026-01042": ("no_contact", "Apprenti plombier chauffagiste (H/F)", "Montpellier"),
     "offer:LBA-2026-01049": ("bounced", "Apprenti électricien (H/F) – Bac pro MELEC", "Strasbourg"),
@@ -31,15 +33,30 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None]] = {
     "company:99900000000011": ("unknown_target", None, None),
     "formation:004111P011010530070001510105300700015-69383#L01": (None, "CAP Boulanger", "Lyon"),
     "formation:008222P011021060140001610210601400016-33063#L01": (
-        None, "BTS Management commercial opérationnel", "Bordeaux"),
+        None,
+        "BTS Management commercial opérationnel",
+        "Bordeaux",
+    ),
     "formation:012333P011031590210001510315902100015-44109#L01": (
-        None, "Bac pro Maintenance des véhicules option voitures particulières", "Nantes"),
+        None,
+        "Bac pro Maintenance des véhicules option voitures particulières",
+        "Nantes",
+    ),
     "formation:016444P011042120280001310421202800013-59350#L01": (
-        "no_contact", "Titre professionnel Développeur web et web mobile", "Lille"),
+        "no_contact",
+        "Titre professionnel Développeur web et web mobile",
+        "Lille",
+    ),
     "formation:020555P011052650350001110526503500011-31555#L01": (
-        "opted_out", "CAP Métiers de la coiffure", "Toulouse"),
+        "opted_out",
+        "CAP Métiers de la coiffure",
+        "Toulouse",
+    ),
     "formation:024666P011063180420001210631804200012-35238#L01": (
-        "bounced", "BTS Services informatiques aux organisations", "Rennes"),
+        "bounced",
+        "BTS Services informatiques aux organisations",
+        "Rennes",
+    ),
     "formation:CME-UNKNOWN": ("unknown_target", None, None),
 }
 
@@ -61,8 +78,13 @@ def test_demo_targets_answer_every_reason(demo: TestClient) -> None:
     assert [r["target"] for r in results] == list(EXPECTED)
     for result in results:
         reason, name, city = EXPECTED[result["target"]]
-        assert result == {"target": result["target"], "eligible": reason is None, "reason": reason,
-                          "name": name, "city": city}
+        assert result == {
+            "target": result["target"],
+            "eligible": reason is None,
+            "reason": reason,
+            "name": name,
+            "city": city,
+        }
     reasons = {r["reason"] for r in results}
     assert reasons == {None, "closed", "no_contact", "opted_out", "bounced", "unknown_target"}
 
@@ -70,9 +92,13 @@ def test_demo_targets_answer_every_reason(demo: TestClient) -> None:
 def test_an_opted_out_company_still_takes_applications_to_its_offers(demo: TestClient) -> None:
     # The opt-out is from spontaneous applications only; the restaurant's contact
     # is reused on an offer here to show it.
-    run(demo, demo.app.state.database.execute,  # type: ignore[attr-defined]
-        tables.offers.update().where(tables.offers.c.offer_id == "LBA-2026-01007")
-        .values(contact_email="chef@lepetitzinc.example"))
+    run(
+        demo,
+        demo.app.state.database.execute,  # type: ignore[attr-defined]
+        tables.offers.update()
+        .where(tables.offers.c.offer_id == "LBA-2026-01007")
+        .values(contact_email="chef@lepetitzinc.example"),
+    )
     [result] = eligibility(demo, ["offer:LBA-2026-01007"]).json()["results"]
     assert result["eligible"] is True
 
@@ -81,9 +107,13 @@ def test_an_offer_closes_after_the_maximum_number_of_applications(demo: TestClie
     limit = demo.app.state.settings.offer_max_applications  # type: ignore[attr-defined]
 
     def set_count(count: int) -> Any:
-        return run(demo, demo.app.state.database.execute,  # type: ignore[attr-defined]
-                   tables.offers.update().where(tables.offers.c.offer_id == "LBA-2026-01014")
-                   .values(application_count=count))
+        return run(
+            demo,
+            demo.app.state.database.execute,  # type: ignore[attr-defined]
+            tables.offers.update()
+            .where(tables.offers.c.offer_id == "LBA-2026-01014")
+            .values(application_count=count),
+        )
 
     set_count(limit - 1)
     assert eligibility(demo, ["offer:LBA-2026-01014"]).json()["results"][0]["reason"] is None

@@ -24,9 +24,16 @@ def form_token(html: str) -> str:
 
 
 def fields(html: str, **overrides: Any) -> dict[str, Any]:
-    data = {"form_token": form_token(html), "offer_id": seed.OFFER_ID, "caller": "mon-site",
-            "last_name": "Moreau", "first_name": "Léa", "email": "lea.moreau@example.org",
-            "phone": "06 12 34 56 78", "message": "Bonjour !"}
+    data = {
+        "form_token": form_token(html),
+        "offer_id": seed.OFFER_ID,
+        "caller": "mon-site",
+        "last_name": "Moreau",
+        "first_name": "Léa",
+        "email": "lea.moreau@example.org",
+        "phone": "06 12 34 56 78",
+        "message": "Bonjour !",
+    }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
 
@@ -86,9 +93,7 @@ def test_link_without_target_is_a_400_page(client: TestClient) -> None:
     assert "incomplet" in response.text
 
 
-def test_submission_shows_the_acknowledgement_and_stores_the_request(
-    client: TestClient, page: str
-) -> None:
+def test_submission_shows_the_acknowledgement_and_stores_the_request(client: TestClient, page: str) -> None:
     response = client.post(FORM, data=fields(page), files=cv())
     assert response.status_code == 200, response.text
     assert response.template.name == "pages/sent.html"  # type: ignore[attr-defined]
@@ -99,11 +104,10 @@ def test_submission_shows_the_acknowledgement_and_stores_the_request(
     assert len(seed.fetch_all(client, tables.outbox.select())) == 2
 
 
-def test_errors_are_shown_inline_and_in_a_summary_and_input_is_kept(
-    client: TestClient, page: str
-) -> None:
-    response = client.post(FORM, data=fields(page, email="pas-un-email", phone="12",
-                                             message="<b>gras</b>"), files=cv())
+def test_errors_are_shown_inline_and_in_a_summary_and_input_is_kept(client: TestClient, page: str) -> None:
+    response = client.post(
+        FORM, data=fields(page, email="pas-un-email", phone="12", message="<b>gras</b>"), files=cv()
+    )
     assert response.status_code == 422
     html = response.text
     assert 'class="error-summary"' in html
@@ -134,9 +138,7 @@ def test_reposting_the_same_form_creates_nothing_twice(client: TestClient, page:
     assert len(seed.fetch_all(client, tables.contact_requests.select())) == 1
 
 
-def test_forged_or_foreign_token_re_renders_the_form_with_input(
-    client: TestClient, page: str
-) -> None:
+def test_forged_or_foreign_token_re_renders_the_form_with_input(client: TestClient, page: str) -> None:
     response = client.post(FORM, data=fields(page, form_token="forged"), files=cv())
     assert response.status_code == 400
     assert "a expiré" in response.text
@@ -168,16 +170,16 @@ def test_embed_parameters_travel_through_the_post(client: TestClient) -> None:
     page = client.get(FORM, params=params).text
     assert 'data-lba-embed="w1"' in page
     assert 'data-lba-origin="https://partner.example"' in page
-    response = client.post(FORM, data=fields(page, embed="w1", origin="https://partner.example"),
-                           files=cv())
+    response = client.post(FORM, data=fields(page, embed="w1", origin="https://partner.example"), files=cv())
     assert 'data-lba-embed="w1"' in response.text
     assert "data-lba-submitted=" in response.text
 
 
 def test_bad_origin_is_dropped(client: TestClient) -> None:
     seed.offer(client)
-    page = client.get(FORM, params={"offer_id": seed.OFFER_ID, "embed": "w1",
-                                    "origin": "javascript:alert(1)"}).text
+    page = client.get(
+        FORM, params={"offer_id": seed.OFFER_ID, "embed": "w1", "origin": "javascript:alert(1)"}
+    ).text
     assert "javascript:" not in page
 
 

@@ -24,8 +24,9 @@ from widget_server.settings import Settings
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
 
 
-def message(subject: str = "Nouvelle candidature", *, cv: bool = False,
-            template: str = "candidature_pro") -> EmailMessage:
+def message(
+    subject: str = "Nouvelle candidature", *, cv: bool = False, template: str = "candidature_pro"
+) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = "La bonne alternance <noreply@lba.example>"
     msg["To"] = "Boulangerie Martin <recrutement@boulangerie.example>"
@@ -35,9 +36,11 @@ def message(subject: str = "Nouvelle candidature", *, cv: bool = False,
     msg["X-LBA-Template"] = template
     msg.set_content("Bonjour,\nLéa vous écrit : <b>motivée</b>.\nRépondre : https://lba.example/r/abc\n")
     msg.add_alternative(
-        '<html><head><title>x</title></head><body><p>Léa vous écrit.</p>'
+        "<html><head><title>x</title></head><body><p>Léa vous écrit.</p>"
         '<a href="https://lba.example/r/abc">Répondre au candidat</a>'
-        '<a href="javascript:alert(1)">piège</a></body></html>', subtype="html")
+        '<a href="javascript:alert(1)">piège</a></body></html>',
+        subtype="html",
+    )
     if cv:
         msg.add_attachment(PDF, maintype="application", subtype="pdf", filename="CV Léa.pdf")
     return msg
@@ -92,7 +95,8 @@ def test_the_list_shows_the_newest_first(quiet_client: TestClient, quiet_setting
     messages = listing(quiet_client)
     assert [(m["subject"], m["message_id"], m["template"]) for m in messages] == [
         ("Second", second["Message-ID"], "candidature_pro"),
-        ("Premier", first["Message-ID"], "candidature_ack")]
+        ("Premier", first["Message-ID"], "candidature_ack"),
+    ]
     assert messages[0]["to"] == "Boulangerie Martin <recrutement@boulangerie.example>"
     assert messages[0]["date"]
 
@@ -110,13 +114,14 @@ def test_a_message_page_shows_text_headers_html_frame_and_attachments(
     [summary] = listing(quiet_client)
     page = quiet_client.get(f"/dev/mailbox/{summary['id']}")
     assert page.status_code == 200
-    assert "<pre class=\"mailbox-text\">Bonjour,\nLéa vous écrit : &lt;b&gt;motivée&lt;/b&gt;." in page.text
+    assert '<pre class="mailbox-text">Bonjour,\nLéa vous écrit : &lt;b&gt;motivée&lt;/b&gt;.' in page.text
     assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in page.text
     assert "allow-scripts" not in page.text and "allow-same-origin" not in page.text
     assert f'src="http://testserver/dev/mailbox/{summary["id"]}/html"' in page.text
     assert ("X-LBA-Template", "candidature_pro") in page.context["headers"]  # type: ignore[attr-defined]
     assert page.context["links"] == [  # type: ignore[attr-defined]
-        {"href": "https://lba.example/r/abc", "text": "Répondre au candidat"}]
+        {"href": "https://lba.example/r/abc", "text": "Répondre au candidat"}
+    ]
     assert "javascript:" not in page.text
 
     html = quiet_client.get(f"/dev/mailbox/{summary['id']}/html")
@@ -135,7 +140,8 @@ def test_a_message_page_shows_text_headers_html_frame_and_attachments(
 
     detail = quiet_client.get(f"/dev/api/mailbox/{summary['id']}").json()
     assert detail["attachments"] == [
-        {"n": 0, "filename": "CV Léa.pdf", "content_type": "application/pdf", "size": len(PDF)}]
+        {"n": 0, "filename": "CV Léa.pdf", "content_type": "application/pdf", "size": len(PDF)}
+    ]
     assert detail["text"].startswith("Bonjour,\nLéa vous écrit")
     assert detail["links"][0]["href"] == "https://lba.example/r/abc"
 
@@ -149,13 +155,16 @@ def test_a_subject_with_markup_is_shown_escaped(quiet_client: TestClient, quiet_
         assert "<script>alert(" not in page.text
 
 
-@pytest.mark.parametrize("path", [
-    "/dev/mailbox/inconnu",
-    "/dev/mailbox/20260101T000000000000Z-deadbeef",
-    "/dev/mailbox/..%2F..%2Fsecret_key",
-    "/dev/mailbox/20260101T000000000000Z-deadbeef/html",
-    "/dev/api/mailbox/20260101T000000000000Z-deadbeef",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dev/mailbox/inconnu",
+        "/dev/mailbox/20260101T000000000000Z-deadbeef",
+        "/dev/mailbox/..%2F..%2Fsecret_key",
+        "/dev/mailbox/20260101T000000000000Z-deadbeef/html",
+        "/dev/api/mailbox/20260101T000000000000Z-deadbeef",
+    ],
+)
 def test_unknown_messages_are_not_found(quiet_client: TestClient, path: str) -> None:
     assert quiet_client.get(path).status_code == 404
 
@@ -171,10 +180,13 @@ def test_the_mailbox_can_be_emptied(quiet_client: TestClient, quiet_settings: Se
     assert "Aucun message" in quiet_client.get("/dev/mailbox").text
 
 
-@pytest.mark.parametrize("overrides", [
-    {"SMTP_URL": "smtp://127.0.0.1:2525"},
-    {"ENVIRONMENT": "production", "PUBLIC_URL": "https://widget.example"},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"SMTP_URL": "smtp://127.0.0.1:2525"},
+        {"ENVIRONMENT": "production", "PUBLIC_URL": "https://widget.example"},
+    ],
+)
 def test_there_is_no_mailbox_when_emails_really_leave_or_in_production(
     tmp_path: Path, overrides: dict[str, str]
 ) -> None:

@@ -36,10 +36,20 @@ def run(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
 
 def _family(declared: str) -> str:
     declared = declared.lower()
-    for needle, family in (("timestamp", "timestamp"), ("datetime", "timestamp"), ("date", "date"),
-                           ("int", "integer"), ("double", "float"), ("real", "float"),
-                           ("float", "float"), ("blob", "binary"), ("bytea", "binary"),
-                           ("bool", "boolean"), ("text", "text"), ("char", "text")):
+    for needle, family in (
+        ("timestamp", "timestamp"),
+        ("datetime", "timestamp"),
+        ("date", "date"),
+        ("int", "integer"),
+        ("double", "float"),
+        ("real", "float"),
+        ("float", "float"),
+        ("blob", "binary"),
+        ("bytea", "binary"),
+        ("bool", "boolean"),
+        ("text", "text"),
+        ("char", "text"),
+    ):
         if needle in declared:
             return family
     return declared
@@ -49,8 +59,14 @@ def _expected_family(column: sa.Column[Any]) -> str:
     kind = column.type
     if isinstance(kind, tables.UTCDateTime):
         return "timestamp"
-    for sa_type, family in ((sa.Boolean, "boolean"), (sa.Integer, "integer"), (sa.Float, "float"),
-                            (sa.Date, "date"), (sa.LargeBinary, "binary"), (sa.String, "text")):
+    for sa_type, family in (
+        (sa.Boolean, "boolean"),
+        (sa.Integer, "integer"),
+        (sa.Float, "float"),
+        (sa.Date, "date"),
+        (sa.LargeBinary, "binary"),
+        (sa.String, "text"),
+    ):
         if isinstance(kind, sa_type):
             return family
     return type(kind).__name__.lower()
@@ -58,9 +74,7 @@ def _expected_family(column: sa.Column[Any]) -> str:
 
 def expected_schema() -> Schema:
     return {
-        table.name: {
-            c.name: (c.nullable or False, c.primary_key, _expected_family(c)) for c in table.columns
-        }
+        table.name: {c.name: (c.nullable or False, c.primary_key, _expected_family(c)) for c in table.columns}
         for table in tables.metadata.sorted_tables
     }
 
@@ -69,12 +83,16 @@ async def database_schema(database: Database) -> Schema:
     schema: Schema = {}
     if migrations.dialect_of(database) == "sqlite":
         names = await database.fetch_all(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, 7) <> 'sqlite_'")
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, 7) <> 'sqlite_'"
+        )
         for name in (r._mapping["name"] for r in names):
             info = await database.fetch_all(f"PRAGMA table_info('{name}')")
             schema[name] = {
-                row._mapping["name"]: (not row._mapping["notnull"], row._mapping["pk"] > 0,
-                                       _family(row._mapping["type"]))
+                row._mapping["name"]: (
+                    not row._mapping["notnull"],
+                    row._mapping["pk"] > 0,
+                    _family(row._mapping["type"]),
+                )
                 for row in info
             }
     else:
@@ -84,7 +102,8 @@ async def database_schema(database: Database) -> Schema:
                 "SELECT k.table_name, k.column_name FROM information_schema.table_constraints c "
                 "JOIN information_schema.key_column_usage k ON k.constraint_name = c.constraint_name "
                 "AND k.table_schema = c.table_schema "
-                "WHERE c.constraint_type = 'PRIMARY KEY' AND c.table_schema = current_schema()")
+                "WHERE c.constraint_type = 'PRIMARY KEY' AND c.table_schema = current_schema()"
+            )
         }
         for r in await database.fetch_all(
             "SELECT table_name, column_name, is_nullable, data_type FROM information_schema.columns "
@@ -92,7 +111,10 @@ async def database_schema(database: Database) -> Schema:
         ):
             table, column = r._mapping["table_name"], r._mapping["column_name"]
             schema.setdefault(table, {})[column] = (
-                r._mapping["is_nullable"] == "YES", (table, column) in keys, _family(r._mapping["data_type"]))
+                r._mapping["is_nullable"] == "YES",
+                (table, column) in keys,
+                _family(r._mapping["data_type"]),
+            )
     return schema
 
 
@@ -105,20 +127,50 @@ def comparable(schema: Schema) -> Schema:
 
 
 async def fill_version_1(database: Database) -> None:
-    await database.execute(tables.formations.insert().values(
-        cle_ministere_educatif="CME-1", title="CAP Cuisine", city="Tours", postcode="37000",
-        address="1 rue Nationale", cfa_siret="44306184100047", cfa_name="CFA Val de Loire",
-        cfa_address="1 rue Nationale, 37000 Tours", cfa_phone="+33261911234",
-        contact_email="rdv@cfa.example", updated_at=NOW))
-    await database.execute(tables.offers.insert().values(
-        offer_id="OFF-1", title="Commis de cuisine (H/F)", siret="73282932000074",
-        company_name="Hôtel des Tanneurs", address="6 rue Colbert", city="Tours", postcode="37000",
-        contact_email="direction@hotel.example", status="active", posted_on=dt.date(2026, 10, 1),
-        application_count=4, updated_at=NOW))
-    await database.execute(tables.companies.insert().values(
-        siret="73282932000074", name="Hôtel des Tanneurs", address="6 rue Colbert", city="Tours",
-        postcode="37000", naf_code="5510Z", hiring_score=0.77, contact_email="direction@hotel.example",
-        updated_at=NOW))
+    await database.execute(
+        tables.formations.insert().values(
+            cle_ministere_educatif="CME-1",
+            title="CAP Cuisine",
+            city="Tours",
+            postcode="37000",
+            address="1 rue Nationale",
+            cfa_siret="44306184100047",
+            cfa_name="CFA Val de Loire",
+            cfa_address="1 rue Nationale, 37000 Tours",
+            cfa_phone="+33261911234",
+            contact_email="rdv@cfa.example",
+            updated_at=NOW,
+        )
+    )
+    await database.execute(
+        tables.offers.insert().values(
+            offer_id="OFF-1",
+            title="Commis de cuisine (H/F)",
+            siret="73282932000074",
+            company_name="Hôtel des Tanneurs",
+            address="6 rue Colbert",
+            city="Tours",
+            postcode="37000",
+            contact_email="direction@hotel.example",
+            status="active",
+            posted_on=dt.date(2026, 10, 1),
+            application_count=4,
+            updated_at=NOW,
+        )
+    )
+    await database.execute(
+        tables.companies.insert().values(
+            siret="73282932000074",
+            name="Hôtel des Tanneurs",
+            address="6 rue Colbert",
+            city="Tours",
+            postcode="37000",
+            naf_code="5510Z",
+            hiring_score=0.77,
+            contact_email="direction@hotel.example",
+            updated_at=NOW,
+        )
+    )
     await database.execute(tables.contacts.insert().values(email="rdv@cfa.example", bounced_at=NOW))
 
 
@@ -126,8 +178,10 @@ def test_a_version_1_database_is_upgraded_in_place_without_losing_rows(settings:
     async def work(database: Database) -> None:
         assert await migrations.migrate(database, target=1) == [1]
         await fill_version_1(database)
-        before = {t.name: await database.fetch_all(t.select())
-                  for t in (tables.formations, tables.offers, tables.companies, tables.contacts)}
+        before = {
+            t.name: await database.fetch_all(t.select())
+            for t in (tables.formations, tables.offers, tables.companies, tables.contacts)
+        }
         applied = await migrations.migrate(database)
         assert applied == [m.version for m in migrations.MIGRATIONS if m.version > 1]
         assert await migrations.applied_versions(database) == {m.version for m in migrations.MIGRATIONS}

@@ -10,8 +10,11 @@ def test_openapi_document_is_valid_3_1_and_names_every_api_route(client: TestCli
     spec = response.json()
     validate(spec)
     assert spec["openapi"] == "3.1.0"
-    api_routes = {route.path for route in client.app.routes  # type: ignore[attr-defined]
-                  if route.path.startswith("/api/v1/") and route.path != "/api/v1/openapi.json"}
+    api_routes = {
+        route.path
+        for route in client.app.routes  # type: ignore[attr-defined]
+        if route.path.startswith("/api/v1/") and route.path != "/api/v1/openapi.json"
+    }
     assert api_routes <= set(spec["paths"]), api_routes - set(spec["paths"])
 
 
@@ -22,6 +25,7 @@ def test_docs_page_lists_every_endpoint_and_topic_code(client: TestClient) -> No
     for path in spec["paths"]:
         assert path in page.text
     topics = spec["paths"]["/api/v1/appointment-requests"]["post"]["requestBody"]["content"][
-        "application/json"]["schema"]["properties"]["topics"]["items"]["enum"]
+        "application/json"
+    ]["schema"]["properties"]["topics"]["items"]["enum"]
     assert "portes_ouvertes" in topics
     assert "<code>portes_ouvertes</code>" in page.text

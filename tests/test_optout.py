@@ -46,27 +46,40 @@ def test_one_click_opt_out_makes_the_company_ineligible_at_once(
         assert eligibility(client, f"company:{seed.SIRET}")["eligible"] is True
 
         # What a mail client sends: a bare form POST, no cookie, no token of ours.
-        response = client.post(url, content=b"List-Unsubscribe=One-Click",
-                               headers={"Content-Type": "application/x-www-form-urlencoded"},
-                               follow_redirects=False)
+        response = client.post(
+            url,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            follow_redirects=False,
+        )
         assert response.status_code == 200
         assert "set-cookie" not in response.headers
         for siret in (seed.SIRET, OTHER_SIRET):
             result = eligibility(client, f"company:{siret}")
             assert result["eligible"] is False and result["reason"] == "opted_out"
         key = seed.api_key(client)
-        refused = client.post("/api/v1/applications", headers={"Authorization": f"Bearer {key}"},
-                              json={"siret": seed.SIRET, "first_name": "A", "last_name": "B",
-                                    "email": "b@example.org", "phone": "0612345678",
-                                    "cv": "data:application/pdf;base64,JVBERi0x"})
+        refused = client.post(
+            "/api/v1/applications",
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "siret": seed.SIRET,
+                "first_name": "A",
+                "last_name": "B",
+                "email": "b@example.org",
+                "phone": "0612345678",
+                "cv": "data:application/pdf;base64,JVBERi0x",
+            },
+        )
         assert refused.status_code == 409 and refused.json()["code"] == "opted_out"
         # A second click sends no second confirmation.
-        client.post(url, content=b"List-Unsubscribe=One-Click",
-                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+        client.post(
+            url,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         deliver(client)
 
-        confirmations = [r for r in smtp_server.received
-                         if r.message["X-LBA-Template"] == "optout_confirmed"]
+        confirmations = [r for r in smtp_server.received if r.message["X-LBA-Template"] == "optout_confirmed"]
         assert len(confirmations) == 1
         assert confirmations[0].rcpt_tos == ["contact@garage-durand.example"]
         undo = path(next(u for u in links(confirmations[0]) if "/optout/" in u))
@@ -86,15 +99,21 @@ def test_the_undo_link_expires(tmp_path: Path, smtp_server: SMTPServer) -> None:
         pro = submit_application(client, smtp_server, offer_id=None, siret=seed.SIRET)
         client.post(unsubscribe_url(pro))
         deliver(client)
-        [confirmation] = [r for r in smtp_server.received
-                          if r.message["X-LBA-Template"] == "optout_confirmed"]
+        [confirmation] = [
+            r for r in smtp_server.received if r.message["X-LBA-Template"] == "optout_confirmed"
+        ]
         undo = path(next(u for u in links(confirmation) if "/optout/" in u))
-        [row] = seed.fetch_all(client, tables.reply_tokens.select().where(
-            tables.reply_tokens.c.action == "optin"))
+        [row] = seed.fetch_all(
+            client, tables.reply_tokens.select().where(tables.reply_tokens.c.action == "optin")
+        )
         assert row["expires_at"] - row["created_at"] == dt.timedelta(days=60)
-        seed.run(client, client.app.state.database.execute,
-                 tables.reply_tokens.update().where(tables.reply_tokens.c.action == "optin")
-                 .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+        seed.run(
+            client,
+            client.app.state.database.execute,
+            tables.reply_tokens.update()
+            .where(tables.reply_tokens.c.action == "optin")
+            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)),
+        )
         assert client.post(undo).status_code == 410
         assert eligibility(client, f"company:{seed.SIRET}")["reason"] == "opted_out"
 
@@ -104,8 +123,9 @@ def test_cfa_opt_out_stops_rdv_only(tmp_path: Path, smtp_server: SMTPServer) -> 
         seed.formation(client)
         seed.company(client, contact_email="rdv@cfa-commerce.example")
         key = seed.api_key(client)
-        client.post("/api/v1/appointment-requests", json=appointment(),
-                    headers={"Authorization": f"Bearer {key}"})
+        client.post(
+            "/api/v1/appointment-requests", json=appointment(), headers={"Authorization": f"Bearer {key}"}
+        )
         deliver(client)
         page = client.post(unsubscribe_url(smtp_server.received[0]))
         assert "demandes de rendez-vous" in html.unescape(page.text)

@@ -47,8 +47,13 @@ class Clock:
 
 
 def settings_for(tmp_path: Path, server_url: str, **overrides: str) -> Settings:
-    return make_settings(tmp_path, SMTP_URL=server_url, OUTBOX_WORKER="false",
-                         MAIL_FROM="La bonne alternance <noreply@lba.example>", **overrides)
+    return make_settings(
+        tmp_path,
+        SMTP_URL=server_url,
+        OUTBOX_WORKER="false",
+        MAIL_FROM="La bonne alternance <noreply@lba.example>",
+        **overrides,
+    )
 
 
 def run(settings: Settings, scenario: Callable[[Database], Awaitable[Any]]) -> Any:
@@ -65,8 +70,9 @@ def run(settings: Settings, scenario: Callable[[Database], Awaitable[Any]]) -> A
     return asyncio.run(main())
 
 
-def message(to: str = "recrutement@boulangerie.example",
-            subject: str = "Nouvelle candidature") -> EmailMessage:
+def message(
+    to: str = "recrutement@boulangerie.example", subject: str = "Nouvelle candidature"
+) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = "La bonne alternance <noreply@lba.example>"
     msg["To"] = f"Boulangerie Martin <{to}>"
@@ -81,10 +87,16 @@ async def queue(database: Database, *messages: EmailMessage, **options: Any) -> 
     ids = []
     async with database.transaction():
         for msg in messages:
-            ids.append(await outbox.enqueue(
-                database, msg, template=options.get("template", "candidature_pro"),
-                request_id=options.get("request_id", "req-1"),
-                attach_cv=options.get("attach_cv", False), now=T0))
+            ids.append(
+                await outbox.enqueue(
+                    database,
+                    msg,
+                    template=options.get("template", "candidature_pro"),
+                    request_id=options.get("request_id", "req-1"),
+                    attach_cv=options.get("attach_cv", False),
+                    now=T0,
+                )
+            )
     return ids
 
 
@@ -101,8 +113,13 @@ def text_of(msg: EmailMessage) -> str:
 
 
 def worker(database: Database, settings: Settings, clock: Clock, **options: Any) -> outbox.Worker:
-    return outbox.Worker(database, options.pop("transport", None) or mailer.transport_from_settings(settings),
-                         settings, clock=clock, **options)
+    return outbox.Worker(
+        database,
+        options.pop("transport", None) or mailer.transport_from_settings(settings),
+        settings,
+        clock=clock,
+        **options,
+    )
 
 
 def test_a_message_is_delivered_once_with_headers_and_body_intact(tmp_path: Path) -> None:
@@ -174,10 +191,13 @@ def test_temporary_refusals_are_retried_after_backoff_and_delivered_once(tmp_pat
     assert server.message_ids() == [msg["Message-ID"]]
 
 
-@pytest.mark.parametrize(("command", "reply"), [
-    ("RCPT", "550 5.1.1 <recrutement@boulangerie.example>: Recipient address rejected"),
-    ("DATA", "554 5.7.1 Message refused"),
-])
+@pytest.mark.parametrize(
+    ("command", "reply"),
+    [
+        ("RCPT", "550 5.1.1 <recrutement@boulangerie.example>: Recipient address rejected"),
+        ("DATA", "554 5.7.1 Message refused"),
+    ],
+)
 def test_a_permanent_refusal_fails_the_message_and_calls_the_hook_once(
     tmp_path: Path, command: str, reply: str
 ) -> None:
@@ -206,7 +226,11 @@ def test_a_permanent_refusal_fails_the_message_and_calls_the_hook_once(
     assert error == reply
     assert failed["message_id"] == msg["Message-ID"]
     assert (failed["template"], failed["request_id"], failed["recipient"], failed["status"]) == (
-        "candidature_pro", "req-9", "recrutement@boulangerie.example", "failed")
+        "candidature_pro",
+        "req-9",
+        "recrutement@boulangerie.example",
+        "failed",
+    )
 
 
 def test_a_failing_hook_is_logged_and_the_worker_goes_on(
@@ -333,8 +357,10 @@ def test_two_workers_at_once_never_send_a_message_twice(tmp_path: Path) -> None:
             await second_database.connect()
             try:
                 clock = Clock()
-                workers = [worker(database, settings, clock, batch_size=3),
-                           worker(second_database, settings, clock, batch_size=3)]
+                workers = [
+                    worker(database, settings, clock, batch_size=3),
+                    worker(second_database, settings, clock, batch_size=3),
+                ]
 
                 async def drain(work: outbox.Worker) -> int:
                     total = 0
@@ -362,9 +388,15 @@ def test_the_cv_is_attached_at_send_time(tmp_path: Path) -> None:
         settings = settings_for(tmp_path, server.url)
 
         async def scenario(database: Database) -> None:
-            await database.execute(tables.cv_files.insert().values(
-                request_id="req-1", filename="CV Léa Moreau.pdf", content_type="application/pdf",
-                size=len(PDF), data=PDF))
+            await database.execute(
+                tables.cv_files.insert().values(
+                    request_id="req-1",
+                    filename="CV Léa Moreau.pdf",
+                    content_type="application/pdf",
+                    size=len(PDF),
+                    data=PDF,
+                )
+            )
             [outbox_id] = await queue(database, msg, attach_cv=True, request_id="req-1")
             assert PDF not in (await row(database, outbox_id))["raw"]
             assert await worker(database, settings, Clock()).run_once() == 1
@@ -384,9 +416,16 @@ def test_a_deleted_cv_is_left_out_and_logged(tmp_path: Path, caplog: pytest.LogC
         settings = settings_for(tmp_path, server.url)
 
         async def scenario(database: Database) -> None:
-            await database.execute(tables.cv_files.insert().values(
-                request_id="req-1", filename="cv.pdf", content_type="application/pdf",
-                size=len(PDF), data=None, deleted_at=T0))
+            await database.execute(
+                tables.cv_files.insert().values(
+                    request_id="req-1",
+                    filename="cv.pdf",
+                    content_type="application/pdf",
+                    size=len(PDF),
+                    data=None,
+                    deleted_at=T0,
+                )
+            )
             await queue(database, message(), attach_cv=True, request_id="req-1")
             assert await worker(database, settings, Clock()).run_once() == 1
 
@@ -475,15 +514,22 @@ def test_login_over_a_real_server(tmp_path: Path) -> None:
     assert received.login == "robot@lba.example"
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("smtp://relay.internal", SMTPConfig("relay.internal", 25, "none")),
-    ("smtp://127.0.0.1:2525", SMTPConfig("127.0.0.1", 2525, "none")),
-    ("smtp+starttls://user%40example.org:p%40ss%3Aw%2Fd@mail.example.org:587",
-     SMTPConfig("mail.example.org", 587, "starttls", "user@example.org", "p@ss:w/d")),
-    ("smtp+starttls://apikey:secret@smtp.example.net",
-     SMTPConfig("smtp.example.net", 587, "starttls", "apikey", "secret")),
-    ("smtps://u:p@mail.example.org", SMTPConfig("mail.example.org", 465, "tls", "u", "p")),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp://relay.internal", SMTPConfig("relay.internal", 25, "none")),
+        ("smtp://127.0.0.1:2525", SMTPConfig("127.0.0.1", 2525, "none")),
+        (
+            "smtp+starttls://user%40example.org:p%40ss%3Aw%2Fd@mail.example.org:587",
+            SMTPConfig("mail.example.org", 587, "starttls", "user@example.org", "p@ss:w/d"),
+        ),
+        (
+            "smtp+starttls://apikey:secret@smtp.example.net",
+            SMTPConfig("smtp.example.net", 587, "starttls", "apikey", "secret"),
+        ),
+        ("smtps://u:p@mail.example.org", SMTPConfig("mail.example.org", 465, "tls", "u", "p")),
+    ],
+)
 def test_smtp_urls_are_parsed(url: str, expected: SMTPConfig) -> None:
     assert parse_smtp_url(url) == expected
 
@@ -495,8 +541,12 @@ def test_bad_smtp_urls_are_refused(url: str) -> None:
 
 
 def test_smtp_transport_uses_the_url_and_hides_the_password(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, SMTP_URL="smtps://robot:hunter2@mail.example.org",
-                             MAIL_FROM="Service <noreply@lba.example>", PUBLIC_URL="https://widget.example")
+    settings = make_settings(
+        tmp_path,
+        SMTP_URL="smtps://robot:hunter2@mail.example.org",
+        MAIL_FROM="Service <noreply@lba.example>",
+        PUBLIC_URL="https://widget.example",
+    )
     transport = mailer.transport_from_settings(settings)
     assert isinstance(transport, mailer.SMTPTransport)
     client = transport.client()
@@ -530,10 +580,21 @@ def test_the_worker_command_delivers_and_stops_on_sigterm(tmp_path: Path) -> Non
     with running() as server:
         settings = settings_for(tmp_path, server.url)
         run(settings, lambda database: queue(database, msg))
-        environ = {**os.environ, "DATABASE_URL": settings.database_url, "SMTP_URL": server.url,
-                   "VAR_DIR": str(settings.var_dir), "SECRET_KEY": "test", "LOG_LEVEL": "WARNING"}
-        process = subprocess.Popen([sys.executable, "-m", "widget_server.cli", "worker"], cwd=tmp_path,
-                                   env=environ, stderr=subprocess.PIPE, text=True)
+        environ = {
+            **os.environ,
+            "DATABASE_URL": settings.database_url,
+            "SMTP_URL": server.url,
+            "VAR_DIR": str(settings.var_dir),
+            "SECRET_KEY": "test",
+            "LOG_LEVEL": "WARNING",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "widget_server.cli", "worker"],
+            cwd=tmp_path,
+            env=environ,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             for _ in range(200):  # bounded: 20 s at most
                 if server.received or process.poll() is not None:

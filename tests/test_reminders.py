@@ -36,15 +36,16 @@ def created_at(client: TestClient) -> dt.datetime:
 
 def ask_the_cfa(client: TestClient) -> None:
     seed.formation(client)
-    response = client.post("/api/v1/appointment-requests", json=appointment(),
-                           headers={"Authorization": f"Bearer {seed.api_key(client)}"})
+    response = client.post(
+        "/api/v1/appointment-requests",
+        json=appointment(),
+        headers={"Authorization": f"Bearer {seed.api_key(client)}"},
+    )
     assert response.status_code == 202
     assert deliver(client) == 2
 
 
-def test_one_reminder_after_five_days_never_twice(
-    tmp_path: Path, smtp_server: SMTPServer
-) -> None:
+def test_one_reminder_after_five_days_never_twice(tmp_path: Path, smtp_server: SMTPServer) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
         pro = submit_application(client, smtp_server)
@@ -74,13 +75,14 @@ def test_one_reminder_after_five_days_never_twice(
     assert len(smtp_server.received) == 3
 
 
-def test_no_reminder_before_the_first_email_arrived(
-    tmp_path: Path, smtp_server: SMTPServer
-) -> None:
+def test_no_reminder_before_the_first_email_arrived(tmp_path: Path, smtp_server: SMTPServer) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
-        response = client.post("/api/v1/applications", json=application(),
-                               headers={"Authorization": f"Bearer {seed.api_key(client)}"})
+        response = client.post(
+            "/api/v1/applications",
+            json=application(),
+            headers={"Authorization": f"Bearer {seed.api_key(client)}"},
+        )
         assert response.status_code == 202
         start = created_at(client)
         # The mail server was down for a week: the first email is still queued.
@@ -117,8 +119,7 @@ def test_no_reminder_for_a_bouncing_or_opted_out_cfa(
 ) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         ask_the_cfa(client)
-        seed.insert(client, tables.contacts, email="rdv@cfa-commerce.example",
-                    **{column: seed.NOW})
+        seed.insert(client, tables.contacts, email="rdv@cfa-commerce.example", **{column: seed.NOW})
         assert remind(client, created_at(client) + 6 * DAY) == 0
 
 
@@ -126,8 +127,14 @@ def test_no_reminder_after_a_reported_bounce(tmp_path: Path, smtp_server: SMTPSe
     with smtp_client(tmp_path, smtp_server) as client:
         ask_the_cfa(client)
         state = client.app.state
-        seed.run(client, bounces.record_bounce, state.database, state.settings,
-                 "rdv@cfa-commerce.example", "550 5.1.1")
+        seed.run(
+            client,
+            bounces.record_bounce,
+            state.database,
+            state.settings,
+            "rdv@cfa-commerce.example",
+            "550 5.1.1",
+        )
         assert remind(client, created_at(client) + 6 * DAY) == 0
 
 
@@ -142,9 +149,11 @@ def test_no_reminder_once_the_recruiter_opted_out(
         else:
             seed.offer(client)
             pro = submit_application(client, smtp_server)  # opting out closes the offer
-        client.post(path(str(pro.message["List-Unsubscribe"]).strip("<>")),
-                    content=b"List-Unsubscribe=One-Click",
-                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+        client.post(
+            path(str(pro.message["List-Unsubscribe"]).strip("<>")),
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert remind(client, created_at(client) + 6 * DAY) == 0
         [row] = seed.fetch_all(client, tables.contact_requests.select())
         assert row["reminded_at"] is None
@@ -158,8 +167,11 @@ def test_the_remind_command_is_safe_to_run_from_cron(
     settings = make_settings(tmp_path, REMINDER_DAYS="0")
     with TestClient(create_app(settings)) as client:
         seed.offer(client)
-        response = client.post("/api/v1/applications", json=application(),
-                               headers={"Authorization": f"Bearer {seed.api_key(client)}"})
+        response = client.post(
+            "/api/v1/applications",
+            json=application(),
+            headers={"Authorization": f"Bearer {seed.api_key(client)}"},
+        )
         assert response.status_code == 202
         deliver(client)  # to the development mailbox: no SMTP_URL here
     for name in ("DATABASE_URL", "VAR_DIR", "SECRET_KEY", "REMINDER_DAYS"):

@@ -38,16 +38,24 @@ def path(url: str) -> str:
 
 def snapshot(client: TestClient) -> Any:
     """What an answer would change: requests, tokens, contacts, offers, the outbox."""
-    return [seed.fetch_all(client, sa.select(t)) for t in (
-        tables.contact_requests, tables.reply_tokens, tables.contacts, tables.offers,
-        tables.companies, tables.formations)] + [
-        seed.fetch_all(client, sa.select(tables.outbox.c.id))]
+    return [
+        seed.fetch_all(client, sa.select(t))
+        for t in (
+            tables.contact_requests,
+            tables.reply_tokens,
+            tables.contacts,
+            tables.offers,
+            tables.companies,
+            tables.formations,
+        )
+    ] + [seed.fetch_all(client, sa.select(tables.outbox.c.id))]
 
 
 def submit_application(client: TestClient, smtp: SMTPServer, **overrides: Any) -> Received:
     key = seed.api_key(client)
-    response = client.post("/api/v1/applications", json=application(**overrides),
-                           headers={"Authorization": f"Bearer {key}"})
+    response = client.post(
+        "/api/v1/applications", json=application(**overrides), headers={"Authorization": f"Bearer {key}"}
+    )
     assert response.status_code == 202, response.text
     deliver(client)
     return smtp.received[0]
@@ -55,8 +63,12 @@ def submit_application(client: TestClient, smtp: SMTPServer, **overrides: Any) -
 
 def form_fields(page: str) -> dict[str, Any]:
     fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
-    fields.update({name: html.unescape(text) for name, text in
-                   re.findall(r'<textarea id="\w+" name="(\w+)"[^>]*>([^<]*)</textarea>', page)})
+    fields.update(
+        {
+            name: html.unescape(text)
+            for name, text in re.findall(r'<textarea id="\w+" name="(\w+)"[^>]*>([^<]*)</textarea>', page)
+        }
+    )
     checked = re.search(r'name="answer" value="(\w+)" checked', page)
     assert checked
     fields["answer"] = checked.group(1)
@@ -78,8 +90,11 @@ def test_scanner_visits_change_nothing_then_one_post_answers_once(
             assert client.head(path(url)).status_code == 200
         assert snapshot(client) == before
 
-        [accept] = [u for u in urls if "/reply/" in u and
-                    'name="answer" value="accept" checked' in client.get(path(u)).text]
+        [accept] = [
+            u
+            for u in urls
+            if "/reply/" in u and 'name="answer" value="accept" checked' in client.get(path(u)).text
+        ]
         page = client.get(path(accept)).text
         assert "Léa Moreau" in page and "Je suis motivée" in page
         fields = form_fields(page)
@@ -111,8 +126,9 @@ def test_refusal_carries_the_chosen_reasons(tmp_path: Path, smtp_server: SMTPSer
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
         pro = submit_application(client, smtp_server)
-        refuse = next(u for u in links(pro) if "/reply/" in u and
-                      'value="refuse" checked' in client.get(path(u)).text)
+        refuse = next(
+            u for u in links(pro) if "/reply/" in u and 'value="refuse" checked' in client.get(path(u)).text
+        )
         fields = form_fields(client.get(path(refuse)).text)
         response = client.post(path(refuse), data={**fields, "reasons": ["competences", "contrat"]})
         assert "Le candidat a été prévenu" in response.text
@@ -125,27 +141,35 @@ def test_refusal_carries_the_chosen_reasons(tmp_path: Path, smtp_server: SMTPSer
     assert answer["Reply-To"] is None
 
 
-@pytest.mark.parametrize(("action", "emails", "expected"), [
-    ("unreachable", 1, "01 99 00 12 34"),  # told to call the CFA back, with its phone
-    ("other_channel", 0, None),
-    ("reply", 1, "Merci pour vos questions"),
-])
+@pytest.mark.parametrize(
+    ("action", "emails", "expected"),
+    [
+        ("unreachable", 1, "01 99 00 12 34"),  # told to call the CFA back, with its phone
+        ("other_channel", 0, None),
+        ("reply", 1, "Merci pour vos questions"),
+    ],
+)
 def test_rdv_answers(
     tmp_path: Path, smtp_server: SMTPServer, action: str, emails: int, expected: str | None
 ) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         seed.formation(client)
         key = seed.api_key(client)
-        client.post("/api/v1/appointment-requests", json=appointment(),
-                    headers={"Authorization": f"Bearer {key}"})
+        client.post(
+            "/api/v1/appointment-requests", json=appointment(), headers={"Authorization": f"Bearer {key}"}
+        )
         deliver(client)
         pro = smtp_server.received[0]
-        url = next(u for u in links(pro) if "/reply/" in u and
-                   f'value="{action}" checked' in client.get(path(u)).text)
+        url = next(
+            u
+            for u in links(pro)
+            if "/reply/" in u and f'value="{action}" checked' in client.get(path(u)).text
+        )
         fields = form_fields(client.get(path(url)).text)
         if action == "reply":
             fields["message_reply"] = fields["message_reply"].replace(
-                "\n\n\n\n", "\n\nIl reste 3 places en septembre.\n\n")
+                "\n\n\n\n", "\n\nIl reste 3 places en septembre.\n\n"
+            )
         assert client.post(path(url), data=fields).status_code == 200
         assert deliver(client) == emails
         [stored] = seed.fetch_all(client, tables.contact_requests.select())
@@ -161,11 +185,11 @@ def test_answer_without_message_shows_the_error_and_keeps_input(
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
         pro = submit_application(client, smtp_server)
-        url = next(u for u in links(pro) if "/reply/" in u and
-                   'value="accept" checked' in client.get(path(u)).text)
+        url = next(
+            u for u in links(pro) if "/reply/" in u and 'value="accept" checked' in client.get(path(u)).text
+        )
         fields = form_fields(client.get(path(url)).text)
-        response = client.post(path(url), data={**fields, "message_accept": " ",
-                                                "pro_email": "pas-un-email"})
+        response = client.post(path(url), data={**fields, "message_accept": " ", "pro_email": "pas-un-email"})
         assert response.status_code == 422
         assert 'id="message_accept-error"' in response.text
         assert 'value="pas-un-email"' in response.text
@@ -185,7 +209,9 @@ def test_unknown_and_expired_tokens(tmp_path: Path, smtp_server: SMTPServer) -> 
         async def expire() -> None:
             await client.app.state.database.execute(
                 tables.reply_tokens.update().values(
-                    expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+                    expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+                )
+            )
 
         seed.run(client, expire)
         url = next(u for u in links(pro) if "/reply/" in u)
@@ -220,37 +246,51 @@ def test_the_recruiter_may_switch_answers_and_the_message_is_escaped(
         seed.offer(client)
         pro = submit_application(client, smtp_server)
         # The "Répondre au candidat" button, then a change of mind on the page.
-        url = path(next(u for u in links(pro) if "/reply/" in u and
-                        'value="accept" checked' in client.get(path(u)).text))
+        url = path(
+            next(
+                u
+                for u in links(pro)
+                if "/reply/" in u and 'value="accept" checked' in client.get(path(u)).text
+            )
+        )
         page = client.get(url)
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["referrer-policy"] == "no-referrer"
         assert "<script" not in page.text.replace(
-            '<script src="/widget/v1/assets/', "")  # no inline script to auto-submit anything
+            '<script src="/widget/v1/assets/', ""
+        )  # no inline script to auto-submit anything
         fields = form_fields(page.text)
-        fields.update(answer="refuse", message_refuse='Désolé <b>"non"</b> & merci',
-                      reasons=["metier", "inconnue"])
+        fields.update(
+            answer="refuse", message_refuse='Désolé <b>"non"</b> & merci', reasons=["metier", "inconnue"]
+        )
         assert client.post(url, data=fields).status_code == 200
         [row] = seed.fetch_all(client, tables.contact_requests.select())
         assert row["answer"] == "refuse"
         assert json.loads(row["answer_details"]) == {
-            "by": "recrutement@boulangerie.example", "via": "accept",
-            "reasons": ["Notre entreprise ne recrute pas sur le métier recherché"]}
+            "by": "recrutement@boulangerie.example",
+            "via": "accept",
+            "reasons": ["Notre entreprise ne recrute pas sur le métier recherché"],
+        }
         deliver(client)
     message = smtp_server.received[-1].message
     html_part = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "&lt;b&gt;&#34;non&#34;&lt;/b&gt; &amp; merci" in html_part or \
-        "&lt;b&gt;&quot;non&quot;&lt;/b&gt; &amp; merci" in html_part
+    assert (
+        "&lt;b&gt;&#34;non&#34;&lt;/b&gt; &amp; merci" in html_part
+        or "&lt;b&gt;&quot;non&quot;&lt;/b&gt; &amp; merci" in html_part
+    )
     assert "<b>" not in html_part
     assert 'Désolé <b>"non"</b> & merci' in text
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"answer": "optout"}, "answer"),
-    ({"answer": "accept", "message_accept": "x" * 3001}, "message_accept"),
-    ({"answer": "accept", "pro_phone": "12"}, "pro_phone"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"answer": "optout"}, "answer"),
+        ({"answer": "accept", "message_accept": "x" * 3001}, "message_accept"),
+        ({"answer": "accept", "pro_phone": "12"}, "pro_phone"),
+    ],
+)
 def test_invalid_answers_are_shown_inline_and_nothing_is_sent(
     tmp_path: Path, smtp_server: SMTPServer, change: dict[str, str], field: str
 ) -> None:
@@ -265,17 +305,17 @@ def test_invalid_answers_are_shown_inline_and_nothing_is_sent(
         assert snapshot(client) == before
 
 
-def test_an_expired_link_changes_nothing_whatever_the_method(
-    tmp_path: Path, smtp_server: SMTPServer
-) -> None:
+def test_an_expired_link_changes_nothing_whatever_the_method(tmp_path: Path, smtp_server: SMTPServer) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
         pro = submit_application(client, smtp_server)
         url = path(next(u for u in links(pro) if "/reply/" in u))
         fields = form_fields(client.get(url).text)
-        seed.run(client, client.app.state.database.execute,
-                 tables.reply_tokens.update().values(
-                     expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+        seed.run(
+            client,
+            client.app.state.database.execute,
+            tables.reply_tokens.update().values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)),
+        )
         before = snapshot(client)
         assert client.head(url).status_code == 410
         posted = client.post(url, data=fields)

@@ -19,8 +19,9 @@ from widget_server.stats import stats
 
 def submit(client: TestClient, **overrides: Any) -> str:
     key = seed.api_key(client)
-    response = client.post("/api/v1/applications", json=application(**overrides),
-                           headers={"Authorization": f"Bearer {key}"})
+    response = client.post(
+        "/api/v1/applications", json=application(**overrides), headers={"Authorization": f"Bearer {key}"}
+    )
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
 
@@ -28,7 +29,8 @@ def submit(client: TestClient, **overrides: Any) -> str:
 def mark_sent(client: TestClient, at: dt.datetime) -> None:
     async def go() -> None:
         await client.app.state.database.execute(  # type: ignore[attr-defined]
-            tables.outbox.update().values(status="sent", sent_at=at))
+            tables.outbox.update().values(status="sent", sent_at=at)
+        )
 
     seed.run(client, go)
 

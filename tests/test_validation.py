@@ -43,11 +43,17 @@ def test_any_phone_is_e164_or_an_error(value: str) -> None:
         assert clean_phone(again, "phone", cleaned) == cleaned and not again
 
 
-@pytest.mark.parametrize(("raw", "e164"), [
-    ("06 12 34 56 78", "+33612345678"), ("06.12.34.56.78", "+33612345678"),
-    ("+33 6 12 34 56 78", "+33612345678"), ("0033612345678", "+33612345678"),
-    ("01 99 00 12 34", "+33199001234"), ("0262 12 34 56", "+262262123456"),
-])
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [
+        ("06 12 34 56 78", "+33612345678"),
+        ("06.12.34.56.78", "+33612345678"),
+        ("+33 6 12 34 56 78", "+33612345678"),
+        ("0033612345678", "+33612345678"),
+        ("01 99 00 12 34", "+33199001234"),
+        ("0262 12 34 56", "+262262123456"),
+    ],
+)
 def test_french_numbers_are_normalised(raw: str, e164: str) -> None:
     errors = FieldErrors()
     assert clean_phone(errors, "phone", raw) == e164 and not errors

@@ -30,8 +30,9 @@ def test_loader_has_the_service_urls_written_in(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, PUBLIC_URL="https://widget.example.org/")
     with TestClient(create_app(settings)) as client:
         response = client.get(LOADER)
-        chunk = re.search(r'"(https://widget\.example\.org/widget/v1/assets/widget\.[0-9a-f]+\.js)"',
-                          response.text)
+        chunk = re.search(
+            r'"(https://widget\.example\.org/widget/v1/assets/widget\.[0-9a-f]+\.js)"', response.text
+        )
         assert chunk, "the modal code is loaded from a content-hashed URL"
         asset = client.get(chunk.group(1).removeprefix("https://widget.example.org"))
     assert response.status_code == 200
@@ -83,18 +84,28 @@ def test_sizes_stay_within_budget(client: TestClient, capsys: pytest.CaptureFixt
     answer = client.get("/api/v1/eligibility", params={"target": targets})
     assert answer.headers["content-encoding"] == "gzip"  # sent compressed, as measured below
     eligibility = answer.content
-    page = client.get(FORM, params={"offer_id": seed.OFFER_ID, "caller": "mon-site", "embed": "w1",
-                                    "origin": "https://partner.example"})
+    page = client.get(
+        FORM,
+        params={
+            "offer_id": seed.OFFER_ID,
+            "caller": "mon-site",
+            "embed": "w1",
+            "origin": "https://partner.example",
+        },
+    )
     assert page.status_code == 200
-    page_assets = [client.get(url).content for url in re.findall(r'(?:src|href)="(/widget/v1/assets/[^"]+)"',
-                                                                  page.text)]
+    page_assets = [
+        client.get(url).content for url in re.findall(r'(?:src|href)="(/widget/v1/assets/[^"]+)"', page.text)
+    ]
     assert len(page_assets) >= 2  # form.css and frame.js
     sizes = {
         "loader.js": (len(loader), gzipped_size(loader)),
         "widget.js (on first click)": (len(chunk), gzipped_size(chunk)),
         "eligibility answer, 20 targets": (len(eligibility), gzipped_size(eligibility)),
-        "form page + CSS + JS": (len(page.content) + sum(map(len, page_assets)),
-                                 gzipped_size(page.content) + sum(map(gzipped_size, page_assets))),
+        "form page + CSS + JS": (
+            len(page.content) + sum(map(len, page_assets)),
+            gzipped_size(page.content) + sum(map(gzipped_size, page_assets)),
+        ),
     }
     with capsys.disabled():
         for name, (raw, packed) in sizes.items():
@@ -112,8 +123,13 @@ def test_form_pages_may_be_framed_with_a_strict_policy(client: TestClient) -> No
     assert response.status_code == 200
     policy = response.headers["content-security-policy"]
     assert "frame-ancestors *" in policy
-    for directive in ("default-src 'self'", "script-src 'self'", "style-src 'self'",
-                      "form-action 'self'", "base-uri 'none'"):
+    for directive in (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+    ):
         assert directive in policy
     assert "x-frame-options" not in response.headers
     # Error pages of the form routes too: the modal shows them instead of a blocked frame.
@@ -129,7 +145,8 @@ def test_frame_ancestors_setting_limits_who_frames_the_forms(tmp_path: Path) -> 
         response = client.get("/widget/v1/rdv", params={"formation_id": seed.FORMATION_ID})
     assert response.status_code == 200
     assert response.headers["content-security-policy"].endswith(
-        "frame-ancestors 'self' https://a.example https://b.example")
+        "frame-ancestors 'self' https://a.example https://b.example"
+    )
 
 
 @pytest.mark.parametrize("path", ["/integration", "/confidentialite", "/nowhere"])
@@ -153,13 +170,26 @@ def test_integration_page_shows_the_snippet_for_real_targets(client: TestClient)
     assert response.status_code == 200
     assert response.template.name == "pages/integration.html"  # type: ignore[attr-defined]
     assert response.context["examples"] == {  # type: ignore[attr-defined]
-        "offer": seed.OFFER_ID, "company": seed.SIRET, "formation": seed.FORMATION_ID}
+        "offer": seed.OFFER_ID,
+        "company": seed.SIRET,
+        "formation": seed.FORMATION_ID,
+    }
     text = response.text
     assert '&lt;script async src="http://testserver/widget/v1/loader.js" data-caller="mon-site"&gt;' in text
     assert f'data-lba-widget="candidature" data-offer-id="{seed.OFFER_ID}"' in text
-    for name in ("data-label", "data-color", 'data-mode="inline"', "lba:ready", "lba:open",
-                 "lba:submitted", "lba:close", "lba:unavailable", "lba:error",
-                 "LBAWidget.open(element)", "LBAWidget.scan()"):
+    for name in (
+        "data-label",
+        "data-color",
+        'data-mode="inline"',
+        "lba:ready",
+        "lba:open",
+        "lba:submitted",
+        "lba:close",
+        "lba:unavailable",
+        "lba:error",
+        "LBAWidget.open(element)",
+        "LBAWidget.scan()",
+    ):
         assert name in text, name
     assert 'href="/api/docs"' in text
     assert 'id="p-copy"' in text
@@ -187,8 +217,9 @@ def test_example_site_points_at_the_widget(tmp_path: Path) -> None:
     assert "script-src 'self' http://localhost:9999" in index.headers["content-security-policy"]
     assert index.text.count("data-lba-widget=") >= 12
     # Every placeholder also carries a link to the hosted page, for when scripts can't run.
-    assert index.text.count('class="fallback" href="http://localhost:9999/widget/v1/') == \
-        index.text.count("data-lba-widget=")
+    assert index.text.count('class="fallback" href="http://localhost:9999/widget/v1/') == index.text.count(
+        "data-lba-widget="
+    )
     assert spa.status_code == 200
     assert "loader.js" in spa.text
     assert escape.status_code == 404

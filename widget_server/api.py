@@ -17,12 +17,21 @@ CORS = {"Access-Control-Allow-Origin": "*"}
 async def eligibility_endpoint(request: Request) -> Response:
     values = request.query_params.getlist("target")
     if not values:
-        raise Problem(400, "Indiquez au moins une cible : ?target=offer:ID", code="bad_parameter",
-                      errors=[{"field": "target", "message": "paramètre obligatoire"}], headers=CORS)
+        raise Problem(
+            400,
+            "Indiquez au moins une cible : ?target=offer:ID",
+            code="bad_parameter",
+            errors=[{"field": "target", "message": "paramètre obligatoire"}],
+            headers=CORS,
+        )
     if len(values) > MAX_TARGETS:
-        raise Problem(400, f"Au plus {MAX_TARGETS} cibles par demande.", code="bad_parameter",
-                      errors=[{"field": "target", "message": f"au plus {MAX_TARGETS} valeurs"}],
-                      headers=CORS)
+        raise Problem(
+            400,
+            f"Au plus {MAX_TARGETS} cibles par demande.",
+            code="bad_parameter",
+            errors=[{"field": "target", "message": f"au plus {MAX_TARGETS} valeurs"}],
+            headers=CORS,
+        )
     targets = []
     errors = []
     for index, value in enumerate(values):
@@ -31,8 +40,9 @@ async def eligibility_endpoint(request: Request) -> Response:
         except BadTarget as exc:
             errors.append({"field": f"target[{index}]", "message": str(exc)})
     if errors:
-        raise Problem(400, "Certaines cibles sont mal formées.", code="bad_parameter", errors=errors,
-                      headers=CORS)
+        raise Problem(
+            400, "Certaines cibles sont mal formées.", code="bad_parameter", errors=errors, headers=CORS
+        )
     state = request.app.state
     results = await eligibility.check_many(
         state.database, targets, max_offer_applications=state.settings.offer_max_applications

@@ -57,8 +57,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         background = []
         if settings.outbox_worker:
             worker.start()
-            background.append(asyncio.create_task(
-                reminders.run_periodically(database, settings, stop)))
+            background.append(asyncio.create_task(reminders.run_periodically(database, settings, stop)))
         try:
             yield
         finally:
@@ -70,8 +69,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/healthz", api.healthz, name="healthz"),
         # Compressed: a listing page asks about many targets before anyone clicks.
-        Route("/api/v1/eligibility", GZipMiddleware(request_response(api.eligibility_endpoint),
-                                                    minimum_size=500), name="eligibility"),
+        Route(
+            "/api/v1/eligibility",
+            GZipMiddleware(request_response(api.eligibility_endpoint), minimum_size=500),
+            name="eligibility",
+        ),
         Route("/api/v1/applications", submit_endpoint(CANDIDATURE), methods=["POST"]),
         Route("/api/v1/appointment-requests", submit_endpoint(RDV), methods=["POST"]),
         Route("/widget/v1/assets/{name}", assets.endpoint, name="asset"),
@@ -103,7 +105,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.assets = assets
     app.state.outbox_worker = worker
     app.state.form_tokens = FormTokens(
-        settings.secret_key, settings.form_token_ttl_seconds, settings.form_min_fill_seconds)
+        settings.secret_key, settings.form_token_ttl_seconds, settings.form_min_fill_seconds
+    )
     app.state.openapi = openapi.document(settings)
     app.state.throttle = Throttle(settings.rate_limit, settings.rate_limit_storage)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -63,8 +63,12 @@ class Assets:
         asset = self._by_hashed.get(request.path_params["name"])
         if asset is None:
             raise Problem(404, "Fichier introuvable.")
-        headers = {"Cache-Control": IMMUTABLE, "Vary": "Accept-Encoding",
-                   "Access-Control-Allow-Origin": "*", "Cross-Origin-Resource-Policy": "cross-origin"}
+        headers = {
+            "Cache-Control": IMMUTABLE,
+            "Vary": "Accept-Encoding",
+            "Access-Control-Allow-Origin": "*",
+            "Cross-Origin-Resource-Policy": "cross-origin",
+        }
         if "gzip" in request.headers.get("accept-encoding", ""):
             headers["Content-Encoding"] = "gzip"
             return Response(asset.gzipped, media_type=asset.media_type, headers=headers)

@@ -9,8 +9,9 @@ from .problems import Problem
 
 class BodyTooLarge(Problem):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"L'envoi doit faire au plus {limit // (1024 * 1024)} Mo.",
-                         code="body_too_large")
+        super().__init__(
+            413, f"L'envoi doit faire au plus {limit // (1024 * 1024)} Mo.", code="body_too_large"
+        )
 
 
 class BodyLimitMiddleware:

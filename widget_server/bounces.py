@@ -36,8 +36,13 @@ _UPSERT = sa.text(
 
 
 async def record_bounce(
-    database: Database, settings: Settings, email: str, reason: str,
-    *, request_ids: list[str] | None = None, now: dt.datetime | None = None,
+    database: Database,
+    settings: Settings,
+    email: str,
+    reason: str,
+    *,
+    request_ids: list[str] | None = None,
+    now: dt.datetime | None = None,
 ) -> int:
     """Marks `email` as bouncing and tells the candidates of its open requests
     (only `request_ids` when given). Returns how many candidates were told."""
@@ -45,7 +50,8 @@ async def record_bounce(
     email = email.strip().lower()
     requests = tables.contact_requests
     query = sa.select(requests).where(
-        sa.func.lower(requests.c.contact_email) == email, requests.c.status == "sent")
+        sa.func.lower(requests.c.contact_email) == email, requests.c.status == "sent"
+    )
     if request_ids is not None:
         query = query.where(requests.c.id.in_(request_ids))
     told = 0
@@ -63,21 +69,31 @@ async def _tell_candidate(
     stored = await load(database, row["id"])
     assert stored is not None
     message = emails.compose(
-        settings, "delivery_failed", stored.context(settings.public_url),
+        settings,
+        "delivery_failed",
+        stored.context(settings.public_url),
         to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
-        in_reply_to=await ack_message_id(database, stored), now=now)
-    await outbox.enqueue(database, message, template="delivery_failed", request_id=row["id"],
-                         now=now)
-    await database.execute(tables.contact_requests.update()
-                           .where(tables.contact_requests.c.id == row["id"])
-                           .values(status="bounced", updated_at=now))
+        in_reply_to=await ack_message_id(database, stored),
+        now=now,
+    )
+    await outbox.enqueue(database, message, template="delivery_failed", request_id=row["id"], now=now)
+    await database.execute(
+        tables.contact_requests.update()
+        .where(tables.contact_requests.c.id == row["id"])
+        .values(status="bounced", updated_at=now)
+    )
 
 
 def create_worker(database: Database, settings: Settings, **options: Any) -> outbox.Worker:
     """The service's email worker: SMTP or the dev mailbox as configured, and
     bounces handled. `options` go to `outbox.Worker` (batch size, clock…)."""
-    return outbox.Worker(database, transport_from_settings(settings), settings,
-                         on_permanent_failure=on_permanent_failure(database, settings), **options)
+    return outbox.Worker(
+        database,
+        transport_from_settings(settings),
+        settings,
+        on_permanent_failure=on_permanent_failure(database, settings),
+        **options,
+    )
 
 
 def on_permanent_failure(
@@ -103,12 +119,12 @@ async def webhook(request: Request) -> Response:
     try:
         payload = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(400, "Le corps de la requête n'est pas du JSON valide.",
-                      code="invalid_json") from exc
+        raise Problem(400, "Le corps de la requête n'est pas du JSON valide.", code="invalid_json") from exc
     items = payload.get("bounces", [payload]) if isinstance(payload, dict) else None
     if not isinstance(items, list) or not items or len(items) > 1000:
-        raise Problem(400, "Envoyez {\"email\", \"reason\"} ou {\"bounces\": [...]} "
-                           "(1 000 au plus).", code="invalid_json")
+        raise Problem(
+            400, 'Envoyez {"email", "reason"} ou {"bounces": [...]} (1 000 au plus).', code="invalid_json"
+        )
     errors = FieldErrors()
     reports: list[tuple[str, str]] = []
     for index, item in enumerate(items):

@@ -34,10 +34,15 @@ async def create_key(database: Database, caller: str, role: str = "partner") -> 
         raise ValueError(f"role must be one of {ROLES}")
     prefix = secrets.token_hex(4)
     key = f"lba_{prefix}_{secrets.token_urlsafe(32)}"
-    await database.execute(tables.api_keys.insert().values(
-        caller=caller, role=role, key_hash=_hash(key), prefix=prefix,
-        created_at=dt.datetime.now(dt.UTC),
-    ))
+    await database.execute(
+        tables.api_keys.insert().values(
+            caller=caller,
+            role=role,
+            key_hash=_hash(key),
+            prefix=prefix,
+            created_at=dt.datetime.now(dt.UTC),
+        )
+    )
     return key
 
 
@@ -48,12 +53,12 @@ async def list_keys(database: Database) -> list[dict[str, Any]]:
 
 async def revoke_key(database: Database, prefix: str) -> bool:
     keys = tables.api_keys
-    found = await database.fetch_val(sa.select(keys.c.id).where(
-        keys.c.prefix == prefix, keys.c.revoked_at.is_(None)))
+    found = await database.fetch_val(
+        sa.select(keys.c.id).where(keys.c.prefix == prefix, keys.c.revoked_at.is_(None))
+    )
     if found is None:
         return False
-    await database.execute(keys.update().where(keys.c.id == found)
-                           .values(revoked_at=dt.datetime.now(dt.UTC)))
+    await database.execute(keys.update().where(keys.c.id == found).values(revoked_at=dt.datetime.now(dt.UTC)))
     return True
 
 
@@ -62,15 +67,24 @@ async def authenticate(request: Request, *, role: str = "partner") -> Caller:
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="api"'}
     if scheme.lower() != "bearer" or not key.strip():
-        raise Problem(401, "Une clé d'API est nécessaire : Authorization: Bearer <clé>.",
-                      code="missing_api_key", headers=challenge)
+        raise Problem(
+            401,
+            "Une clé d'API est nécessaire : Authorization: Bearer <clé>.",
+            code="missing_api_key",
+            headers=challenge,
+        )
     row = await request.app.state.database.fetch_one(
         sa.select(tables.api_keys.c.caller, tables.api_keys.c.role).where(
-            tables.api_keys.c.key_hash == _hash(key.strip()),
-            tables.api_keys.c.revoked_at.is_(None)))
+            tables.api_keys.c.key_hash == _hash(key.strip()), tables.api_keys.c.revoked_at.is_(None)
+        )
+    )
     if row is None:
-        raise Problem(401, "Cette clé d'API n'est pas valide ou a été révoquée.",
-                      code="invalid_api_key", headers=challenge)
+        raise Problem(
+            401,
+            "Cette clé d'API n'est pas valide ou a été révoquée.",
+            code="invalid_api_key",
+            headers=challenge,
+        )
     caller = Caller(row._mapping["caller"], row._mapping["role"])
     if role == "operator" and caller.role != "operator":
         raise Problem(403, "Cette clé d'API ne permet pas cette action.", code="forbidden")

@@ -21,8 +21,7 @@ def _settings_epilog() -> str:
     lines = ["settings (environment variables or .env):"]
     for setting in SETTINGS:
         default = f" [default: {setting.default}]" if setting.default else ""
-        text = textwrap.fill(setting.help + default, 72, initial_indent="      ",
-                             subsequent_indent="      ")
+        text = textwrap.fill(setting.help + default, 72, initial_indent="      ", subsequent_indent="      ")
         lines.append(f"  {setting.name}\n{text}")
     return "\n".join(lines)
 
@@ -50,13 +49,22 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         if loaded:
             print("Demo directory loaded.", file=sys.stderr)
     app = create_app(settings)
-    print(f"Widget server on {settings.public_url} (listening on {settings.host}:{settings.port})",
-          file=sys.stderr)
+    print(
+        f"Widget server on {settings.public_url} (listening on {settings.host}:{settings.port})",
+        file=sys.stderr,
+    )
     from . import host_page
 
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-        proxy_headers=True, server_header=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            proxy_headers=True,
+            server_header=False,
+        )
+    )
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run does
         asyncio.run(host_page.serve(settings, server))
     return 0
@@ -101,7 +109,10 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work(database: Database) -> directory.ImportReport:
         return await directory.import_file(
-            database, args.kind, args.file, dry_run=args.dry_run,
+            database,
+            args.kind,
+            args.file,
+            dry_run=args.dry_run,
             progress=None if args.quiet else directory.terminal_progress,
         )
 
@@ -124,8 +135,10 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
         elif args.action == "list":
             for row in await callers.list_keys(database):
                 state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "active"
-                print(f"{row['prefix']}  {row['caller']:<30} {row['role']:<9} "
-                      f"created {row['created_at']:%Y-%m-%d}  {state}")
+                print(
+                    f"{row['prefix']}  {row['caller']:<30} {row['role']:<9} "
+                    f"created {row['created_at']:%Y-%m-%d}  {state}"
+                )
         elif not await callers.revoke_key(database, args.prefix):
             print(f"No active key with prefix {args.prefix}.", file=sys.stderr)
             return 1

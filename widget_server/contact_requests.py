@@ -97,8 +97,9 @@ def validate(submission: Submission, max_cv_bytes: int) -> _Clean:
 
 
 def _fingerprint(clean: _Clean, kind: RequestKind) -> str:
-    payload = json.dumps({"kind": kind.name, "target": str(clean.target), **clean.values},
-                         sort_keys=True, default=str)
+    payload = json.dumps(
+        {"kind": kind.name, "target": str(clean.target), **clean.values}, sort_keys=True, default=str
+    )
     digest = hashlib.sha256(payload.encode())
     if clean.cv is not None:
         digest.update(clean.cv.data)
@@ -117,61 +118,105 @@ async def submit(state: State, submission: Submission, now: dt.datetime | None =
             return replay
 
     verdict = await eligibility.check(
-        database, clean.target, max_offer_applications=settings.offer_max_applications)
+        database, clean.target, max_offer_applications=settings.offer_max_applications
+    )
     if verdict.reason == "unknown_target":
-        raise Problem(404, "Cette offre, entreprise ou formation est introuvable.",
-                      code="unknown_target")
+        raise Problem(404, "Cette offre, entreprise ou formation est introuvable.", code="unknown_target")
     if not verdict.eligible:
-        raise Problem(409, NOT_ELIGIBLE.get(verdict.reason or "", NOT_ELIGIBLE["closed"]),
-                      code=verdict.reason)
+        raise Problem(
+            409, NOT_ELIGIBLE.get(verdict.reason or "", NOT_ELIGIBLE["closed"]), code=verdict.reason
+        )
     assert verdict.record is not None
     record = dict(verdict.record)
     target_view = describe_target(clean.target, record)
     request_id = secrets.token_hex(10)
     row = {
-        "id": request_id, "kind": kind.name, "target_kind": clean.target.kind,
-        "target_ref": clean.target.ref, "siret": target_view["siret"],
-        "caller": submission.caller, "first_name": clean.values["first_name"],
-        "last_name": clean.values["last_name"], "email": clean.values["email"],
-        "phone": clean.values["phone"], "role": clean.values.get("role"),
+        "id": request_id,
+        "kind": kind.name,
+        "target_kind": clean.target.kind,
+        "target_ref": clean.target.ref,
+        "siret": target_view["siret"],
+        "caller": submission.caller,
+        "first_name": clean.values["first_name"],
+        "last_name": clean.values["last_name"],
+        "email": clean.values["email"],
+        "phone": clean.values["phone"],
+        "role": clean.values.get("role"),
         "topics": json.dumps(clean.values["topics"]) if "topics" in clean.values else None,
-        "message": clean.values.get("message"), "contact_email": record["contact_email"],
-        "status": "sent", "created_at": now, "updated_at": now,
+        "message": clean.values.get("message"),
+        "contact_email": record["contact_email"],
+        "status": "sent",
+        "created_at": now,
+        "updated_at": now,
     }
     tokens = reply_tokens.issue_set(
-        request_id, record["contact_email"], kind.actions_for(clean.target.kind),
-        ttl=dt.timedelta(days=kind.token_days), public_url=settings.public_url, now=now)
+        request_id,
+        record["contact_email"],
+        kind.actions_for(clean.target.kind),
+        ttl=dt.timedelta(days=kind.token_days),
+        public_url=settings.public_url,
+        now=now,
+    )
     context = request_context(kind, row, target_view, settings.public_url)
     context["buttons"] = tokens.buttons
     context["optout_url"] = tokens.optout_url
     pro = emails.compose(
-        settings, kind.pro_email, context,
+        settings,
+        kind.pro_email,
+        context,
         to=emails.address(target_view["contact_name"], record["contact_email"]),
         reply_to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
-        unsubscribe_url=tokens.optout_url, now=now)
+        unsubscribe_url=tokens.optout_url,
+        now=now,
+    )
     ack = emails.compose(
-        settings, kind.ack_email, context,
-        to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]), now=now)
+        settings,
+        kind.ack_email,
+        context,
+        to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
+        now=now,
+    )
 
     async with write_transaction(database):
         await _check_quotas(database, kind, row, settings, now)
         await database.execute(tables.contact_requests.insert().values(**row))
         if clean.cv is not None:
-            await database.execute(tables.cv_files.insert().values(
-                request_id=request_id, filename=clean.cv.filename,
-                content_type=clean.cv.content_type, size=len(clean.cv.data), data=clean.cv.data))
+            await database.execute(
+                tables.cv_files.insert().values(
+                    request_id=request_id,
+                    filename=clean.cv.filename,
+                    content_type=clean.cv.content_type,
+                    size=len(clean.cv.data),
+                    data=clean.cv.data,
+                )
+            )
         await reply_tokens.store(database, tokens.rows)
-        await outbox.enqueue(database, pro, template=kind.pro_email, request_id=request_id,
-                             attach_cv=clean.cv is not None, now=now)
+        await outbox.enqueue(
+            database,
+            pro,
+            template=kind.pro_email,
+            request_id=request_id,
+            attach_cv=clean.cv is not None,
+            now=now,
+        )
         await outbox.enqueue(database, ack, template=kind.ack_email, request_id=request_id, now=now)
         if clean.target.kind == "offer":
             offers = tables.offers
-            await database.execute(offers.update().where(offers.c.offer_id == clean.target.ref)
-                                   .values(application_count=offers.c.application_count + 1))
+            await database.execute(
+                offers.update()
+                .where(offers.c.offer_id == clean.target.ref)
+                .values(application_count=offers.c.application_count + 1)
+            )
         if submission.idempotency_key:
-            await database.execute(tables.idempotency_keys.insert().values(
-                caller=submission.caller, key=submission.idempotency_key,
-                fingerprint=fingerprint, request_id=request_id, created_at=now))
+            await database.execute(
+                tables.idempotency_keys.insert().values(
+                    caller=submission.caller,
+                    key=submission.idempotency_key,
+                    fingerprint=fingerprint,
+                    request_id=request_id,
+                    created_at=now,
+                )
+            )
     worker = getattr(state, "outbox_worker", None)
     if worker is not None:
         worker.wake()
@@ -183,7 +228,7 @@ NOT_ELIGIBLE = {
     "no_contact": "Ce destinataire ne peut pas recevoir de demandes pour le moment.",
     "opted_out": "Ce destinataire ne souhaite plus recevoir de demandes par ce service.",
     "bounced": "L'adresse de ce destinataire ne fonctionne plus : il ne peut pas recevoir "
-               "de demandes pour le moment.",
+    "de demandes pour le moment.",
 }
 
 
@@ -193,11 +238,17 @@ async def _replayed(database: Database, caller: str, key: str, fingerprint: str)
     if row is None:
         return None
     if row._mapping["fingerprint"] != fingerprint:
-        raise Problem(422, "Cette clé Idempotency-Key a déjà servi pour une autre demande.",
-                      code="idempotency_key_reused",
-                      errors=[{"field": "Idempotency-Key", "message": "déjà utilisée"}])
-    status = await database.fetch_val(sa.select(tables.contact_requests.c.status).where(
-        tables.contact_requests.c.id == row._mapping["request_id"]))
+        raise Problem(
+            422,
+            "Cette clé Idempotency-Key a déjà servi pour une autre demande.",
+            code="idempotency_key_reused",
+            errors=[{"field": "Idempotency-Key", "message": "déjà utilisée"}],
+        )
+    status = await database.fetch_val(
+        sa.select(tables.contact_requests.c.status).where(
+            tables.contact_requests.c.id == row._mapping["request_id"]
+        )
+    )
     return Accepted(row._mapping["request_id"], status or "sent", False)
 
 
@@ -207,15 +258,19 @@ async def _check_quotas(
     requests = tables.contact_requests
     if dialect_of(database) == "postgresql":
         # Serialise concurrent requests of one candidate, so two can't both pass a quota.
-        await database.execute(sa.select(sa.func.pg_advisory_xact_lock(
-            sa.func.hashtext(f"{row['email']}|{kind.name}"))))
+        await database.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"{row['email']}|{kind.name}")))
+        )
     quotas = kind.quotas(settings)
     columns = []
     conditions = []
     for quota in quotas:
         scope: dict[str, Any] = {
-            "email_target": {"email": row["email"], "target_kind": row["target_kind"],
-                             "target_ref": row["target_ref"]},
+            "email_target": {
+                "email": row["email"],
+                "target_kind": row["target_kind"],
+                "target_ref": row["target_ref"],
+            },
             "email": {"email": row["email"]},
             "caller_company": {"caller": row["caller"], "siret": row["siret"]},
         }[quota.scope]
@@ -223,11 +278,14 @@ async def _check_quotas(
         if quota.window is not None:
             condition = sa.and_(condition, requests.c.created_at > now - quota.window)
         conditions.append(condition)
-        columns += [sa.func.count(sa.case((condition, requests.c.id))),
-                    sa.func.min(sa.case((condition, requests.c.created_at)))]
+        columns += [
+            sa.func.count(sa.case((condition, requests.c.id))),
+            sa.func.min(sa.case((condition, requests.c.created_at))),
+        ]
     # Every quota in one query: this runs inside the write transaction, so keep it short.
     result = await database.fetch_one(
-        sa.select(*columns).where(requests.c.kind == kind.name, sa.or_(*conditions)))
+        sa.select(*columns).where(requests.c.kind == kind.name, sa.or_(*conditions))
+    )
     assert result is not None
     values = list(result._mapping.values())
     for index, quota in enumerate(quotas):
@@ -279,41 +337,73 @@ class StoredRequest:
 
 async def load(database: Database, request_id: str) -> StoredRequest | None:
     row = await database.fetch_one(
-        tables.contact_requests.select().where(tables.contact_requests.c.id == request_id))
+        tables.contact_requests.select().where(tables.contact_requests.c.id == request_id)
+    )
     if row is None:
         return None
     data = dict(row._mapping)
     target = Target(data["target_kind"], data["target_ref"])
     table, key = _DIRECTORY[target.kind]
     record = await database.fetch_one(sa.select(table).where(key == target.ref))
-    view = describe_target(target, dict(record._mapping)) if record else {
-        "kind": target.kind, "name": target.ref, "company_name": "", "city": "", "siret": None,
-        "contact_name": "", "phone": None}
+    view = (
+        describe_target(target, dict(record._mapping))
+        if record
+        else {
+            "kind": target.kind,
+            "name": target.ref,
+            "company_name": "",
+            "city": "",
+            "siret": None,
+            "contact_name": "",
+            "phone": None,
+        }
+    )
     return StoredRequest(data, KINDS[data["kind"]], target, view)
 
 
 async def ack_message_id(database: Database, stored: StoredRequest) -> str | None:
     """The candidate's acknowledgement: what every later email to them replies to."""
     outbox_ = tables.outbox
-    value = await database.fetch_val(sa.select(outbox_.c.message_id).where(
-        outbox_.c.request_id == stored.row["id"], outbox_.c.template == stored.kind.ack_email))
+    value = await database.fetch_val(
+        sa.select(outbox_.c.message_id).where(
+            outbox_.c.request_id == stored.row["id"], outbox_.c.template == stored.kind.ack_email
+        )
+    )
     return str(value) if value else None
 
 
 def describe_target(target: Target, record: Mapping[str, Any]) -> dict[str, Any]:
     """What the pages and emails say about a target, whatever its kind."""
     if target.kind == "offer":
-        return {"kind": "offer", "name": record["title"], "company_name": record["company_name"],
-                "city": record["city"], "siret": record["siret"],
-                "contact_name": record["company_name"], "phone": None}
+        return {
+            "kind": "offer",
+            "name": record["title"],
+            "company_name": record["company_name"],
+            "city": record["city"],
+            "siret": record["siret"],
+            "contact_name": record["company_name"],
+            "phone": None,
+        }
     if target.kind == "company":
-        return {"kind": "company", "name": record["name"], "company_name": record["name"],
-                "city": record["city"], "siret": record["siret"],
-                "contact_name": record["name"], "phone": None}
-    return {"kind": "formation", "name": record["title"], "company_name": record["cfa_name"],
-            "city": record["city"], "siret": record["cfa_siret"],
-            "contact_name": record["cfa_name"], "phone": record["cfa_phone"],
-            "address": record["cfa_address"]}
+        return {
+            "kind": "company",
+            "name": record["name"],
+            "company_name": record["name"],
+            "city": record["city"],
+            "siret": record["siret"],
+            "contact_name": record["name"],
+            "phone": None,
+        }
+    return {
+        "kind": "formation",
+        "name": record["title"],
+        "company_name": record["cfa_name"],
+        "city": record["city"],
+        "siret": record["cfa_siret"],
+        "contact_name": record["cfa_name"],
+        "phone": record["cfa_phone"],
+        "address": record["cfa_address"],
+    }
 
 
 def request_context(
@@ -325,8 +415,13 @@ def request_context(
         "kind": kind.name,
         "request_id": row["id"],
         "caller": row["caller"],
-        "candidate": {"first_name": row["first_name"], "last_name": row["last_name"],
-                      "email": row["email"], "phone": row["phone"], "role": row.get("role")},
+        "candidate": {
+            "first_name": row["first_name"],
+            "last_name": row["last_name"],
+            "email": row["email"],
+            "phone": row["phone"],
+            "role": row.get("role"),
+        },
         "message": row.get("message"),
         "topics": [TOPIC_LABELS[t] for t in topics if t in TOPIC_LABELS],
         "target": dict(target_view),

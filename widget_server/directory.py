@@ -293,8 +293,10 @@ def _parse_row(spec: Spec, record: Mapping[str, str]) -> _Row | str:
     opted_out = bool(values.pop("contact_opted_out", False))
     bounced = bool(values.pop("contact_bounced", False))
     if opted_out and spec.opt_out is None:
-        problems.append("contact_opted_out: offers have no opt-out; close the offer "
-                        "(status closed) or opt the company out in the companies file")
+        problems.append(
+            "contact_opted_out: offers have no opt-out; close the offer "
+            "(status closed) or opt the company out in the companies file"
+        )
     if (opted_out or bounced) and not record.get("contact_email", "").strip():
         problems.append("contact_opted_out/contact_bounced: set but there is no contact_email")
     if problems:
@@ -369,8 +371,13 @@ def _csv_records(
         if not any(cell.strip() for cell in cells):
             continue
         if len(cells) != len(header):
-            yield line, (f"{len(cells)} values where the header has {len(header)} columns "
-                         "(check the delimiter and the quotes)")
+            yield (
+                line,
+                (
+                    f"{len(cells)} values where the header has {len(header)} columns "
+                    "(check the delimiter and the quotes)"
+                ),
+            )
             continue
         yield line, dict(zip(header, cells, strict=True))
 
@@ -483,8 +490,9 @@ class ImportReport:
             f"  rejected: {len(self.rejected)}",
         ]
         if self.opted_out or self.bounced:
-            lines.append(f"  contacts {verb}newly marked: {self.opted_out} opted out, "
-                         f"{self.bounced} bouncing")
+            lines.append(
+                f"  contacts {verb}newly marked: {self.opted_out} opted out, {self.bounced} bouncing"
+            )
         if self.ignored_columns:
             lines.append(f"  ignored unknown columns: {', '.join(self.ignored_columns)}")
         if self.rejected:
@@ -520,8 +528,7 @@ class _Writer:
                 await _executemany(self.connection, self.dialect, self.upsert_sql, rows)
             if contacts:
                 params = [
-                    (email, now if opt else None, now if bounce else None,
-                     BOUNCE_REASON if bounce else None)
+                    (email, now if opt else None, now if bounce else None, BOUNCE_REASON if bounce else None)
                     for email, opt, bounce in contacts
                 ]
                 await _executemany(self.connection, self.dialect, self.contacts_sql, params)
@@ -537,8 +544,7 @@ class _Writer:
         key = self.spec.table.c[self.spec.key]
         query = sa.select(*self.compared).where(key.in_([row.values[key.name] for row in batch]))
         existing = {
-            record._mapping[key.name]: record._mapping
-            for record in await self.connection.fetch_all(query)
+            record._mapping[key.name]: record._mapping for record in await self.connection.fetch_all(query)
         }
         changed = []
         for row in batch:
@@ -612,9 +618,7 @@ async def import_file(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _CSV_SUFFIXES | _JSONL_SUFFIXES:
-        raise ImportFileError(
-            f"{path.name}: unknown format {suffix or '(no extension)'}; use .csv or .jsonl"
-        )
+        raise ImportFileError(f"{path.name}: unknown format {suffix or '(no extension)'}; use .csv or .jsonl")
     lines = _count_lines(path)
     total_estimate = max(lines - 1, 0) if suffix in _CSV_SUFFIXES else lines
     report = ImportReport(kind=kind, dry_run=dry_run)

@@ -75,9 +75,7 @@ async def check_many(
                 (opt_out if opt_out is not None else sa.null()).label("opted_out_at"),
                 tables.contacts.c.bounced_at,
             )
-            .select_from(
-                table.outerjoin(tables.contacts, tables.contacts.c.email == table.c.contact_email)
-            )
+            .select_from(table.outerjoin(tables.contacts, tables.contacts.c.email == table.c.contact_email))
             .where(key.in_(sorted(refs)))
         )
         for row in await database.fetch_all(query):
@@ -86,9 +84,7 @@ async def check_many(
     return [_judge(t, found.get(t), max_offer_applications, today) for t in targets]
 
 
-async def check(
-    database: Database, target: Target, *, max_offer_applications: int
-) -> Eligibility:
+async def check(database: Database, target: Target, *, max_offer_applications: int) -> Eligibility:
     [result] = await check_many(database, [target], max_offer_applications=max_offer_applications)
     return result
 

@@ -45,8 +45,20 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-_MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
-           "septembre", "octobre", "novembre", "décembre")
+_MONTHS = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
 
 
 def date_fr(value: dt.date | dt.datetime) -> str:
@@ -88,8 +100,7 @@ def compose(
     now: dt.datetime | None = None,
 ) -> EmailMessage:
     """Render `template` and build the message, with its Message-ID fixed now."""
-    context = {"operator_name": settings.operator_name, "public_url": settings.public_url,
-               **context}
+    context = {"operator_name": settings.operator_name, "public_url": settings.public_url, **context}
     rendered = render(template, context)
     message = EmailMessage()
     message["Subject"] = rendered.subject

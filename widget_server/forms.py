@@ -25,8 +25,19 @@ HONEYPOT = "website"
 # Fields given back to the page after an error; the CV can't be (browsers forbid it).
 _KEPT = ("last_name", "first_name", "email", "phone", "message", "role")
 
-FIELD_ORDER = ("offer_id", "siret", "formation_id", "last_name", "first_name", "email", "phone",
-               "role", "topics", "cv", "message")
+FIELD_ORDER = (
+    "offer_id",
+    "siret",
+    "formation_id",
+    "last_name",
+    "first_name",
+    "email",
+    "phone",
+    "role",
+    "topics",
+    "cv",
+    "message",
+)
 
 
 def _frame_params(source: Any) -> dict[str, str]:
@@ -67,8 +78,7 @@ def form_page(kind: RequestKind) -> Any:
         form: FormData | None = None
         if request.method == "POST":
             await state.throttle.hit(request, "form")
-            form = await request.form(max_files=1, max_fields=40,
-                                      max_part_size=state.settings.max_body_bytes)
+            form = await request.form(max_files=1, max_fields=40, max_part_size=state.settings.max_body_bytes)
             source = form
         try:
             return await _handle(request, kind, source, form)
@@ -85,15 +95,25 @@ async def _handle(request: Request, kind: RequestKind, source: Any, form: FormDa
     frame = _frame_params(source)
     field_name, target = _target_of(kind, source)
     verdict = await eligibility.check(
-        state.database, target, max_offer_applications=state.settings.offer_max_applications)
+        state.database, target, max_offer_applications=state.settings.offer_max_applications
+    )
     if verdict.reason == "unknown_target":
-        raise Problem(404, "Cette offre, entreprise ou formation est introuvable : "
-                           "elle a peut-être été retirée.")
+        raise Problem(
+            404, "Cette offre, entreprise ou formation est introuvable : elle a peut-être été retirée."
+        )
     page: dict[str, Any] = {
-        "kind": kind, "frame": frame, "target_field": field_name, "target_ref": target.ref,
+        "kind": kind,
+        "frame": frame,
+        "target_field": field_name,
+        "target_ref": target.ref,
         "target": contact_requests.describe_target(target, verdict.record or {}),
-        "topics": TOPICS, "roles": ROLES, "values": {}, "errors": {}, "summary": [],
-        "max_cv_mb": state.settings.max_cv_bytes // (1024 * 1024), "honeypot": HONEYPOT,
+        "topics": TOPICS,
+        "roles": ROLES,
+        "values": {},
+        "errors": {},
+        "summary": [],
+        "max_cv_mb": state.settings.max_cv_bytes // (1024 * 1024),
+        "honeypot": HONEYPOT,
     }
     if not verdict.eligible:
         page["unavailable"] = UNAVAILABLE.get(verdict.reason or "", UNAVAILABLE["no_contact"])
@@ -112,18 +132,23 @@ async def _handle(request: Request, kind: RequestKind, source: Any, form: FormDa
         if token.kind != kind.name or token.target != str(target):
             raise InvalidFormToken("other form")
     except InvalidFormToken:
-        page["summary"] = [{"field": "", "message": "Ce formulaire a expiré. Vérifiez vos "
-                            "informations et renvoyez-le."}]
+        page["summary"] = [
+            {"field": "", "message": "Ce formulaire a expiré. Vérifiez vos informations et renvoyez-le."}
+        ]
         return _render(request, "pages/form.html", _with_token(state, page, kind, target), 400)
     upload = form.get("cv")
     cv_name, cv_data = "", None
     if isinstance(upload, UploadFile):
         cv_name, cv_data = upload.filename or "cv", (await upload.read()) or None
     submission = contact_requests.Submission(
-        kind=kind, fields={**page["values"], field_name: target.ref}, caller=frame["caller"],
-        cv_filename=cv_name, cv_data=cv_data,
+        kind=kind,
+        fields={**page["values"], field_name: target.ref},
+        caller=frame["caller"],
+        cv_filename=cv_name,
+        cv_data=cv_data,
         # The form token doubles as an idempotency key: a re-posted page creates nothing.
-        idempotency_key="form:" + hashlib.sha256(token_text(form).encode()).hexdigest())
+        idempotency_key="form:" + hashlib.sha256(token_text(form).encode()).hexdigest(),
+    )
     try:
         if tokens.filled_too_fast(token):
             # Sent faster than a person can type: likely a bot. A person who just
@@ -137,8 +162,13 @@ async def _handle(request: Request, kind: RequestKind, source: Any, form: FormDa
         errors = sorted(problem.errors, key=lambda e: _order(e.get("field", "")))
         page["errors"] = {e["field"]: e["message"] for e in errors}
         page["summary"] = errors or [{"field": "", "message": problem.detail}]
-        return _render(request, "pages/form.html", _with_token(state, page, kind, target),
-                       problem.status, problem.headers)
+        return _render(
+            request,
+            "pages/form.html",
+            _with_token(state, page, kind, target),
+            problem.status,
+            problem.headers,
+        )
     return _render(request, "pages/sent.html", {**page, "request_id": accepted.id}, 200)
 
 
@@ -156,11 +186,15 @@ def _with_token(state: Any, page: dict[str, Any], kind: RequestKind, target: Tar
 
 
 def _render(
-    request: Request, name: str, context: dict[str, Any], status: int,
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    status: int,
     headers: dict[str, str] | None = None,
 ) -> Response:
     context = {**context, "embed": context["frame"]["embed"], "origin": context["frame"]["origin"]}
     response: Response = request.app.state.templates.TemplateResponse(
-        request, name, context, status_code=status, headers=headers)
+        request, name, context, status_code=status, headers=headers
+    )
     response.headers["Cache-Control"] = "no-store"
     return response

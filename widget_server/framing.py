@@ -15,8 +15,10 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FORM_PATHS = ("/widget/v1/candidature", "/widget/v1/rdv")
-FORM_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-               "form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}")
+FORM_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}"
+)
 
 
 def form_policy(frame_ancestors: Iterable[str]) -> str:

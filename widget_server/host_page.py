@@ -26,8 +26,10 @@ SERVED_SUFFIXES = TEXT_SUFFIXES | {".png", ".ico", ".webp"}
 
 
 def host_policy(widget_url: str) -> str:
-    return (f"default-src 'self'; script-src 'self' {widget_url}; connect-src {widget_url}; "
-            f"frame-src {widget_url}; style-src 'self'; img-src 'self' data:; base-uri 'none'")
+    return (
+        f"default-src 'self'; script-src 'self' {widget_url}; connect-src {widget_url}; "
+        f"frame-src {widget_url}; style-src 'self'; img-src 'self' data:; base-uri 'none'"
+    )
 
 
 def create_host_app(widget_url: str, directory: Path = HOST_PAGE_DIR) -> Starlette:
@@ -67,10 +69,16 @@ async def serve(settings: Settings, main: uvicorn.Server) -> None:
     """
     side: asyncio.Task[None] | None = None
     if settings.example_host_page_port:
-        server = uvicorn.Server(uvicorn.Config(
-            create_host_app(settings.public_url), host=settings.host,
-            port=settings.example_host_page_port, lifespan="off",
-            log_level=settings.log_level.lower(), server_header=False))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_host_app(settings.public_url),
+                host=settings.host,
+                port=settings.example_host_page_port,
+                lifespan="off",
+                log_level=settings.log_level.lower(),
+                server_header=False,
+            )
+        )
         side = asyncio.create_task(_serve_example(server, host_page_url(settings), settings.public_url))
     try:
         await main.serve()

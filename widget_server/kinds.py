@@ -119,12 +119,24 @@ CANDIDATURE = RequestKind(
     actions=(Action("accept", "Répondre au candidat"), Action("refuse", "Refuser la candidature")),
     token_days=30,
     quotas=lambda s: (
-        Quota("email_target", s.applications_per_target, None,
-              "Vous avez déjà envoyé {max} candidatures à ce recruteur."),
-        Quota("email", s.applications_per_day, dt.timedelta(days=1),
-              "Vous avez envoyé beaucoup de candidatures aujourd'hui : réessayez demain."),
-        Quota("caller_company", s.caller_applications_per_company_per_day, dt.timedelta(days=1),
-              "Cette entreprise a reçu beaucoup de candidatures aujourd'hui : réessayez demain."),
+        Quota(
+            "email_target",
+            s.applications_per_target,
+            None,
+            "Vous avez déjà envoyé {max} candidatures à ce recruteur.",
+        ),
+        Quota(
+            "email",
+            s.applications_per_day,
+            dt.timedelta(days=1),
+            "Vous avez envoyé beaucoup de candidatures aujourd'hui : réessayez demain.",
+        ),
+        Quota(
+            "caller_company",
+            s.caller_applications_per_company_per_day,
+            dt.timedelta(days=1),
+            "Cette entreprise a reçu beaucoup de candidatures aujourd'hui : réessayez demain.",
+        ),
     ),
     accepted="Votre candidature a bien été envoyée !",
 )
@@ -144,9 +156,13 @@ RDV = RequestKind(
     ),
     token_days=60,
     quotas=lambda s: (
-        Quota("email_target", 1, dt.timedelta(days=s.rdv_interval_days),
-              "Vous avez déjà contacté cet établissement récemment. "
-              "Vous pourrez lui écrire à nouveau à partir du {date}."),
+        Quota(
+            "email_target",
+            1,
+            dt.timedelta(days=s.rdv_interval_days),
+            "Vous avez déjà contacté cet établissement récemment. "
+            "Vous pourrez lui écrire à nouveau à partir du {date}.",
+        ),
     ),
     accepted="Votre demande a bien été envoyée !",
 )

@@ -96,8 +96,10 @@ def _summary(message_id: str, message: EmailMessage) -> dict[str, Any]:
 
 
 def summaries(directory: Path) -> list[dict[str, Any]]:
-    return [_summary(path.stem, _PARSER.parsebytes(path.read_bytes(), headersonly=True))
-            for path in _paths(directory)]
+    return [
+        _summary(path.stem, _PARSER.parsebytes(path.read_bytes(), headersonly=True))
+        for path in _paths(directory)
+    ]
 
 
 def clear(directory: Path) -> int:
@@ -140,8 +142,12 @@ def _parts(message: EmailMessage) -> dict[str, Any]:
         "links": links.links,
         "headers": [(name, str(value)) for name, value in message.items()],
         "attachments": [
-            {"n": n, "filename": part.get_filename() or f"piece-jointe-{n + 1}",
-             "content_type": part.get_content_type(), "size": len(part.get_payload(decode=True) or b"")}
+            {
+                "n": n,
+                "filename": part.get_filename() or f"piece-jointe-{n + 1}",
+                "content_type": part.get_content_type(),
+                "size": len(part.get_payload(decode=True) or b""),
+            }
             for n, part in enumerate(message.iter_attachments())
         ],
     }
@@ -152,8 +158,10 @@ def _parts(message: EmailMessage) -> dict[str, Any]:
 
 def mailbox_page(request: Request) -> Response:
     response: Response = request.app.state.templates.TemplateResponse(
-        request, "pages/mailbox.html", {"title": "Boîte mail de développement",
-                                        "messages": summaries(_directory(request))})
+        request,
+        "pages/mailbox.html",
+        {"title": "Boîte mail de développement", "messages": summaries(_directory(request))},
+    )
     return response
 
 
@@ -167,8 +175,10 @@ def message_page(request: Request) -> Response:
     message = _load(_directory(request), message_id)
     summary = _summary(message_id, message)
     response: Response = request.app.state.templates.TemplateResponse(
-        request, "pages/mailbox_message.html",
-        {"title": summary["subject"] or "(sans objet)", "message": summary, **_parts(message)})
+        request,
+        "pages/mailbox_message.html",
+        {"title": summary["subject"] or "(sans objet)", "message": summary, **_parts(message)},
+    )
     return response
 
 
@@ -178,11 +188,18 @@ def message_html(request: Request) -> Response:
     if part is None:
         raise Problem(404, "Ce message n'a pas de version HTML.")
     # Links open outside the sandboxed frame, like in a mail client.
-    html = re.sub(r"(<head[^>]*>)", r'\1<base target="_blank">', str(part.get_content()), count=1,
-                  flags=re.IGNORECASE)
-    return Response(html, media_type="text/html; charset=utf-8", headers={
-        "Content-Security-Policy": HTML_CSP, "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer"})
+    html = re.sub(
+        r"(<head[^>]*>)", r'\1<base target="_blank">', str(part.get_content()), count=1, flags=re.IGNORECASE
+    )
+    return Response(
+        html,
+        media_type="text/html; charset=utf-8",
+        headers={
+            "Content-Security-Policy": HTML_CSP,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
 
 
 def attachment(request: Request) -> Response:
@@ -193,10 +210,15 @@ def attachment(request: Request) -> Response:
         raise Problem(404, "Cette pièce jointe n'existe pas.")
     part = parts[n]
     filename = part.get_filename() or f"piece-jointe-{n + 1}"
-    return Response(part.get_payload(decode=True) or b"", media_type=part.get_content_type(), headers={
-        # Always a download: an HTML attachment must not run on our origin.
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}",
-        "X-Content-Type-Options": "nosniff"})
+    return Response(
+        part.get_payload(decode=True) or b"",
+        media_type=part.get_content_type(),
+        headers={
+            # Always a download: an HTML attachment must not run on our origin.
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 def api_list(request: Request) -> Response:

@@ -134,7 +134,11 @@ def parse_smtp_url(url: str) -> SMTPConfig:
 
 class SMTPTransport(Transport):
     def __init__(
-        self, config: SMTPConfig, *, sender: str, local_hostname: str = "localhost",
+        self,
+        config: SMTPConfig,
+        *,
+        sender: str,
+        local_hostname: str = "localhost",
         timeout: float = SMTP_TIMEOUT_SECONDS,
     ) -> None:
         self.config = config
@@ -152,10 +156,14 @@ class SMTPTransport(Transport):
     def client(self) -> aiosmtplib.SMTP:
         config = self.config
         return aiosmtplib.SMTP(
-            hostname=config.host, port=config.port,
-            username=config.username, password=config.password,
-            use_tls=config.security == "tls", start_tls=config.security == "starttls",
-            local_hostname=self.local_hostname, timeout=self.timeout,
+            hostname=config.host,
+            port=config.port,
+            username=config.username,
+            password=config.password,
+            use_tls=config.security == "tls",
+            start_tls=config.security == "starttls",
+            local_hostname=self.local_hostname,
+            timeout=self.timeout,
         )
 
 
@@ -187,8 +195,9 @@ class _SMTPSession(Transport):
         try:
             await client.connect()
         except aiosmtplib.SMTPAuthenticationError as exc:
-            self._unreachable = TemporaryFailure(f"login refused: {exc.message}", code=exc.code,
-                                                 unreachable=True)
+            self._unreachable = TemporaryFailure(
+                f"login refused: {exc.message}", code=exc.code, unreachable=True
+            )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             self._unreachable = TemporaryFailure(_describe(exc), unreachable=True)
         if self._unreachable is not None:
@@ -202,8 +211,9 @@ class _SMTPSession(Transport):
         if not recipients:
             raise PermanentFailure("the message has no recipient")
         client = await self._connected()
-        await self._answered(client.send_message(message, sender=self._transport.sender,
-                                                 recipients=recipients))
+        await self._answered(
+            client.send_message(message, sender=self._transport.sender, recipients=recipients)
+        )
 
     async def send_bytes(self, data: bytes, recipients: Sequence[str]) -> None:
         if not recipients:
@@ -218,8 +228,9 @@ class _SMTPSession(Transport):
             options.append("BODY=8BITMIME")
         if not all(address.isascii() for address in [self._transport.sender, *recipients]):
             options.append("SMTPUTF8")
-        await self._answered(client.sendmail(self._transport.sender, list(recipients), data,
-                                             mail_options=options))
+        await self._answered(
+            client.sendmail(self._transport.sender, list(recipients), data, mail_options=options)
+        )
 
     async def _answered(self, sending: Awaitable[object]) -> None:
         """Awaits `sending`, turning aiosmtplib's errors into ours."""
@@ -306,7 +317,8 @@ def transport_from_settings(settings: Settings) -> Transport:
             log.warning("SMTP_URL is unset: emails are only written to %s", mailbox_dir(settings))
         return DevMailboxTransport(mailbox_dir(settings))
     return SMTPTransport(
-        parse_smtp_url(settings.smtp_url), sender=parseaddr(settings.mail_from)[1],
+        parse_smtp_url(settings.smtp_url),
+        sender=parseaddr(settings.mail_from)[1],
         local_hostname=urlsplit(settings.public_url).hostname or "localhost",
         # A send must end well within the lease, or another worker could take the message.
         timeout=min(SMTP_TIMEOUT_SECONDS, settings.outbox_lease_seconds / 4),

@@ -16,8 +16,7 @@ _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
 
 def _problem(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/problem+json": {"schema": _PROBLEM}}}
+    return {"description": description, "content": {"application/problem+json": {"schema": _PROBLEM}}}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -39,31 +38,44 @@ def _person() -> dict[str, Any]:
     return {
         "first_name": {"type": "string", "minLength": 1, "maxLength": 50},
         "last_name": {"type": "string", "minLength": 1, "maxLength": 50},
-        "email": {"type": "string", "format": "email",
-                  "description": "Disposable domains are refused."},
-        "phone": {"type": "string", "examples": ["06 12 34 56 78"],
-                  "description": "French number, stored as E.164; premium rate refused."},
+        "email": {"type": "string", "format": "email", "description": "Disposable domains are refused."},
+        "phone": {
+            "type": "string",
+            "examples": ["06 12 34 56 78"],
+            "description": "French number, stored as E.164; premium rate refused.",
+        },
         "message": {"type": "string", "maxLength": 3000},
     }
 
 
 def document(settings: Settings) -> dict[str, Any]:
-    accepted = {"description": "Stored; the emails are on their way",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}}
-    idempotency = {"name": "Idempotency-Key", "in": "header", "required": False,
-                   "description": "A retried request with the same key creates nothing twice.",
-                   "schema": {"type": "string", "maxLength": 255}}
+    accepted = {
+        "description": "Stored; the emails are on their way",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+    }
+    idempotency = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "A retried request with the same key creates nothing twice.",
+        "schema": {"type": "string", "maxLength": 255},
+    }
     application = {
         "type": "object",
         "required": ["first_name", "last_name", "email", "phone", "cv"],
         "properties": {
             "offer_id": {"type": "string", "description": "Exactly one of offer_id and siret."},
-            "siret": {"type": "string", "pattern": "^[0-9]{14}$",
-                      "description": "A spontaneous application to a company."},
+            "siret": {
+                "type": "string",
+                "pattern": "^[0-9]{14}$",
+                "description": "A spontaneous application to a company.",
+            },
             **_person(),
-            "cv": {"type": "string",
-                   "description": "JSON: a base64 `data:` URL; multipart: the file. PDF or DOCX, "
-                                  f"checked by content, at most {settings.max_cv_bytes} bytes."},
+            "cv": {
+                "type": "string",
+                "description": "JSON: a base64 `data:` URL; multipart: the file. PDF or DOCX, "
+                f"checked by content, at most {settings.max_cv_bytes} bytes.",
+            },
             "cv_filename": {"type": "string", "description": "JSON only: the CV's file name."},
         },
     }
@@ -74,90 +86,191 @@ def document(settings: Settings) -> dict[str, Any]:
             "formation_id": {"type": "string", "description": "The cle_ministere_educatif."},
             **_person(),
             "role": {"type": "string", "enum": [code for code, _ in ROLES]},
-            "topics": {"type": "array", "minItems": 1, "uniqueItems": True,
-                       "items": {"type": "string", "enum": [code for code, _ in TOPICS]},
-                       "description": "; ".join(f"`{c}`: {label}" for c, label in TOPICS)},
-            "message": {"type": "string", "maxLength": 3000,
-                        "description": "Required when `autre` is among the topics."},
+            "topics": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"type": "string", "enum": [code for code, _ in TOPICS]},
+                "description": "; ".join(f"`{c}`: {label}" for c, label in TOPICS),
+            },
+            "message": {
+                "type": "string",
+                "maxLength": 3000,
+                "description": "Required when `autre` is among the topics.",
+            },
         },
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Mises en relation – Je candidate et Rendez-vous apprentissage",
-                 "version": "1.0.0",
-                 "description": "Put apprenticeship candidates in touch with companies and CFAs."},
+        "info": {
+            "title": "Mises en relation – Je candidate et Rendez-vous apprentissage",
+            "version": "1.0.0",
+            "description": "Put apprenticeship candidates in touch with companies and CFAs.",
+        },
         "servers": [{"url": settings.public_url}],
         "security": [{"bearer": []}],
         "paths": {
-            "/api/v1/eligibility": {"get": {
-                "summary": "Which targets can receive requests now",
-                "security": [],
-                "parameters": [{"name": "target", "in": "query", "required": True,
-                                "style": "form", "explode": True,
-                                "schema": {"type": "array", "maxItems": 100, "items": {
+            "/api/v1/eligibility": {
+                "get": {
+                    "summary": "Which targets can receive requests now",
+                    "security": [],
+                    "parameters": [
+                        {
+                            "name": "target",
+                            "in": "query",
+                            "required": True,
+                            "style": "form",
+                            "explode": True,
+                            "schema": {
+                                "type": "array",
+                                "maxItems": 100,
+                                "items": {
                                     "type": "string",
-                                    "examples": ["offer:OFF-001", "company:73282932000074",
-                                                 "formation:CME-0001"]}}}],
-                "responses": {"200": {"description": "One result per target, in order",
-                                      "content": {"application/json": {"schema": {
-                                          "$ref": "#/components/schemas/Eligibility"}}}},
-                              **_errors(400, 429)},
-            }},
-            "/api/v1/applications": {"post": {
-                "summary": "Je candidate: apply to an offer or spontaneously to a company",
-                "parameters": [idempotency],
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": application},
-                    "multipart/form-data": {"schema": application}}},
-                "responses": {"202": accepted,
-                              **_errors(400, 401, 404, 409, 413, 415, 422, 429)},
-            }},
-            "/api/v1/bounces": {"post": {
-                "summary": "Report hard bounces (operator key): the contact turns ineligible "
-                           "and each waiting candidate is told",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object",
-                    "properties": {
-                        "email": {"type": "string", "format": "email"},
-                        "reason": {"type": "string"},
-                        "bounces": {"type": "array", "maxItems": 1000, "items": {
-                            "type": "object", "required": ["email"],
-                            "properties": {"email": {"type": "string", "format": "email"},
-                                           "reason": {"type": "string"}}}},
-                    }}}}},
-                "responses": {"202": {"description": "Recorded", "content": {"application/json": {
-                    "schema": {"type": "object", "properties": {
-                        "recorded": {"type": "integer"},
-                        "candidates_told": {"type": "integer"}}}}}},
-                              **_errors(400, 401, 403, 422)},
-            }},
-            "/api/v1/appointment-requests": {"post": {
-                "summary": "Rendez-vous apprentissage: send questions to a training's CFA",
-                "parameters": [idempotency],
-                "requestBody": {"required": True,
-                                "content": {"application/json": {"schema": appointment}}},
-                "responses": {"202": accepted,
-                              **_errors(400, 401, 404, 409, 413, 415, 422, 429)},
-            }},
+                                    "examples": [
+                                        "offer:OFF-001",
+                                        "company:73282932000074",
+                                        "formation:CME-0001",
+                                    ],
+                                },
+                            },
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "One result per target, in order",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Eligibility"}}
+                            },
+                        },
+                        **_errors(400, 429),
+                    },
+                }
+            },
+            "/api/v1/applications": {
+                "post": {
+                    "summary": "Je candidate: apply to an offer or spontaneously to a company",
+                    "parameters": [idempotency],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": application},
+                            "multipart/form-data": {"schema": application},
+                        },
+                    },
+                    "responses": {"202": accepted, **_errors(400, 401, 404, 409, 413, 415, 422, 429)},
+                }
+            },
+            "/api/v1/bounces": {
+                "post": {
+                    "summary": "Report hard bounces (operator key): the contact turns ineligible "
+                    "and each waiting candidate is told",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "email": {"type": "string", "format": "email"},
+                                        "reason": {"type": "string"},
+                                        "bounces": {
+                                            "type": "array",
+                                            "maxItems": 1000,
+                                            "items": {
+                                                "type": "object",
+                                                "required": ["email"],
+                                                "properties": {
+                                                    "email": {"type": "string", "format": "email"},
+                                                    "reason": {"type": "string"},
+                                                },
+                                            },
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "Recorded",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "recorded": {"type": "integer"},
+                                            "candidates_told": {"type": "integer"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(400, 401, 403, 422),
+                    },
+                }
+            },
+            "/api/v1/appointment-requests": {
+                "post": {
+                    "summary": "Rendez-vous apprentissage: send questions to a training's CFA",
+                    "parameters": [idempotency],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": appointment}},
+                    },
+                    "responses": {"202": accepted, **_errors(400, 401, 404, 409, 413, 415, 422, 429)},
+                }
+            },
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "A partner key from `widget-server keys create`."}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A partner key from `widget-server keys create`.",
+                }
+            },
             "schemas": {
-                "Accepted": {"type": "object", "required": ["id", "status"], "properties": {
-                    "id": {"type": "string"}, "status": {"type": "string", "enum": ["sent"]}}},
-                "Eligibility": {"type": "object", "properties": {"results": {
-                    "type": "array", "items": {"type": "object", "properties": {
-                        "target": {"type": "string"}, "eligible": {"type": "boolean"},
-                        "reason": {"type": ["string", "null"], "enum": [*REASONS, None]},
-                        "name": {"type": ["string", "null"]},
-                        "city": {"type": ["string", "null"]}}}}}},
-                "Problem": {"type": "object", "description": "RFC 9457", "properties": {
-                    "type": {"type": "string"}, "title": {"type": "string"},
-                    "status": {"type": "integer"}, "detail": {"type": "string"},
-                    "code": {"type": "string"}, "errors": {"type": "array", "items": {
-                        "type": "object", "properties": {"field": {"type": "string"},
-                                                         "message": {"type": "string"}}}}}},
+                "Accepted": {
+                    "type": "object",
+                    "required": ["id", "status"],
+                    "properties": {"id": {"type": "string"}, "status": {"type": "string", "enum": ["sent"]}},
+                },
+                "Eligibility": {
+                    "type": "object",
+                    "properties": {
+                        "results": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "target": {"type": "string"},
+                                    "eligible": {"type": "boolean"},
+                                    "reason": {"type": ["string", "null"], "enum": [*REASONS, None]},
+                                    "name": {"type": ["string", "null"]},
+                                    "city": {"type": ["string", "null"]},
+                                },
+                            },
+                        }
+                    },
+                },
+                "Problem": {
+                    "type": "object",
+                    "description": "RFC 9457",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "code": {"type": "string"},
+                        "errors": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                            },
+                        },
+                    },
+                },
             },
         },
         "x-refusal-reasons": [{"code": c, "label": label} for c, label in REFUSAL_REASONS],
@@ -165,13 +278,15 @@ def document(settings: Settings) -> dict[str, Any]:
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(request.app.state.openapi,
-                        headers={"Access-Control-Allow-Origin": "*",
-                                 "Cache-Control": "public, max-age=300"})
+    return JSONResponse(
+        request.app.state.openapi,
+        headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=300"},
+    )
 
 
 async def docs(request: Request) -> Response:
     spec = request.app.state.openapi
     response: Response = request.app.state.templates.TemplateResponse(
-        request, "pages/api_docs.html", {"spec": spec, "title": "API"})
+        request, "pages/api_docs.html", {"spec": spec, "title": "API"}
+    )
     return response

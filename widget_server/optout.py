@@ -53,26 +53,33 @@ def _upsert(column: str) -> sa.TextClause:
 async def is_opted_out(database: Database, stored: StoredRequest, email: str) -> bool:
     scope = SCOPES[stored.target.kind]
     if scope.column is None:
-        status = await database.fetch_val(sa.select(tables.offers.c.status).where(
-            tables.offers.c.offer_id == stored.target.ref))
+        status = await database.fetch_val(
+            sa.select(tables.offers.c.status).where(tables.offers.c.offer_id == stored.target.ref)
+        )
         return bool(status == "closed")
-    value = await database.fetch_val(sa.select(tables.contacts.c[scope.column]).where(
-        tables.contacts.c.email == email))
+    value = await database.fetch_val(
+        sa.select(tables.contacts.c[scope.column]).where(tables.contacts.c.email == email)
+    )
     return value is not None
 
 
-async def set_opt_out(database: Database, stored: StoredRequest, email: str, on: bool,
-                      now: dt.datetime) -> None:
+async def set_opt_out(
+    database: Database, stored: StoredRequest, email: str, on: bool, now: dt.datetime
+) -> None:
     scope = SCOPES[stored.target.kind]
     if scope.column is None:
         offers = tables.offers
-        await database.execute(offers.update().where(offers.c.offer_id == stored.target.ref)
-                               .values(status="closed" if on else "active", updated_at=now))
+        await database.execute(
+            offers.update()
+            .where(offers.c.offer_id == stored.target.ref)
+            .values(status="closed" if on else "active", updated_at=now)
+        )
     elif on:
         await database.execute(_upsert(scope.column).bindparams(email=email, at=now))
     else:
-        await database.execute(tables.contacts.update().where(tables.contacts.c.email == email)
-                               .values({scope.column: None}))
+        await database.execute(
+            tables.contacts.update().where(tables.contacts.c.email == email).values({scope.column: None})
+        )
 
 
 async def optout_page(request: Request) -> Response:
@@ -90,8 +97,7 @@ async def optout_page(request: Request) -> Response:
         raise Problem(410, "Ce lien a expiré. Écrivez-nous pour recevoir à nouveau les demandes.")
     email = found["contact_email"]
     scope = SCOPES[stored.target.kind]
-    page: dict[str, Any] = {"target": stored.view, "scope": scope, "undo": undo,
-                            "one_click": False}
+    page: dict[str, Any] = {"target": stored.view, "scope": scope, "undo": undo, "one_click": False}
     if request.method != "POST":
         page["state"] = "opted_out" if await is_opted_out(state.database, stored, email) else "in"
         return _render(request, page)
@@ -115,20 +121,29 @@ async def optout_page(request: Request) -> Response:
 
 async def _confirm(state: Any, stored: StoredRequest, email: str, now: dt.datetime) -> None:
     settings = state.settings
-    undo_url, row = reply_tokens.issue(stored.row["id"], email, "optin",
-                                       ttl=dt.timedelta(days=UNDO_DAYS),
-                                       public_url=settings.public_url, now=now)
+    undo_url, row = reply_tokens.issue(
+        stored.row["id"],
+        email,
+        "optin",
+        ttl=dt.timedelta(days=UNDO_DAYS),
+        public_url=settings.public_url,
+        now=now,
+    )
     await reply_tokens.store(state.database, [row])
-    context = {**stored.context(settings.public_url), "undo_url": undo_url,
-               "scope": SCOPES[stored.target.kind].what}
-    message = emails.compose(settings, "optout_confirmed", context,
-                             to=emails.address(stored.view["contact_name"], email), now=now)
-    await outbox.enqueue(state.database, message, template="optout_confirmed",
-                         request_id=stored.row["id"], now=now)
+    context = {
+        **stored.context(settings.public_url),
+        "undo_url": undo_url,
+        "scope": SCOPES[stored.target.kind].what,
+    }
+    message = emails.compose(
+        settings, "optout_confirmed", context, to=emails.address(stored.view["contact_name"], email), now=now
+    )
+    await outbox.enqueue(
+        state.database, message, template="optout_confirmed", request_id=stored.row["id"], now=now
+    )
 
 
 def _render(request: Request, page: dict[str, Any]) -> Response:
-    response: Response = request.app.state.templates.TemplateResponse(
-        request, "pages/optout.html", page)
+    response: Response = request.app.state.templates.TemplateResponse(request, "pages/optout.html", page)
     private_page(response)
     return response

@@ -66,12 +66,23 @@ async def enqueue(
     if not recipients:
         raise ValueError("the message has no recipient")
     now = now or _utcnow()
-    query = _outbox.insert().values(
-        # The envelope recipients (one, in practice), ", "-separated.
-        request_id=request_id, template=template, recipient=", ".join(recipients), message_id=message_id,
-        raw=message.as_bytes(policy=email.policy.SMTP), attach_cv=attach_cv,
-        status="pending", attempts=0, next_attempt_at=now, created_at=now,
-    ).returning(_outbox.c.id)
+    query = (
+        _outbox.insert()
+        .values(
+            # The envelope recipients (one, in practice), ", "-separated.
+            request_id=request_id,
+            template=template,
+            recipient=", ".join(recipients),
+            message_id=message_id,
+            raw=message.as_bytes(policy=email.policy.SMTP),
+            attach_cv=attach_cv,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        .returning(_outbox.c.id)
+    )
     return int(await database.fetch_val(query))
 
 
@@ -140,8 +151,9 @@ class Worker:
             if handled:
                 continue
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wakeup.wait())]
-            _, pending = await asyncio.wait(waits, timeout=self._poll_seconds,
-                                            return_when=asyncio.FIRST_COMPLETED)
+            _, pending = await asyncio.wait(
+                waits, timeout=self._poll_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
             for waiting in pending:
                 waiting.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -171,10 +183,12 @@ class Worker:
         now = self._clock()
         due = (
             sa.select(_outbox.c.id)
-            .where(sa.or_(
-                sa.and_(_outbox.c.status == "pending", _outbox.c.next_attempt_at <= now),
-                sa.and_(_outbox.c.status == "sending", _outbox.c.lease_until < now),
-            ))
+            .where(
+                sa.or_(
+                    sa.and_(_outbox.c.status == "pending", _outbox.c.next_attempt_at <= now),
+                    sa.and_(_outbox.c.status == "sending", _outbox.c.lease_until < now),
+                )
+            )
             .order_by(_outbox.c.next_attempt_at, _outbox.c.id)
             .limit(limit or self.batch_size)
         )
@@ -213,7 +227,7 @@ class Worker:
                     await self._deliver(sender, row)
                 except asyncio.CancelledError:
                     # The message in flight keeps its lease: it may have been sent.
-                    await self._release(rows[index + 1:])
+                    await self._release(rows[index + 1 :])
                     raise
                 tried += 1
         return tried
@@ -239,13 +253,18 @@ class Worker:
         message = email.message_from_bytes(row["raw"], policy=email.policy.default)
         cv_files = tables.cv_files
         cv = await self.database.fetch_one(
-            sa.select(cv_files).where(cv_files.c.request_id == row["request_id"]))
+            sa.select(cv_files).where(cv_files.c.request_id == row["request_id"])
+        )
         if cv is None or cv._mapping["deleted_at"] is not None or cv._mapping["data"] is None:
             log.warning("message %s: the CV is gone, sending without it", row["message_id"])
             return message
         maintype, _, subtype = str(cv._mapping["content_type"]).partition("/")
-        message.add_attachment(bytes(cv._mapping["data"]), maintype=maintype or "application",
-                               subtype=subtype or "octet-stream", filename=cv._mapping["filename"])
+        message.add_attachment(
+            bytes(cv._mapping["data"]),
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=cv._mapping["filename"],
+        )
         return message
 
     # --- outcomes -------------------------------------------------------------
@@ -254,8 +273,11 @@ class Worker:
     async def _update(self, row: Mapping[str, Any], **values: Any) -> bool:
         query = (
             _outbox.update()
-            .where(_outbox.c.id == row["id"], _outbox.c.lease_owner == self.worker_id,
-                   _outbox.c.status == "sending")
+            .where(
+                _outbox.c.id == row["id"],
+                _outbox.c.lease_owner == self.worker_id,
+                _outbox.c.status == "sending",
+            )
             .values(lease_owner=None, lease_until=None, **values)
             .returning(_outbox.c.id)
         )
@@ -274,22 +296,44 @@ class Worker:
         # server to come back instead of using up its attempts.
         if not failure.unreachable and attempts >= self._max_attempts:
             await self._update(row, status="failed", attempts=attempts, last_error=_text(failure))
-            log.error("message %s (%s) to %s: given up after %d attempts: %s", row["message_id"],
-                      row["template"], _domains(row), attempts, redact(str(failure)))
+            log.error(
+                "message %s (%s) to %s: given up after %d attempts: %s",
+                row["message_id"],
+                row["template"],
+                _domains(row),
+                attempts,
+                redact(str(failure)),
+            )
             return
         delay = backoff_seconds(attempts, self._rng)
-        await self._update(row, status="pending", attempts=attempts, last_error=_text(failure),
-                           next_attempt_at=self._clock() + dt.timedelta(seconds=delay))
-        log.warning("message %s (%s) to %s: attempt %d failed, retry in %.0f s: %s",
-                    row["message_id"], row["template"], _domains(row), attempts, delay,
-                    redact(str(failure)))
+        await self._update(
+            row,
+            status="pending",
+            attempts=attempts,
+            last_error=_text(failure),
+            next_attempt_at=self._clock() + dt.timedelta(seconds=delay),
+        )
+        log.warning(
+            "message %s (%s) to %s: attempt %d failed, retry in %.0f s: %s",
+            row["message_id"],
+            row["template"],
+            _domains(row),
+            attempts,
+            delay,
+            redact(str(failure)),
+        )
 
     async def _fail(self, row: Mapping[str, Any], failure: PermanentFailure) -> None:
         error = _text(failure)
         if not await self._update(row, status="failed", attempts=row["attempts"] + 1, last_error=error):
             return
-        log.error("message %s (%s) to %s: refused: %s", row["message_id"], row["template"],
-                  _domains(row), redact(error))
+        log.error(
+            "message %s (%s) to %s: refused: %s",
+            row["message_id"],
+            row["template"],
+            _domains(row),
+            redact(error),
+        )
         if self.on_permanent_failure is None:
             return
         try:
@@ -303,9 +347,11 @@ class Worker:
         ids = [row["id"] for row in rows]
         await self.database.execute(
             _outbox.update()
-            .where(_outbox.c.id.in_(ids), _outbox.c.lease_owner == self.worker_id,
-                   _outbox.c.status == "sending")
-            .values(status="pending", lease_owner=None, lease_until=None))
+            .where(
+                _outbox.c.id.in_(ids), _outbox.c.lease_owner == self.worker_id, _outbox.c.status == "sending"
+            )
+            .values(status="pending", lease_owner=None, lease_until=None)
+        )
 
 
 def _text(failure: DeliveryError) -> str:

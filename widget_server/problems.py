@@ -156,7 +156,9 @@ async def on_server_error(request: Request, exc: Exception) -> Response:
     problem = Problem(500, f"{FRENCH[500][1]} (référence : {rid})")
     if _wants_json(request):
         return JSONResponse(
-            problem.body(), status_code=500, media_type="application/problem+json",
+            problem.body(),
+            status_code=500,
+            media_type="application/problem+json",
             headers={"X-Request-Id": rid},
         )
     return error_page(request, 500, problem.detail, {"X-Request-Id": rid})

@@ -41,49 +41,70 @@ class Answer:
     done: str = ""
 
 
-ANSWERS = {a.code: a for a in (
-    Answer("accept", True,
-           subject="Suite donnée à votre candidature – {company}",
-           headline="Bonne nouvelle, {first_name} : {company} donne suite à votre candidature !",
-           intro="Voici son message :",
-           outro="Répondez vite : c'est le moment de montrer votre motivation.",
-           default_message="Bonjour {first_name},\n\nMerci pour votre candidature. Votre profil "
-                           "nous intéresse : nous aimerions échanger avec vous. Contactez-nous pour "
-                           "convenir d'un rendez-vous.\n\nÀ bientôt,\n{company}",
-           asks_contact=True, done="Votre réponse a été envoyée au candidat."),
-    Answer("refuse", True,
-           subject="Réponse à votre candidature – {company}",
-           headline="{first_name}, {company} ne donne pas suite à votre candidature",
-           intro="Ce n'est pas un jugement sur vous : d'autres entreprises vous attendent.",
-           outro="Courage ! Chaque candidature vous rapproche de votre alternance.",
-           default_message="Bonjour {first_name},\n\nMerci pour l'intérêt que vous portez à "
-                           "{company}. Nous ne pouvons pas donner suite à votre candidature. "
-                           "Nous vous souhaitons de trouver rapidement votre alternance.\n\n"
-                           "Bonne continuation,\n{company}",
-           asks_reasons=True, done="Le candidat a été prévenu, merci d'avoir répondu."),
-    Answer("reply", True,
-           subject="Réponse de {company} à vos questions",
-           headline="{company} a répondu à vos questions, {first_name}",
-           intro="Voici sa réponse sur la formation « {title} » :",
-           default_message="Bonjour {first_name},\n\nMerci pour vos questions sur la formation "
-                           "« {title} ».\n\n\n\nCordialement,\n{company}",
-           done="Votre réponse a été envoyée au candidat."),
-    Answer("unreachable", True,
-           subject="{company} a essayé de vous joindre",
-           headline="{first_name}, {company} a essayé de vous joindre",
-           intro="L'établissement a tenté de vous appeler au sujet de la formation « {title} », "
-                 "sans succès.",
-           outro="Rappelez-le au {phone} : il sera ravi de répondre à vos questions.",
-           done="Le candidat a été prévenu et invité à vous rappeler."),
-    # The CFA already answered by phone or email: an automatic email on top would be noise.
-    Answer("other_channel", False, done="C'est noté, merci !"),
-)}
+ANSWERS = {
+    a.code: a
+    for a in (
+        Answer(
+            "accept",
+            True,
+            subject="Suite donnée à votre candidature – {company}",
+            headline="Bonne nouvelle, {first_name} : {company} donne suite à votre candidature !",
+            intro="Voici son message :",
+            outro="Répondez vite : c'est le moment de montrer votre motivation.",
+            default_message="Bonjour {first_name},\n\nMerci pour votre candidature. Votre profil "
+            "nous intéresse : nous aimerions échanger avec vous. Contactez-nous pour "
+            "convenir d'un rendez-vous.\n\nÀ bientôt,\n{company}",
+            asks_contact=True,
+            done="Votre réponse a été envoyée au candidat.",
+        ),
+        Answer(
+            "refuse",
+            True,
+            subject="Réponse à votre candidature – {company}",
+            headline="{first_name}, {company} ne donne pas suite à votre candidature",
+            intro="Ce n'est pas un jugement sur vous : d'autres entreprises vous attendent.",
+            outro="Courage ! Chaque candidature vous rapproche de votre alternance.",
+            default_message="Bonjour {first_name},\n\nMerci pour l'intérêt que vous portez à "
+            "{company}. Nous ne pouvons pas donner suite à votre candidature. "
+            "Nous vous souhaitons de trouver rapidement votre alternance.\n\n"
+            "Bonne continuation,\n{company}",
+            asks_reasons=True,
+            done="Le candidat a été prévenu, merci d'avoir répondu.",
+        ),
+        Answer(
+            "reply",
+            True,
+            subject="Réponse de {company} à vos questions",
+            headline="{company} a répondu à vos questions, {first_name}",
+            intro="Voici sa réponse sur la formation « {title} » :",
+            default_message="Bonjour {first_name},\n\nMerci pour vos questions sur la formation "
+            "« {title} ».\n\n\n\nCordialement,\n{company}",
+            done="Votre réponse a été envoyée au candidat.",
+        ),
+        Answer(
+            "unreachable",
+            True,
+            subject="{company} a essayé de vous joindre",
+            headline="{first_name}, {company} a essayé de vous joindre",
+            intro="L'établissement a tenté de vous appeler au sujet de la formation « {title} », "
+            "sans succès.",
+            outro="Rappelez-le au {phone} : il sera ravi de répondre à vos questions.",
+            done="Le candidat a été prévenu et invité à vous rappeler.",
+        ),
+        # The CFA already answered by phone or email: an automatic email on top would be noise.
+        Answer("other_channel", False, done="C'est noté, merci !"),
+    )
+}
 
 
 def _fill(text: str, stored: StoredRequest) -> str:
     view = stored.view
-    return text.format(first_name=stored.row["first_name"], company=view["company_name"],
-                       title=view["name"], phone=_phone(view.get("phone")))
+    return text.format(
+        first_name=stored.row["first_name"],
+        company=view["company_name"],
+        title=view["name"],
+        phone=_phone(view.get("phone")),
+    )
 
 
 def _phone(value: str | None) -> str:
@@ -100,16 +121,24 @@ async def reply_page(request: Request) -> Response:
     if stored is None or stored.row["anonymised_at"] is not None:
         raise Problem(410, "Cette demande n'est plus disponible.")
     page: dict[str, Any] = {
-        "stored": stored, "row": stored.row, "target": stored.view, "kind": stored.kind,
+        "stored": stored,
+        "row": stored.row,
+        "target": stored.view,
+        "kind": stored.kind,
         "answers": [(a, ANSWERS[a.code]) for a in stored.kind.actions if a.code in ANSWERS],
-        "reasons": REFUSAL_REASONS, "errors": {}, "summary": [],
+        "reasons": REFUSAL_REASONS,
+        "errors": {},
+        "summary": [],
         "topics": stored.context(state.settings.public_url)["topics"],
     }
     if stored.row["answered_at"] is not None:
         return _render(request, "pages/reply_done.html", {**page, **_answered(stored)}, 200)
     if found["expires_at"] < dt.datetime.now(dt.UTC):
-        raise Problem(410, "Ce lien de réponse a expiré. Vous pouvez répondre au candidat "
-                           "directement par e-mail ou par téléphone.")
+        raise Problem(
+            410,
+            "Ce lien de réponse a expiré. Vous pouvez répondre au candidat "
+            "directement par e-mail ou par téléphone.",
+        )
     chosen = found["action"]
     values: dict[str, Any] = {"answer": chosen, "reasons": []}
     for code, answer in ANSWERS.items():
@@ -135,8 +164,9 @@ async def _answer(
         if check.kind != "reply" or check.target != found["token_hash"]:
             raise InvalidFormToken("another page")
     except InvalidFormToken:
-        page["summary"] = [{"field": "", "message": "Cette page a expiré : vérifiez votre réponse "
-                                                    "et envoyez-la à nouveau."}]
+        page["summary"] = [
+            {"field": "", "message": "Cette page a expiré : vérifiez votre réponse et envoyez-la à nouveau."}
+        ]
         return _render(request, "pages/reply.html", page, 400)
     codes = [a.code for a, _ in page["answers"]]
     errors = FieldErrors()
@@ -145,8 +175,9 @@ async def _answer(
         errors.add("answer", "Choisissez une réponse.")
         code = codes[0]
     answer = ANSWERS[code]
-    message = clean_message(errors, f"message_{code}", values.get(f"message_{code}"),
-                            required=answer.code in ("accept", "reply"))
+    message = clean_message(
+        errors, f"message_{code}", values.get(f"message_{code}"), required=answer.code in ("accept", "reply")
+    )
     # Who answered (the address the buttons went to) and from which button.
     details: dict[str, Any] = {"by": found["contact_email"], "via": found["action"]}
     if answer.asks_reasons:
@@ -169,49 +200,73 @@ async def _answer(
         won = await state.database.fetch_val(
             requests.update()
             .where(requests.c.id == stored.row["id"], requests.c.answered_at.is_(None))
-            .values(status="answered", answer=code, answer_message=message or None,
-                    answer_details=json.dumps(details, ensure_ascii=False),
-                    answered_at=now, updated_at=now)
-            .returning(requests.c.id))
+            .values(
+                status="answered",
+                answer=code,
+                answer_message=message or None,
+                answer_details=json.dumps(details, ensure_ascii=False),
+                answered_at=now,
+                updated_at=now,
+            )
+            .returning(requests.c.id)
+        )
         if won is not None:
             await state.database.execute(
                 tables.reply_tokens.update()
                 .where(tables.reply_tokens.c.token_hash == found["token_hash"])
-                .values(used_at=now))
+                .values(used_at=now)
+            )
             if answer.emails_candidate:
                 await _tell_candidate(state, stored, answer, message, details, now)
     if won is not None:
         state.outbox_worker.wake()
     fresh = await load(state.database, stored.row["id"])
     assert fresh is not None
-    return _render(request, "pages/reply_done.html",
-                   {**page, "stored": fresh, "row": fresh.row, **_answered(fresh),
-                    "just_answered": won is not None}, 200)
+    return _render(
+        request,
+        "pages/reply_done.html",
+        {**page, "stored": fresh, "row": fresh.row, **_answered(fresh), "just_answered": won is not None},
+        200,
+    )
 
 
 async def _tell_candidate(
-    state: Any, stored: StoredRequest, answer: Answer, message: str, details: dict[str, Any],
+    state: Any,
+    stored: StoredRequest,
+    answer: Answer,
+    message: str,
+    details: dict[str, Any],
     now: dt.datetime,
 ) -> None:
     settings, database = state.settings, state.database
     context = {
         **stored.context(settings.public_url),
-        "answer": {key: _fill(getattr(answer, key), stored)
-                   for key in ("subject", "headline", "intro", "outro")},
-        "answer_message": message, "reasons": details.get("reasons", []),
-        "pro_email": details.get("pro_email"), "pro_phone": details.get("pro_phone"),
+        "answer": {
+            key: _fill(getattr(answer, key), stored) for key in ("subject", "headline", "intro", "outro")
+        },
+        "answer_message": message,
+        "reasons": details.get("reasons", []),
+        "pro_email": details.get("pro_email"),
+        "pro_phone": details.get("pro_phone"),
     }
     row = stored.row
     reply_to = None
     if answer.code in ("accept", "reply"):
-        reply_to = emails.address(stored.view["contact_name"],
-                                  details.get("pro_email") or row["contact_email"])
+        reply_to = emails.address(
+            stored.view["contact_name"], details.get("pro_email") or row["contact_email"]
+        )
     email_message = emails.compose(
-        settings, "answer", context,
+        settings,
+        "answer",
+        context,
         to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
-        reply_to=reply_to, in_reply_to=await ack_message_id(database, stored), now=now)
-    await outbox.enqueue(database, email_message, template=f"answer_{answer.code}",
-                         request_id=row["id"], now=now)
+        reply_to=reply_to,
+        in_reply_to=await ack_message_id(database, stored),
+        now=now,
+    )
+    await outbox.enqueue(
+        database, email_message, template=f"answer_{answer.code}", request_id=row["id"], now=now
+    )
 
 
 def _answered(stored: StoredRequest) -> dict[str, Any]:
@@ -219,19 +274,25 @@ def _answered(stored: StoredRequest) -> dict[str, Any]:
     details = json.loads(row["answer_details"]) if row["answer_details"] else {}
     answer = ANSWERS.get(row["answer"] or "")
     labels = {a.code: a.label for a in stored.kind.actions}
-    return {"answered_label": labels.get(row["answer"] or "", row["answer"]),
-            "answered_done": answer.done if answer else "", "details": details}
+    return {
+        "answered_label": labels.get(row["answer"] or "", row["answer"]),
+        "answered_done": answer.done if answer else "",
+        "details": details,
+    }
 
 
 # The page's own scripts and styles only; its form posts back here (framing is
 # refused by the framing middleware, which appends `frame-ancestors 'none'`).
-PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-               "form-action 'self'; base-uri 'none'")
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; base-uri 'none'"
+)
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status: int) -> Response:
     response: Response = request.app.state.templates.TemplateResponse(
-        request, name, context, status_code=status)
+        request, name, context, status_code=status
+    )
     private_page(response)
     return response
 
@@ -243,4 +304,3 @@ def private_page(response: Response) -> None:
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Robots-Tag"] = "noindex"
     response.headers["Content-Security-Policy"] = PAGE_POLICY
-

@@ -43,23 +43,31 @@ def issue_set(
     rows: list[dict[str, Any]] = []
     urls: dict[str, str] = {}
     for code in dict.fromkeys([*(a.code for a in actions), "optout"]):
-        urls[code], row = issue(request_id, contact_email, code, ttl=ttl, public_url=public_url,
-                                now=now)
+        urls[code], row = issue(request_id, contact_email, code, ttl=ttl, public_url=public_url, now=now)
         rows.append(row)
     buttons = [{"code": a.code, "label": a.label, "url": urls[a.code]} for a in actions]
     return TokenSet(rows, buttons, urls["optout"])
 
 
 def issue(
-    request_id: str | None, contact_email: str, action: str, *, ttl: dt.timedelta,
-    public_url: str, now: dt.datetime,
+    request_id: str | None,
+    contact_email: str,
+    action: str,
+    *,
+    ttl: dt.timedelta,
+    public_url: str,
+    now: dt.datetime,
 ) -> tuple[str, dict[str, Any]]:
     """A new token: its URL (shown once, in an email) and the row to store (its hash)."""
     token = secrets.token_urlsafe(24)
     return url_for(public_url, action, token), {
-        "token_hash": token_hash(token), "request_id": request_id,
-        "contact_email": contact_email, "action": action, "expires_at": now + ttl,
-        "created_at": now}
+        "token_hash": token_hash(token),
+        "request_id": request_id,
+        "contact_email": contact_email,
+        "action": action,
+        "expires_at": now + ttl,
+        "created_at": now,
+    }
 
 
 async def store(database: Database, rows: list[dict[str, Any]]) -> None:
@@ -72,5 +80,6 @@ async def find(database: Database, token: str) -> dict[str, Any] | None:
     if not token or len(token) > 100:
         return None
     row = await database.fetch_one(
-        tables.reply_tokens.select().where(tables.reply_tokens.c.token_hash == token_hash(token)))
+        tables.reply_tokens.select().where(tables.reply_tokens.c.token_hash == token_hash(token))
+    )
     return dict(row._mapping) if row else None

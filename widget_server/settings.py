@@ -38,37 +38,104 @@ def _origins(value: str) -> tuple[str, ...]:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("ENVIRONMENT", "development", "`development` or `production`. Production refuses to start without `SECRET_KEY` and `PUBLIC_URL`."),
-    Setting("DATABASE_URL", "sqlite+aiosqlite:///var/widget.db", "SQLite file (default) or `postgresql+asyncpg://user:pass@host/db`."),
-    Setting("PUBLIC_URL", "http://localhost:8000", "Base URL the service is reached at; used in emails, the loader and form tokens."),
-    Setting("SECRET_KEY", "", "Signs form tokens. Unset in development: generated once and kept in `VAR_DIR/secret_key`."),
+    Setting(
+        "ENVIRONMENT",
+        "development",
+        "`development` or `production`. Production refuses to start without `SECRET_KEY` and `PUBLIC_URL`.",
+    ),
+    Setting(
+        "DATABASE_URL",
+        "sqlite+aiosqlite:///var/widget.db",
+        "SQLite file (default) or `postgresql+asyncpg://user:pass@host/db`.",
+    ),
+    Setting(
+        "PUBLIC_URL",
+        "http://localhost:8000",
+        "Base URL the service is reached at; used in emails, the loader and form tokens.",
+    ),
+    Setting(
+        "SECRET_KEY",
+        "",
+        "Signs form tokens. Unset in development: generated once and kept in `VAR_DIR/secret_key`.",
+    ),
     Setting("HOST", "127.0.0.1", "Interface `serve` listens on."),
     Setting("PORT", "8000", "Port `serve` listens on.", int),
     Setting("VAR_DIR", "var", "Folder for the SQLite file, the generated secret key and the dev mailbox."),
-    Setting("SMTP_URL", "", "`smtp://host:25`, `smtp+starttls://user:pass@host:587` or `smtps://user:pass@host:465`. Unset: emails go to the dev mailbox at `/dev/mailbox`."),
+    Setting(
+        "SMTP_URL",
+        "",
+        "`smtp://host:25`, `smtp+starttls://user:pass@host:587` or `smtps://user:pass@host:465`. Unset: emails go to the dev mailbox at `/dev/mailbox`.",
+    ),
     Setting("MAIL_FROM", "La bonne alternance <noreply@labonnealternance.example>", "`From` of every email."),
-    Setting("OPERATOR_NAME", "La bonne alternance (démo)", "Who runs the service, named in every email footer."),
-    Setting("DEMO_DATA", "true", "Load the fictional demo directory into an empty database on `serve`.", _bool),
+    Setting(
+        "OPERATOR_NAME", "La bonne alternance (démo)", "Who runs the service, named in every email footer."
+    ),
+    Setting(
+        "DEMO_DATA", "true", "Load the fictional demo directory into an empty database on `serve`.", _bool
+    ),
     Setting("MAX_BODY_BYTES", "5242880", "Largest request body accepted (413 beyond).", int),
     Setting("MAX_CV_BYTES", "3145728", "Largest CV accepted (413 beyond).", int),
     Setting("OFFER_MAX_APPLICATIONS", "80", "An offer closes after this many applications.", int),
-    Setting("APPLICATIONS_PER_TARGET", "3", "Applications one candidate email may send to one offer or company.", int),
+    Setting(
+        "APPLICATIONS_PER_TARGET",
+        "3",
+        "Applications one candidate email may send to one offer or company.",
+        int,
+    ),
     Setting("APPLICATIONS_PER_DAY", "100", "Applications one candidate email may send per day.", int),
-    Setting("CALLER_APPLICATIONS_PER_COMPANY_PER_DAY", "20", "Applications one partner site may send to one company per day.", int),
-    Setting("RDV_INTERVAL_DAYS", "4", "Days before the same person may write again to the same formation.", int),
+    Setting(
+        "CALLER_APPLICATIONS_PER_COMPANY_PER_DAY",
+        "20",
+        "Applications one partner site may send to one company per day.",
+        int,
+    ),
+    Setting(
+        "RDV_INTERVAL_DAYS", "4", "Days before the same person may write again to the same formation.", int
+    ),
     Setting("FORM_TOKEN_TTL_SECONDS", "7200", "How long a rendered form stays valid.", int),
     Setting("FORM_MIN_FILL_SECONDS", "3", "A form posted faster than this is treated as a bot.", int),
     Setting("RATE_LIMIT", "60/minute", "Requests per client IP on the API and the forms (429 beyond).", str),
-    Setting("RATE_LIMIT_STORAGE", "memory://", "`memory://` (one process) or `redis://host:6379` for several instances."),
-    Setting("FRAME_ANCESTORS", "*", "Origins allowed to frame the form pages, comma-separated; `*` for any site.", _origins),
-    Setting("EXAMPLE_HOST_PAGE_PORT", "8001", "Port `serve` also serves the example partner site (`examples/host-page/`) on, at http://127.0.0.1:PORT, another origin than the widget; `0` disables it.", int),
+    Setting(
+        "RATE_LIMIT_STORAGE",
+        "memory://",
+        "`memory://` (one process) or `redis://host:6379` for several instances.",
+    ),
+    Setting(
+        "FRAME_ANCESTORS",
+        "*",
+        "Origins allowed to frame the form pages, comma-separated; `*` for any site.",
+        _origins,
+    ),
+    Setting(
+        "EXAMPLE_HOST_PAGE_PORT",
+        "8001",
+        "Port `serve` also serves the example partner site (`examples/host-page/`) on, at http://127.0.0.1:PORT, another origin than the widget; `0` disables it.",
+        int,
+    ),
     Setting("OUTBOX_POLL_SECONDS", "1.0", "How often the email worker looks for due messages.", float),
-    Setting("OUTBOX_LEASE_SECONDS", "120", "A claimed message returns to the queue if its worker dies for this long.", int),
-    Setting("OUTBOX_MAX_ATTEMPTS", "8", "A message is given up after this many temporary SMTP refusals (an unreachable server does not count: messages wait for it).", int),
+    Setting(
+        "OUTBOX_LEASE_SECONDS",
+        "120",
+        "A claimed message returns to the queue if its worker dies for this long.",
+        int,
+    ),
+    Setting(
+        "OUTBOX_MAX_ATTEMPTS",
+        "8",
+        "A message is given up after this many temporary SMTP refusals (an unreachable server does not count: messages wait for it).",
+        int,
+    ),
     Setting("OUTBOX_WORKER", "true", "Run the email worker inside `serve`.", _bool),
-    Setting("REMINDER_DAYS", "5", "Days without an answer before the one reminder to the recruiter or CFA.", int),
+    Setting(
+        "REMINDER_DAYS", "5", "Days without an answer before the one reminder to the recruiter or CFA.", int
+    ),
     Setting("CV_RETENTION_DAYS", "30", "CV files are deleted this many days after delivery.", int),
-    Setting("PERSONAL_DATA_RETENTION_DAYS", "730", "Candidate data is anonymised this many days after the last activity.", int),
+    Setting(
+        "PERSONAL_DATA_RETENTION_DAYS",
+        "730",
+        "Candidate data is anonymised this many days after the last activity.",
+        int,
+    ),
     Setting("LOG_LEVEL", "INFO", "Python logging level."),
 )
 
@@ -122,9 +189,7 @@ class SettingsError(Exception):
     pass
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
     """Read every setting from `environ` (default: the process environment), then `.env`."""
     env_path = env_file if env_file and Path(env_file).exists() else None
     config = Config(env_path) if environ is None else Config(env_path, environ=environ)

@@ -13,7 +13,9 @@ async def stats(database: Database) -> str:
     lines = ["Requests by kind and status:"]
     rows = await database.fetch_all(
         sa.select(requests.c.kind, requests.c.status, sa.func.count())
-        .group_by(requests.c.kind, requests.c.status).order_by(requests.c.kind, requests.c.status))
+        .group_by(requests.c.kind, requests.c.status)
+        .order_by(requests.c.kind, requests.c.status)
+    )
     totals: dict[str, list[int]] = {}
     for kind, status, count in (tuple(r._mapping.values()) for r in rows):
         lines.append(f"  {kind:<12} {status:<10} {count:>8}")
@@ -23,13 +25,22 @@ async def stats(database: Database) -> str:
     for kind, (requested, answered) in totals.items():
         lines.append(f"  {kind:<12} answer rate {100 * answered / requested:5.1f} %")
     lines.append("Requests by partner:")
-    for caller, count in (tuple(r._mapping.values()) for r in await database.fetch_all(
-            sa.select(requests.c.caller, sa.func.count()).group_by(requests.c.caller)
-            .order_by(sa.func.count().desc()).limit(20))):
+    for caller, count in (
+        tuple(r._mapping.values())
+        for r in await database.fetch_all(
+            sa.select(requests.c.caller, sa.func.count())
+            .group_by(requests.c.caller)
+            .order_by(sa.func.count().desc())
+            .limit(20)
+        )
+    ):
         lines.append(f"  {caller:<30} {count:>8}")
     lines.append("Emails by status:")
-    for status, count in (tuple(r._mapping.values()) for r in await database.fetch_all(
-            sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)
-            .order_by(outbox.c.status))):
+    for status, count in (
+        tuple(r._mapping.values())
+        for r in await database.fetch_all(
+            sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status).order_by(outbox.c.status)
+        )
+    ):
         lines.append(f"  {status:<12} {count:>8}")
     return "\n".join(lines)

@@ -28,12 +28,23 @@ def submit_endpoint(kind: RequestKind) -> Any:
         caller = await callers.authenticate(request)
         key = request.headers.get("idempotency-key")
         if key is not None and not _IDEMPOTENCY_KEY.match(key):
-            raise Problem(400, "L'en-tête Idempotency-Key doit faire de 1 à 255 caractères "
-                               "imprimables.", code="bad_idempotency_key")
+            raise Problem(
+                400,
+                "L'en-tête Idempotency-Key doit faire de 1 à 255 caractères imprimables.",
+                code="bad_idempotency_key",
+            )
         fields, filename, data = await read_body(request, kind)
-        accepted = await contact_requests.submit(state, contact_requests.Submission(
-            kind=kind, fields=fields, caller=caller.name, cv_filename=filename, cv_data=data,
-            idempotency_key=key))
+        accepted = await contact_requests.submit(
+            state,
+            contact_requests.Submission(
+                kind=kind,
+                fields=fields,
+                caller=caller.name,
+                cv_filename=filename,
+                cv_data=data,
+                idempotency_key=key,
+            ),
+        )
         return JSONResponse({"id": accepted.id, "status": accepted.status}, status_code=202)
 
     endpoint.__name__ = f"submit_{kind.name}"
@@ -47,16 +58,14 @@ async def read_body(request: Request, kind: RequestKind) -> tuple[dict[str, Any]
     if content_type == "multipart/form-data" and kind.needs_cv:
         return await _from_multipart(request)
     accepted = "application/json ou multipart/form-data" if kind.needs_cv else "application/json"
-    raise Problem(415, f"Format de requête non accepté : envoyez {accepted}.",
-                  code="unsupported_media_type")
+    raise Problem(415, f"Format de requête non accepté : envoyez {accepted}.", code="unsupported_media_type")
 
 
 def _from_json(body: bytes) -> tuple[dict[str, Any], str, bytes | None]:
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(400, "Le corps de la requête n'est pas du JSON valide.",
-                      code="invalid_json") from exc
+        raise Problem(400, "Le corps de la requête n'est pas du JSON valide.", code="invalid_json") from exc
     if not isinstance(payload, dict):
         raise Problem(400, "Le corps de la requête doit être un objet JSON.", code="invalid_json")
     cv = payload.pop("cv", None)
@@ -67,16 +76,24 @@ def _from_json(body: bytes) -> tuple[dict[str, Any], str, bytes | None]:
 
 
 def _decode_data_url(value: Any) -> bytes:
-    invalid = Problem(422, "Certaines informations sont à corriger.", code="invalid_fields",
-                      errors=[{"field": "cv", "message":
-                               "Le CV doit être une URL data: en base64 (data:application/pdf;base64,…)."}])
+    invalid = Problem(
+        422,
+        "Certaines informations sont à corriger.",
+        code="invalid_fields",
+        errors=[
+            {
+                "field": "cv",
+                "message": "Le CV doit être une URL data: en base64 (data:application/pdf;base64,…).",
+            }
+        ],
+    )
     if not isinstance(value, str):
         raise invalid
     match = _DATA_URL.match(value)
     if match is None or not match.group("b64"):
         raise invalid
     try:
-        return base64.b64decode(value[match.end():], validate=True)
+        return base64.b64decode(value[match.end() :], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise invalid from exc
 

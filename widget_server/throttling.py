@@ -17,10 +17,13 @@ from .problems import Problem
 class Throttle:
     def __init__(self, rate: str, storage_url: str) -> None:
         self.item = parse(rate)
-        self.limiter = MovingWindowRateLimiter(storage_from_string(
-            storage_url.replace("memory://", "async+memory://", 1)
-            if storage_url.startswith("memory://") else
-            storage_url.replace("redis://", "async+redis://", 1)))
+        self.limiter = MovingWindowRateLimiter(
+            storage_from_string(
+                storage_url.replace("memory://", "async+memory://", 1)
+                if storage_url.startswith("memory://")
+                else storage_url.replace("redis://", "async+redis://", 1)
+            )
+        )
 
     async def hit(self, request: Request, bucket: str) -> None:
         """Counts one request of this client IP; raises 429 past the limit."""
@@ -29,5 +32,9 @@ class Throttle:
             return
         stats = await self.limiter.get_window_stats(self.item, bucket, ip)
         retry = max(1, math.ceil(stats.reset_time - time.time()))
-        raise Problem(429, "Trop de demandes en peu de temps : réessayez dans un moment.",
-                      code="rate_limited", headers={"Retry-After": str(retry)})
+        raise Problem(
+            429,
+            "Trop de demandes en peu de temps : réessayez dans un moment.",
+            code="rate_limited",
+            headers={"Retry-After": str(retry)},
+        )

@@ -35,8 +35,9 @@ class FieldErrors(Exception):
         return bool(self.errors)
 
     def problem(self) -> Problem:
-        return Problem(422, "Certaines informations sont à corriger.", code="invalid_fields",
-                       errors=self.errors)
+        return Problem(
+            422, "Certaines informations sont à corriger.", code="invalid_fields", errors=self.errors
+        )
 
 
 def _text(value: Any) -> str:
@@ -70,8 +71,10 @@ def clean_email(errors: FieldErrors, field: str, value: Any) -> str:
         return text
     domain = result.domain.lower()
     if domain in _DISPOSABLE or domain.split(".", 1)[-1] in _DISPOSABLE:
-        errors.add(field, "Les adresses e-mail jetables ne sont pas acceptées : "
-                          "indiquez une adresse que vous consultez.")
+        errors.add(
+            field,
+            "Les adresses e-mail jetables ne sont pas acceptées : indiquez une adresse que vous consultez.",
+        )
     return f"{result.local_part}@{domain}"
 
 
@@ -85,7 +88,8 @@ def clean_phone(errors: FieldErrors, field: str, value: Any) -> str:
         errors.add(field, "Ce numéro de téléphone n'est pas valide (exemple : 06 12 34 56 78).")
         return text
     if phonenumbers.number_type(number) in (
-        phonenumbers.PhoneNumberType.PREMIUM_RATE, phonenumbers.PhoneNumberType.SHARED_COST
+        phonenumbers.PhoneNumberType.PREMIUM_RATE,
+        phonenumbers.PhoneNumberType.SHARED_COST,
     ):
         errors.add(field, "Les numéros surtaxés ne sont pas acceptés.")
         return text
@@ -112,8 +116,9 @@ def clean_message(errors: FieldErrors, field: str, value: Any, *, required: bool
     if required and not text:
         errors.add(field, "Écrivez votre message.")
     elif len(text) > MESSAGE_MAX:
-        errors.add(field, f"Votre message doit faire au plus {MESSAGE_MAX} caractères "
-                          f"(il en fait {len(text)}).")
+        errors.add(
+            field, f"Votre message doit faire au plus {MESSAGE_MAX} caractères (il en fait {len(text)})."
+        )
     return text
 
 
@@ -163,12 +168,23 @@ def safe_filename(name: str, content_type: str) -> str:
 def check_cv(filename: str, data: bytes, max_bytes: int) -> CV:
     """Raises 413 for a file too large and 415 for a type that is not PDF or DOCX."""
     if len(data) > max_bytes:
-        raise Problem(413, f"Le CV doit faire au plus {max_bytes // (1024 * 1024)} Mo.",
-                      code="cv_too_large", errors=[{"field": "cv", "message":
-                      f"Ce fichier est trop lourd : {max_bytes // (1024 * 1024)} Mo au maximum."}])
+        raise Problem(
+            413,
+            f"Le CV doit faire au plus {max_bytes // (1024 * 1024)} Mo.",
+            code="cv_too_large",
+            errors=[
+                {
+                    "field": "cv",
+                    "message": f"Ce fichier est trop lourd : {max_bytes // (1024 * 1024)} Mo au maximum.",
+                }
+            ],
+        )
     content_type = sniff_cv_type(data)
     if content_type is None:
-        raise Problem(415, "Le CV doit être un fichier PDF ou Word (.docx).", code="cv_type",
-                      errors=[{"field": "cv", "message":
-                               "Ce fichier n'est ni un PDF ni un document Word (.docx)."}])
+        raise Problem(
+            415,
+            "Le CV doit être un fichier PDF ou Word (.docx).",
+            code="cv_type",
+            errors=[{"field": "cv", "message": "Ce fichier n'est ni un PDF ni un document Word (.docx)."}],
+        )
     return CV(safe_filename(filename or "cv", content_type), content_type, data)

@@ -51,8 +51,11 @@ def build_loader(public_url: str, assets: Assets) -> Loader:
         return json.dumps(value)[1:-1]
 
     text = jsmin(LOADER_SOURCE.read_text(encoding="utf-8"))
-    for name, value in (("__LBA_BASE__", public_url), ("__LBA_ORIGIN__", origin_of(public_url)),
-                        ("__LBA_CHUNK__", public_url + assets.url("widget.js"))):
+    for name, value in (
+        ("__LBA_BASE__", public_url),
+        ("__LBA_ORIGIN__", origin_of(public_url)),
+        ("__LBA_CHUNK__", public_url + assets.url("widget.js")),
+    ):
         if name not in text:
             raise ValueError(f"{LOADER_SOURCE}: {name} is missing")
         text = text.replace(name, literal(value))
@@ -107,8 +110,9 @@ async def example_targets(database: Database, max_offer_applications: int) -> di
         rows = await database.fetch_all(sa.select(key).select_from(table).order_by(key).limit(20))
         candidates += [Target(kind, row[0]) for row in rows]
     found: dict[str, str] = {}
-    for result in await eligibility.check_many(database, candidates,
-                                               max_offer_applications=max_offer_applications):
+    for result in await eligibility.check_many(
+        database, candidates, max_offer_applications=max_offer_applications
+    ):
         if result.eligible:
             found.setdefault(result.target.kind, result.target.ref)
     return found
@@ -117,11 +121,15 @@ async def example_targets(database: Database, max_offer_applications: int) -> di
 async def integration_page(request: Request) -> Response:
     state = request.app.state
     examples = await example_targets(state.database, state.settings.offer_max_applications)
-    response: Response = state.templates.TemplateResponse(request, "pages/integration.html", {
-        "title": "Intégrer le widget",
-        "loader_url": state.settings.public_url + LOADER_PATH,
-        "examples": examples,
-    })
+    response: Response = state.templates.TemplateResponse(
+        request,
+        "pages/integration.html",
+        {
+            "title": "Intégrer le widget",
+            "loader_url": state.settings.public_url + LOADER_PATH,
+            "examples": examples,
+        },
+    )
     return response
 
 

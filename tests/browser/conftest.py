@@ -25,20 +25,26 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 from widget_server.host_page import create_host_app
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 # Targets of the demo directory (examples/data), as the example site shows them.
-OFFER = "LBA-2026-01007"            # Boulangerie Ferrand, Lyon
-OTHER_OFFER = "LBA-2026-01014"      # Garage Lemaire, Nantes
+OFFER = "LBA-2026-01007"  # Boulangerie Ferrand, Lyon
+OTHER_OFFER = "LBA-2026-01014"  # Garage Lemaire, Nantes
 CLOSED_OFFER = "LBA-2026-01028"
 NO_CONTACT_OFFER = "LBA-2026-01042"
-SIRET = "90933327100015"            # Numérique Phocéen
+SIRET = "90933327100015"  # Numérique Phocéen
 OPTED_OUT_SIRET = "90622251400018"  # Restaurant Le Petit Zinc
 FORMATION = "004111P011010530070001510105300700015-69383#L01"  # CAP Boulanger, Lyon
 OPTED_OUT_FORMATION = "020555P011052650350001110526503500011-31555#L01"
 UNKNOWN_OFFER = "LBA-0000-00000"
-BAD_SIRET = "12345678901235"        # fails the SIRET check digit
+BAD_SIRET = "12345678901235"  # fails the SIRET check digit
 
 # Records every lba:* event of the page, from its first line on.
 EVENTS_SCRIPT = """
@@ -55,9 +61,9 @@ window.__lba = [];
 
 @dataclass(frozen=True)
 class Servers:
-    widget: str      # the service, PUBLIC_URL (http://localhost:PORT)
-    site: str        # the example partner site (http://127.0.0.1:PORT2)
-    fixtures: str    # the fixture pages of this folder (http://127.0.0.1:PORT3)
+    widget: str  # the service, PUBLIC_URL (http://localhost:PORT)
+    site: str  # the example partner site (http://127.0.0.1:PORT2)
+    fixtures: str  # the fixture pages of this folder (http://127.0.0.1:PORT3)
     var_dir: Path
 
 
@@ -88,28 +94,32 @@ def get_json(url: str) -> Any:
 def fixture_pages(directory: Path) -> None:
     """Small partner pages, each showing one behaviour."""
     loader = '<script async src="{{WIDGET_URL}}/widget/v1/loader.js" data-caller="fixture"></script>'
-    head = ('<!doctype html><html lang="fr"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            '<link rel="icon" href="data:,"><title>{title}</title>{extra}</head>'
-            '<body><main><h1>{title}</h1>')
+    head = (
+        '<!doctype html><html lang="fr"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,"><title>{title}</title>{extra}</head>'
+        "<body><main><h1>{title}</h1>"
+    )
     tail = "</main></body></html>"
     pages = {
-        "twice.html": head.format(title="Deux fois le script", extra=loader) +
-        f'<div data-lba-widget="candidature" data-offer-id="{OFFER}"></div>'
+        "twice.html": head.format(title="Deux fois le script", extra=loader)
+        + f'<div data-lba-widget="candidature" data-offer-id="{OFFER}"></div>'
         f'<div data-lba-widget="rdv" data-formation-id="{FORMATION}" data-label="Poser une question"'
         ' data-color="#7a2e8c"></div>' + loader + tail,
-        "inline.html": head.format(title="Formulaires dans la page", extra="") +
-        f'<div data-lba-widget="candidature" data-offer-id="{OFFER}" data-mode="inline"></div>'
-        f'<div data-lba-widget="rdv" data-formation-id="{FORMATION}" data-mode="inline"></div>' +
-        loader + tail,
-        "unavailable.html": head.format(title="Cibles indisponibles", extra=loader) +
-        f'<div data-lba-widget="candidature" data-offer-id="{UNKNOWN_OFFER}"><a class="fallback" '
+        "inline.html": head.format(title="Formulaires dans la page", extra="")
+        + f'<div data-lba-widget="candidature" data-offer-id="{OFFER}" data-mode="inline"></div>'
+        f'<div data-lba-widget="rdv" data-formation-id="{FORMATION}" data-mode="inline"></div>'
+        + loader
+        + tail,
+        "unavailable.html": head.format(title="Cibles indisponibles", extra=loader)
+        + f'<div data-lba-widget="candidature" data-offer-id="{UNKNOWN_OFFER}"><a class="fallback" '
         'href="{{WIDGET_URL}}/widget/v1/candidature?offer_id=' + UNKNOWN_OFFER + '">Je candidate</a></div>'
         f'<div data-lba-widget="candidature" data-siret="{BAD_SIRET}"></div>'
         '<div data-lba-widget="candidature"></div>'
         f'<div data-lba-widget="candidature" data-siret="{SIRET}"></div>' + tail,
-        "empty.html": head.format(title="Page vide", extra=loader) +
-        '<p>Les emplacements arrivent plus tard.</p><div id="slot"></div>' + tail,
+        "empty.html": head.format(title="Page vide", extra=loader)
+        + '<p>Les emplacements arrivent plus tard.</p><div id="slot"></div>'
+        + tail,
     }
     directory.mkdir(parents=True, exist_ok=True)
     for name, html in pages.items():
@@ -131,28 +141,50 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     widget = f"http://localhost:{port}"
     env = {
         **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT")},
-        "ENVIRONMENT": "development", "HOST": "127.0.0.1", "PORT": str(port),
-        "PUBLIC_URL": widget, "EXAMPLE_HOST_PAGE_PORT": str(site_port),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/widget.db", "VAR_DIR": str(tmp / "var"),
-        "SECRET_KEY": "browser-tests", "DEMO_DATA": "true", "FORM_MIN_FILL_SECONDS": "0",
-        "RATE_LIMIT": "10000/minute", "OUTBOX_POLL_SECONDS": "0.2", "LOG_LEVEL": "WARNING",
+        "ENVIRONMENT": "development",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "PUBLIC_URL": widget,
+        "EXAMPLE_HOST_PAGE_PORT": str(site_port),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/widget.db",
+        "VAR_DIR": str(tmp / "var"),
+        "SECRET_KEY": "browser-tests",
+        "DEMO_DATA": "true",
+        "FORM_MIN_FILL_SECONDS": "0",
+        "RATE_LIMIT": "10000/minute",
+        "OUTBOX_POLL_SECONDS": "0.2",
+        "LOG_LEVEL": "WARNING",
     }
     log = (tmp / "server.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "widget_server.cli", "serve"], cwd=tmp, env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "widget_server.cli", "serve"],
+        cwd=tmp,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     fixtures_dir = tmp / "pages"
     fixture_pages(fixtures_dir)
-    fixtures = uvicorn.Server(uvicorn.Config(
-        create_host_app(widget, fixtures_dir), host="127.0.0.1", port=fixtures_port,
-        log_level="warning", lifespan="off", ws="none", http="h11"))
+    fixtures = uvicorn.Server(
+        uvicorn.Config(
+            create_host_app(widget, fixtures_dir),
+            host="127.0.0.1",
+            port=fixtures_port,
+            log_level="warning",
+            lifespan="off",
+            ws="none",
+            http="h11",
+        )
+    )
     thread = threading.Thread(target=fixtures.run, daemon=True)
     thread.start()
     try:
         wait_for(f"http://127.0.0.1:{port}/healthz", process)
         wait_for(f"http://127.0.0.1:{site_port}/", process)
         wait_for(f"http://127.0.0.1:{fixtures_port}/empty.html")
-        yield Servers(widget, f"http://127.0.0.1:{site_port}", f"http://127.0.0.1:{fixtures_port}",
-                      tmp / "var")
+        yield Servers(
+            widget, f"http://127.0.0.1:{site_port}", f"http://127.0.0.1:{fixtures_port}", tmp / "var"
+        )
     finally:
         fixtures.should_exit = True
         thread.join(10)
@@ -209,5 +241,6 @@ def events(page: Page, kind: str | None = None) -> list[dict[str, Any]]:
 
 def wait_events(page: Page, kind: str, count: int = 1) -> list[dict[str, Any]]:
     page.wait_for_function(
-        "([kind, count]) => window.__lba.filter(e => e.type === kind).length >= count", arg=[kind, count])
+        "([kind, count]) => window.__lba.filter(e => e.type === kind).length >= count", arg=[kind, count]
+    )
     return events(page, kind)

@@ -56,9 +56,14 @@ def form_frame(page: Page) -> Frame:
 
 def focused_in_slot(page: Page) -> str:
     """What has focus: the placeholder's inner element, e.g. 'BUTTON' or 'IFRAME'."""
-    return str(page.evaluate(
-        "() => { const a = document.activeElement; return a && a.shadowRoot && a.shadowRoot.activeElement"
-        " ? (a.dataset.offerId || a.dataset.formationId) + ' ' + a.shadowRoot.activeElement.tagName : '' }"))
+    return str(
+        page.evaluate(
+            "() => { const a = document.activeElement;"
+            " return a && a.shadowRoot && a.shadowRoot.activeElement"
+            " ? (a.dataset.offerId || a.dataset.formationId) + ' ' + a.shadowRoot.activeElement.tagName"
+            " : '' }"
+        )
+    )
 
 
 def test_buttons_appear_for_eligible_targets_after_one_request(page: Page, servers: Servers) -> None:
@@ -69,16 +74,22 @@ def test_buttons_appear_for_eligible_targets_after_one_request(page: Page, serve
     assert len(requests) == 1
     assert {e["ref"] for e in ready} >= {OFFER, OTHER_OFFER, SIRET, FORMATION}
     assert {e["ref"]: e["detail"]["reason"] for e in unavailable} == {
-        CLOSED_OFFER: "closed", NO_CONTACT_OFFER: "no_contact", OPTED_OUT_SIRET: "opted_out",
-        OPTED_OUT_FORMATION: "opted_out"}
+        CLOSED_OFFER: "closed",
+        NO_CONTACT_OFFER: "no_contact",
+        OPTED_OUT_SIRET: "opted_out",
+        OPTED_OUT_FORMATION: "opted_out",
+    }
     assert page.locator(f"{slot(OFFER)} button").inner_text() == "Je candidate"
     assert page.locator(f"{slot(SIRET)} button").inner_text() == "Candidater spontanément"
     assert page.locator(f"{slot(FORMATION)} button").inner_text() == "Contacter l'établissement"
-    assert page.locator(f"{slot(OFFER)} button").get_attribute("aria-label") == \
-        "Je candidate : Apprenti boulanger (H/F) – CAP Boulanger"
+    assert (
+        page.locator(f"{slot(OFFER)} button").get_attribute("aria-label")
+        == "Je candidate : Apprenti boulanger (H/F) – CAP Boulanger"
+    )
     # The brand colour, and the host's own `button` rules (uppercase) kept out.
     style = page.locator(f"{slot(FORMATION)} button").evaluate(
-        "b => [getComputedStyle(b).backgroundColor, getComputedStyle(b).textTransform]")
+        "b => [getComputedStyle(b).backgroundColor, getComputedStyle(b).textTransform]"
+    )
     assert style == ["rgb(122, 46, 140)", "none"]
     for ref in (CLOSED_OFFER, NO_CONTACT_OFFER, OPTED_OUT_SIRET):
         assert page.locator(f"{slot(ref)} button").count() == 0
@@ -96,7 +107,9 @@ def test_unknown_or_malformed_targets_stay_empty(page: Page, servers: Servers) -
     errors = wait_events(page, "error", 2)
     assert [(e["ref"], e["detail"]["reason"]) for e in unavailable] == [(UNKNOWN_OFFER, "unknown_target")]
     assert sorted((e["ref"] or "", e["detail"]["reason"]) for e in errors) == [
-        ("", "invalid_placeholder"), (BAD_SIRET, "invalid_target")]
+        ("", "invalid_placeholder"),
+        (BAD_SIRET, "invalid_target"),
+    ]
     # A malformed SIRET does not take the other placeholders down.
     assert page.locator(f"{slot(SIRET)} button").count() == 1
     assert page.locator(f"{slot(UNKNOWN_OFFER)} a.fallback").is_hidden()
@@ -145,8 +158,10 @@ def test_inline_forms_are_sized_by_their_own_messages(page: Page, servers: Serve
         frame = next(f for f in page.frames if path + "?" in f.url)
         content = frame.evaluate("() => Math.ceil(document.documentElement.getBoundingClientRect().height)")
         iframe = page.locator(f"{slot(ref)} iframe")
-        page.wait_for_function("([el, h]) => Math.abs(el.getBoundingClientRect().height - h) < 2",
-                               arg=[iframe.element_handle(), content])
+        page.wait_for_function(
+            "([el, h]) => Math.abs(el.getBoundingClientRect().height - h) < 2",
+            arg=[iframe.element_handle(), content],
+        )
         # No inner scrollbar: the page fits its frame.
         assert frame.evaluate("() => document.documentElement.scrollHeight <= innerHeight + 1")
         heights[ref] = content
@@ -169,12 +184,15 @@ def test_placeholders_added_later_are_batched(page: Page, servers: Servers) -> N
     requests.clear()
     page.wait_for_load_state("networkidle")
     assert requests == []
-    page.evaluate("""refs => refs.forEach(ref => {
+    page.evaluate(
+        """refs => refs.forEach(ref => {
         const el = document.createElement("div");
         el.dataset.lbaWidget = "candidature";
         el.dataset.offerId = ref;
         document.getElementById("slot").append(el);
-    })""", [OFFER, OTHER_OFFER, UNKNOWN_OFFER])
+    })""",
+        [OFFER, OTHER_OFFER, UNKNOWN_OFFER],
+    )
     wait_events(page, "ready", 2)
     wait_events(page, "unavailable")
     assert len(requests) == 1
@@ -245,13 +263,19 @@ def test_messages_from_elsewhere_are_ignored(page: Page, servers: Servers) -> No
     frame.wait_for_function("() => document.activeElement && document.activeElement.id === 'last_name'")
     embed = frame.evaluate("() => document.body.dataset.lbaEmbed")
     # The host page itself (another origin than the widget) forges messages.
-    page.evaluate("""id => {
+    page.evaluate(
+        """id => {
         window.postMessage({source: "lba-widget", v: 1, id, type: "submitted", payload: {id: "forged"}}, "*");
         window.postMessage({source: "lba-widget", v: 1, id, type: "close", payload: {}}, "*");
-    }""", embed)
+    }""",
+        embed,
+    )
     # The real iframe, but another embed id.
-    frame.evaluate("""origin => parent.postMessage(
-        {source: "lba-widget", v: 1, id: "w999", type: "close", payload: {}}, origin)""", servers.fixtures)
+    frame.evaluate(
+        """origin => parent.postMessage(
+        {source: "lba-widget", v: 1, id: "w999", type: "close", payload: {}}, origin)""",
+        servers.fixtures,
+    )
     page.wait_for_timeout(300)
     assert events(page, "submitted") == []
     assert events(page, "close") == []
@@ -289,8 +313,10 @@ def test_integration_page_live_preview(page: Page, servers: Servers) -> None:
     page.get_by_label("Service et cible").select_option("formation")
     assert page.get_by_label("Identifiant").input_value() != ""
     page.get_by_label("Texte du bouton").fill("Une question ?")
-    page.wait_for_function("() => (document.querySelector('#p-stage [data-lba-widget]').shadowRoot || {})"
-                           ".textContent === 'Une question ?'")
+    page.wait_for_function(
+        "() => (document.querySelector('#p-stage [data-lba-widget]').shadowRoot || {})"
+        ".textContent === 'Une question ?'"
+    )
     snippet = page.locator("#p-snippet").inner_text()
     assert 'data-lba-widget="rdv" data-formation-id="' in snippet
     assert 'data-label="Une question ?"' in snippet

@@ -18,8 +18,11 @@ from tests.browser.test_embed import focused_in_slot, form_frame, slot
 pytestmark = pytest.mark.browser
 
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
-WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
-        "resultTypes": ["violations"], "iframes": False}
+WCAG = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+    "resultTypes": ["violations"],
+    "iframes": False,
+}
 
 
 def axe_violations(target: Page | Frame) -> list[str]:
@@ -137,8 +140,10 @@ def test_form_errors_inside_the_modal(page: Page, servers: Servers) -> None:
     frame = form_frame(page)
     frame.wait_for_function("() => document.activeElement.id === 'error-summary'")
     # The frame grew with the errors: still no inner scrollbar.
-    page.wait_for_function("([el, h]) => el.getBoundingClientRect().height > h",
-                           arg=[iframe.element_handle(), before["height"] if before else 0])
+    page.wait_for_function(
+        "([el, h]) => el.getBoundingClientRect().height > h",
+        arg=[iframe.element_handle(), before["height"] if before else 0],
+    )
     assert frame.evaluate("() => document.documentElement.scrollHeight <= innerHeight + 1")
     assert frame.locator("#email").input_value() == "pas-une-adresse"
     assert axe_violations(frame) == []

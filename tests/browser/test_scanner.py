@@ -46,7 +46,8 @@ def query(servers: Servers, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 def snapshot(servers: Servers) -> list[Any]:
     # Outbox rows change status as the worker delivers them: only their ids count.
     return [query(servers, f"SELECT * FROM {table} ORDER BY 1") for table in WATCHED] + [
-        query(servers, "SELECT id, template, recipient FROM outbox ORDER BY id")]
+        query(servers, "SELECT id, template, recipient FROM outbox ORDER BY id")
+    ]
 
 
 def every_link(message: dict[str, Any], servers: Servers) -> list[str]:
@@ -58,9 +59,12 @@ def every_link(message: dict[str, Any], servers: Servers) -> list[str]:
 
 
 def answers_to(servers: Servers, email: str) -> list[tuple[Any, ...]]:
-    return query(servers, "SELECT o.template FROM outbox o JOIN contact_requests r "
-                          "ON r.id = o.request_id WHERE r.email = ? AND o.template LIKE 'answer%'",
-                 email)
+    return query(
+        servers,
+        "SELECT o.template FROM outbox o JOIN contact_requests r "
+        "ON r.id = o.request_id WHERE r.email = ? AND o.template LIKE 'answer%'",
+        email,
+    )
 
 
 def test_scanner_opens_every_link_and_nothing_happens(
@@ -71,8 +75,11 @@ def test_scanner_opens_every_link_and_nothing_happens(
     email = f"sam.{int(time.time() * 1000)}@example.org"
     apply_without_javascript(page, servers, email, cv)
     [ack] = mailbox(servers, to=email, count=1)  # queued with the pro email, in one transaction
-    [pro] = [m for m in get_json(servers.widget + "/dev/api/mailbox")["messages"]
-             if m["subject"].startswith("Candidature") and m["subject"].endswith("Sam Scanner")]
+    [pro] = [
+        m
+        for m in get_json(servers.widget + "/dev/api/mailbox")["messages"]
+        if m["subject"].startswith("Candidature") and m["subject"].endswith("Sam Scanner")
+    ]
     urls = every_link(get_json(f"{servers.widget}/dev/api/mailbox/{pro['id']}"), servers)
     assert len([u for u in urls if "/reply/" in u]) == 2 and [u for u in urls if "/optout/" in u]
     before = snapshot(servers)
@@ -88,27 +95,37 @@ def test_scanner_opens_every_link_and_nothing_happens(
                 assert r.status == 200
     scanner.close()
     assert snapshot(servers) == before
-    assert get_json(f"{servers.widget}/api/v1/eligibility?target=offer:{OTHER_OFFER}"
-                    )["results"][0]["eligible"] is True
+    assert (
+        get_json(f"{servers.widget}/api/v1/eligibility?target=offer:{OTHER_OFFER}")["results"][0]["eligible"]
+        is True
+    )
 
     # The recruiter: one click on "Répondre au candidat", then the page's button.
-    accept = next(u for u in urls if "/reply/" in u and page.goto(u) and
-                  page.locator("input[value=accept]").is_checked())
+    accept = next(
+        u
+        for u in urls
+        if "/reply/" in u and page.goto(u) and page.locator("input[value=accept]").is_checked()
+    )
     optout = next(u for u in urls if "/optout/" in u)
     page.goto(optout)
     assert axe_violations(page) == []
     page.goto(accept)
     assert axe_violations(page) == []
-    form = page.evaluate("() => new URLSearchParams(new FormData(document.querySelector("
-                         "'form.reply-form'))).toString()")
+    form = page.evaluate(
+        "() => new URLSearchParams(new FormData(document.querySelector('form.reply-form'))).toString()"
+    )
     page.click("button[type=submit]")
     page.wait_for_selector(".success")
     assert axe_violations(page) == []
     assert answers_to(servers, email) == [("answer_accept",)]
 
     # Replaying the very same POST sends nothing more.
-    replay = urllib.request.Request(accept, data=form.encode(), method="POST", headers={
-        "Content-Type": "application/x-www-form-urlencoded"})
+    replay = urllib.request.Request(
+        accept,
+        data=form.encode(),
+        method="POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     with urllib.request.urlopen(replay, timeout=5) as response:
         assert "déjà reçu une réponse" in response.read().decode()
     assert answers_to(servers, email) == [("answer_accept",)]
@@ -117,6 +134,9 @@ def test_scanner_opens_every_link_and_nothing_happens(
     received = mailbox(servers, to=email, count=2)
     [answer] = [m for m in received if m["subject"].startswith("Suite donnée")]
     headers = get_json(f"{servers.widget}/dev/api/mailbox/{answer['id']}")["headers"]
-    ack_id = next(h["value"] for h in get_json(f"{servers.widget}/dev/api/mailbox/{ack['id']}")
-                  ["headers"] if h["name"] == "Message-ID")
+    ack_id = next(
+        h["value"]
+        for h in get_json(f"{servers.widget}/dev/api/mailbox/{ack['id']}")["headers"]
+        if h["name"] == "Message-ID"
+    )
     assert {"name": "In-Reply-To", "value": ack_id} in headers
