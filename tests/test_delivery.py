@@ -87,11 +87,14 @@ def test_a_name_with_a_newline_injects_no_header(tmp_path: Path, smtp_server: SM
             json=application(first_name="Léa\nBcc: evil@example.com"),
         )
         assert response.status_code == 202
-        deliver(client)
+        assert deliver(client) == 2
+    # Both emails went out (an email the library refused to build would prove nothing).
+    assert len(smtp_server.received) == 2
     for received in smtp_server.received:
         assert "evil@example.com" not in received.rcpt_tos
         assert received.message["Bcc"] is None
-        assert not re.search(rb"^Bcc:", received.data, re.MULTILINE)
+        headers = received.data.split(b"\r\n\r\n", 1)[0]
+        assert not re.search(rb"^Bcc:", headers, re.MULTILINE)
 
 
 def test_recruiter_address_refused_marks_bounce_and_tells_the_candidate(
