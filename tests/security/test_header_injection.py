@@ -6,7 +6,6 @@ an envelope that the worker never reads back from headers."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import re
@@ -21,9 +20,9 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.conftest import make_settings
 from tests.smtp_server import SMTPServer
-from widget_server import bounces, emails, outbox, tables
+from tests.support import application, deliver, smtp_client
+from widget_server import emails, outbox, tables
 from widget_server.app import create_app
 
 ENCODED_WORD_NAME = "Léa =?utf-8?q?=0D=0ABcc:_someone@elsewhere.example?="  # the report's, 53 characters
@@ -31,40 +30,6 @@ SHORT_NAME = "Léa =?utf-8?q?=0D=0ABcc:_x@evil.example?="  # within the 50-chara
 INJECTED = "x@evil.example"
 RECRUITER = "recrutement@boulangerie.example"
 CANDIDATE = "lea.moreau@example.org"
-
-
-def application(**overrides: Any) -> dict[str, Any]:
-    return {
-        "offer_id": seed.OFFER_ID,
-        "first_name": "Léa",
-        "last_name": "Moreau",
-        "email": CANDIDATE,
-        "phone": "06 12 34 56 78",
-        "message": "Je suis motivée !",
-        "cv": "data:application/pdf;base64," + base64.b64encode(seed.PDF).decode(),
-        "cv_filename": "CV Léa.pdf",
-        **overrides,
-    }
-
-
-def smtp_client(tmp_path: Path, smtp: SMTPServer) -> TestClient:
-    return TestClient(create_app(make_settings(tmp_path, SMTP_URL=smtp.url)))
-
-
-def deliver(client: TestClient) -> int:
-    state: Any = client.app.state  # type: ignore[attr-defined]
-    worker = bounces.create_worker(state.database, state.settings)
-
-    async def drain() -> int:
-        total = 0
-        for _ in range(20):  # bounded: a few batches at most
-            handled = await worker.run_once()
-            if not handled:
-                return total
-            total += handled
-        return total
-
-    return int(seed.run(client, drain))
 
 
 def assert_nothing_injected(server: SMTPServer) -> None:
