@@ -15,8 +15,15 @@ SIRET = "73282932000074"  # valid Luhn key
 CFA_SIRET = "44306184100047"
 FORMATION_ID = "CME-0001"
 
-# A minimal PDF: the service checks the magic number, not the rest.
-PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+# A minimal valid PDF (one blank page, as pypdf writes it): CVs are parsed.
+PDF = (
+    b"%PDF-1.3\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<\n/Producer (pypdf)\n>>\nendobj\n2 0 obj\n<<\n/Type /Pages\n"
+    b"/Count 1\n/Kids [ 4 0 R ]\n>>\nendobj\n3 0 obj\n<<\n/Type /Catalog\n/Pages 2 0 R\n>>\nendobj\n"
+    b"4 0 obj\n<<\n/Type /Page\n/Resources <<\n>>\n/MediaBox [ 0.0 0.0 200 200 ]\n/Parent 2 0 R\n>>\n"
+    b"endobj\nxref\n0 5\n0000000000 65535 f \n0000000015 00000 n \n0000000054 00000 n \n"
+    b"0000000113 00000 n \n0000000162 00000 n \ntrailer\n<<\n/Size 5\n/Root 3 0 R\n/Info 1 0 R\n>>\n"
+    b"startxref\n256\n%%EOF\n"
+)
 
 
 def run(client: TestClient, coro_fn: Any, *args: Any) -> Any:

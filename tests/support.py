@@ -13,10 +13,12 @@ import base64
 import datetime as dt
 import html
 import http.client
+import io
 import os
 import re
 import threading
 import time
+import zipfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,6 +74,40 @@ def make_settings(tmp_path: Path, **overrides: str) -> Settings:
         environ["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/test.db"
     environ.update(overrides)
     return load_settings(environ, env_file=None)
+
+
+# --- CV files -------------------------------------------------------------------
+
+DOCX_CONTENT_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    '<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.'
+    'wordprocessingml.document.main+xml"/>{extra}</Types>'
+)
+
+
+def docx(*, extra_parts: dict[str, bytes] | None = None, content_types_extra: str = "") -> bytes:
+    """A minimal valid Word document (an OOXML package), with `extra_parts` added."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", DOCX_CONTENT_TYPES.format(extra=content_types_extra))
+        archive.writestr(
+            "_rels/.rels",
+            '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/'
+            'package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/'
+            'officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>',
+        )
+        archive.writestr(
+            "word/document.xml",
+            '<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/'
+            'wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>Léa Moreau</w:t></w:r></w:p></w:body>'
+            "</w:document>",
+        )
+        for name, content in (extra_parts or {}).items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
 
 
 # --- request bodies -----------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -14,7 +12,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.support import application, data_url, make_settings
+from tests.support import application, data_url, docx, make_settings
 from widget_server import tables
 
 
@@ -86,14 +84,11 @@ def test_spontaneous_application_has_the_opt_out_button(client: TestClient) -> N
 
 
 def test_multipart_application_with_a_docx(client: TestClient, key: str) -> None:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("word/document.xml", "<w:document/>")
     fields = application(cv=None, cv_filename=None)
     response = client.post(
         "/api/v1/applications",
         data=fields,
-        files={"cv": ("mon cv.docx", buffer.getvalue(), "application/octet-stream")},
+        files={"cv": ("mon cv.docx", docx(), "application/octet-stream")},
         headers={"Authorization": f"Bearer {key}"},
     )
     assert response.status_code == 202, response.text

@@ -9,18 +9,16 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from tests.support import docx
+from widget_server.cv import DOCX, PDF, check_cv, safe_filename
 from widget_server.problems import Problem
 from widget_server.targets import BadTarget, is_valid_siret, parse_target
 from widget_server.validation import (
-    DOCX,
-    PDF,
     FieldErrors,
-    check_cv,
     clean_email,
     clean_message,
     clean_name,
     clean_phone,
-    safe_filename,
 )
 
 
@@ -103,13 +101,6 @@ def test_siret_luhn_key() -> None:
     assert not is_valid_siret("73282932000075")
     assert not is_valid_siret("7328293200007")
     assert is_valid_siret("35600000049837")  # La Poste: digit sum a multiple of 5
-
-
-def docx() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("word/document.xml", "<w:document/>")
-    return buffer.getvalue()
 
 
 def test_cv_type_comes_from_the_content() -> None:

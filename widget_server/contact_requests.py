@@ -20,13 +20,15 @@ from databases import Database
 from starlette.datastructures import State
 
 from . import eligibility, emails, outbox, reply_tokens, tables
+from .cv import CV, check_cv
+from .cv import verify as verify_cv
 from .kinds import KINDS, TOPIC_LABELS, Quota, RequestKind
 from .migrations import dialect_of
 from .problems import Problem
 from .resources import write_transaction
 from .settings import Settings
 from .targets import BadTarget, Target, make_target
-from .validation import CV, FieldErrors, check_cv, clean_email, clean_name, clean_phone
+from .validation import FieldErrors, clean_email, clean_name, clean_phone
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,9 @@ async def submit(state: State, submission: Submission, now: dt.datetime | None =
         raise Problem(
             409, NOT_ELIGIBLE.get(verdict.reason or "", NOT_ELIGIBLE["closed"]), code=verdict.reason
         )
+    if clean.cv is not None:
+        # Parsing and scanning take a moment: only for a request that can go through.
+        await verify_cv(clean.cv, settings)
     assert verdict.record is not None
     record = dict(verdict.record)
     target_view = describe_target(clean.target, record)

@@ -157,7 +157,8 @@ async def _handle(request: Request, kind: RequestKind, source: Any, form: FormDa
             raise Problem(400, "Vérifiez vos informations, puis renvoyez le formulaire.")
         accepted = await contact_requests.submit(state, submission)
     except Problem as problem:
-        if problem.status >= 500 or problem.status == 404:
+        # A 503 (the CV cannot be checked right now) keeps the page and its input too.
+        if (problem.status >= 500 and problem.status != 503) or problem.status == 404:
             raise
         errors = sorted(problem.errors, key=lambda e: _order(e.get("field", "")))
         page["errors"] = {e["field"]: e["message"] for e in errors}

@@ -33,6 +33,12 @@ def _bool(value: str) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
+def _clamd_url(value: str) -> str:
+    from .clamd import check_url
+
+    return check_url(value) if value else ""
+
+
 def _origins(value: str) -> tuple[str, ...]:
     return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
 
@@ -75,6 +81,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("MAX_BODY_BYTES", "5242880", "Largest request body accepted (413 beyond).", int),
     Setting("MAX_CV_BYTES", "3145728", "Largest CV accepted (413 beyond).", int),
+    Setting(
+        "CLAMD_URL",
+        "",
+        "ClamAV daemon scanning every CV (INSTREAM), `tcp://127.0.0.1:3310` or `unix:///run/clamav/clamd.ctl`. A virus is refused (415); while clamd cannot answer, CVs are refused with 503 and `Retry-After`, never forwarded unscanned. Unset: no scan.",
+        _clamd_url,
+    ),
     Setting("OFFER_MAX_APPLICATIONS", "80", "An offer closes after this many applications.", int),
     Setting(
         "APPLICATIONS_PER_TARGET",
@@ -155,6 +167,7 @@ class Settings:
     demo_data: bool
     max_body_bytes: int
     max_cv_bytes: int
+    clamd_url: str
     offer_max_applications: int
     applications_per_target: int
     applications_per_day: int

@@ -3,11 +3,8 @@ next to the field in the form pages and in the API's `errors` list."""
 
 from __future__ import annotations
 
-import io
 import re
 import unicodedata
-import zipfile
-from dataclasses import dataclass
 from typing import Any
 
 import phonenumbers
@@ -165,62 +162,3 @@ def display_phone(e164: str) -> str:
     except phonenumbers.NumberParseException:
         return e164
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL))
-
-
-# --- CV files --------------------------------------------------------------------
-
-PDF = "application/pdf"
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-
-
-@dataclass(frozen=True)
-class CV:
-    filename: str
-    content_type: str
-    data: bytes
-
-
-def sniff_cv_type(data: bytes) -> str | None:
-    """The type by content, never by name: PDF magic, or a zip holding word/document.xml."""
-    if data.startswith(b"%PDF-"):
-        return PDF
-    if data.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                if "word/document.xml" in archive.namelist():
-                    return DOCX
-        except (zipfile.BadZipFile, ValueError):
-            return None
-    return None
-
-
-def safe_filename(name: str, content_type: str) -> str:
-    stem = name.rsplit("/", 1)[-1].rsplit("\\", 1)[-1].rsplit(".", 1)[0]
-    stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-")[:60] or "cv"
-    return f"{stem}.{'pdf' if content_type == PDF else 'docx'}"
-
-
-def check_cv(filename: str, data: bytes, max_bytes: int) -> CV:
-    """Raises 413 for a file too large and 415 for a type that is not PDF or DOCX."""
-    if len(data) > max_bytes:
-        raise Problem(
-            413,
-            f"Le CV doit faire au plus {max_bytes // (1024 * 1024)} Mo.",
-            code="cv_too_large",
-            errors=[
-                {
-                    "field": "cv",
-                    "message": f"Ce fichier est trop lourd : {max_bytes // (1024 * 1024)} Mo au maximum.",
-                }
-            ],
-        )
-    content_type = sniff_cv_type(data)
-    if content_type is None:
-        raise Problem(
-            415,
-            "Le CV doit être un fichier PDF ou Word (.docx).",
-            code="cv_type",
-            errors=[{"field": "cv", "message": "Ce fichier n'est ni un PDF ni un document Word (.docx)."}],
-        )
-    return CV(safe_filename(filename or "cv", content_type), content_type, data)

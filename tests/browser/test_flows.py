@@ -12,12 +12,13 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Frame, Page
 
+from tests import seed
 from tests.browser.conftest import FORMATION, OFFER, SIRET, Servers, get_json, wait_events
 from tests.browser.test_embed import focused_in_slot, form_frame, slot
 
 pytestmark = pytest.mark.browser
 
-PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+PDF = seed.PDF  # a valid PDF: CVs are parsed
 WCAG = {
     "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
     "resultTypes": ["violations"],
