@@ -114,6 +114,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX contact_requests_contact ON contact_requests (contact_email, status)",
         ),
     ),
+    Migration(
+        4,
+        "failure kinds of the outbox, periodic jobs",
+        (
+            "ALTER TABLE outbox ADD COLUMN failure_kind TEXT",
+            """CREATE TABLE jobs (
+            name TEXT PRIMARY KEY, next_run_at {ts} NOT NULL, lease_owner TEXT, lease_until {ts})""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
