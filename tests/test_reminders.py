@@ -208,6 +208,9 @@ def test_reminders_are_a_job_of_the_email_worker_claimed_once_across_workers(
                     await other.disconnect()
 
         assert sorted(seed.run(client, three_workers)) == [0, 0, 1]  # one worker ran the job
+        # Not due again within its period, whichever worker asks.
+        same_time = bounces.create_worker(state.database, state.settings, clock=lambda: later)
+        assert seed.run(client, same_time.run_due_jobs) == 0
         # Due again a period later, but the reminder itself is claimed on its request.
         again = bounces.create_worker(
             state.database, state.settings, clock=lambda: later + dt.timedelta(hours=1)
