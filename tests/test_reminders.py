@@ -12,12 +12,19 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.conftest import make_settings
 from tests.smtp_server import SMTPServer
-from tests.test_applications import application
-from tests.test_appointments import appointment
-from tests.test_delivery import deliver, smtp_client
-from tests.test_replies import form_fields, links, path, submit_application
+from tests.support import (
+    application,
+    appointment,
+    deliver,
+    eventually,
+    form_fields,
+    links,
+    make_settings,
+    path,
+    smtp_client,
+    submit_application,
+)
 from widget_server import bounces, tables
 from widget_server.app import create_app
 from widget_server.reminders import send_due_reminders
@@ -233,11 +240,10 @@ def test_a_running_worker_sends_the_reminder_without_serve(tmp_path: Path, smtp_
         async def run_until_reminded() -> None:
             worker.start()
             try:
-                for _ in range(200):  # bounded: 10 s at most
-                    if any(str(r.message["Subject"]).startswith("Rappel") for r in smtp_server.received):
-                        return
-                    await asyncio.sleep(0.05)
-                raise AssertionError("no reminder arrived")
+                await eventually(
+                    lambda: any(str(r.message["Subject"]).startswith("Rappel") for r in smtp_server.received),
+                    "the reminder",
+                )
             finally:
                 await worker.stop()
 
