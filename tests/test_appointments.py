@@ -103,7 +103,7 @@ def test_multipart_is_not_accepted_for_rdv(client: TestClient, key: str) -> None
 def submit_at(client: TestClient, moment: dt.datetime, **overrides: Any) -> Any:
     """Submits through the pipeline with a chosen clock, to test the 4-day rule at its edges."""
     submission = contact_requests.Submission(kind=RDV, fields=appointment(**overrides), caller="mon-site")
-    return seed.run(client, contact_requests.submit, client.app.state, submission, moment)  # type: ignore[attr-defined]
+    return seed.run(client, contact_requests.submit, seed.state(client), submission, moment)
 
 
 def test_one_request_per_person_per_formation_per_four_days(client: TestClient, key: str) -> None:

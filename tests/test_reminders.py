@@ -34,7 +34,7 @@ DAY = dt.timedelta(days=1)
 
 
 def remind(client: TestClient, now: dt.datetime) -> int:
-    state = client.app.state  # type: ignore[attr-defined]
+    state = seed.state(client)
     return int(seed.run(client, send_due_reminders, state.database, state.settings, now))
 
 
@@ -135,7 +135,7 @@ def test_no_reminder_for_a_bouncing_or_opted_out_cfa(
 def test_no_reminder_after_a_reported_bounce(tmp_path: Path, smtp_server: SMTPServer) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         ask_the_cfa(client)
-        state = client.app.state
+        state = seed.state(client)
         seed.run(
             client,
             bounces.record_bounce,
