@@ -120,7 +120,9 @@ def text_of(msg: EmailMessage) -> str:
     return str(part.get_content()).replace("\r\n", "\n")
 
 
-def worker(database: Database, settings: Settings, clock: Clock, **options: Any) -> outbox.Worker:
+def worker(
+    database: Database, settings: Settings, clock: Callable[[], dt.datetime], **options: Any
+) -> outbox.Worker:
     return outbox.Worker(
         database,
         options.pop("transport", None) or mailer.transport_from_settings(settings),

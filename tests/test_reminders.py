@@ -198,7 +198,7 @@ def test_reminders_are_a_job_of_the_email_worker_claimed_once_across_workers(
         seed.offer(client)
         submit_application(client, smtp_server)
         later = created_at(client) + 6 * DAY
-        state = client.app.state
+        state = seed.state(client)
 
         async def three_workers() -> list[int]:
             # Separate connection pools, as three processes would have.
@@ -234,7 +234,7 @@ def test_a_running_worker_sends_the_reminder_without_serve(tmp_path: Path, smtp_
         seed.offer(client)
         submit_application(client, smtp_server)
         later = created_at(client) + 6 * DAY
-        state = client.app.state
+        state = seed.state(client)
         worker = bounces.create_worker(state.database, state.settings, clock=lambda: later)
 
         async def run_until_reminded() -> None:
