@@ -16,6 +16,7 @@ from tests.smtp_server import SMTPServer
 from tests.support import (
     application,
     appointment,
+    body,
     deliver,
     eventually,
     form_fields,
@@ -40,7 +41,8 @@ def remind(client: TestClient, now: dt.datetime) -> int:
 
 def created_at(client: TestClient) -> dt.datetime:
     [row] = seed.fetch_all(client, sa.select(tables.contact_requests.c.created_at))
-    return row["created_at"]  # type: ignore[no-any-return]
+    created: dt.datetime = row["created_at"]
+    return created
 
 
 def ask_the_cfa(client: TestClient) -> None:
@@ -108,7 +110,7 @@ def test_a_cfa_is_reminded_too(tmp_path: Path, smtp_server: SMTPServer) -> None:
     reminder = smtp_server.received[-1]
     assert reminder.rcpt_tos == ["rdv@cfa-commerce.example"]
     assert reminder.message["Subject"].startswith("Rappel : Demande de rendez-vous")
-    text = reminder.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = body(reminder.message, "plain")
     assert "J'ai répondu par un autre canal" in text and "Le candidat est injoignable" in text
     assert list(reminder.message.iter_attachments()) == []
 
