@@ -54,7 +54,7 @@ def test_one_reminder_after_five_days_never_twice(tmp_path: Path, smtp_server: S
         assert remind(client, start + 5 * DAY) == 1
         assert remind(client, start + 9 * DAY) == 0
         [row] = seed.fetch_all(client, tables.contact_requests.select())
-        assert row["reminded_at"] == start + 5 * DAY and row["status"] == "sent"
+        assert row["reminded_at"] == start + 5 * DAY and row["status"] == "delivered"
         deliver(client, now=start + 9 * DAY)
         reminder = smtp_server.received[-1]
         assert reminder.rcpt_tos == ["recrutement@boulangerie.example"]
@@ -180,3 +180,47 @@ def test_the_remind_command_is_safe_to_run_from_cron(
     assert "Reminders queued: 1" in capsys.readouterr().out
     assert cli.main(["remind"]) == 0
     assert "Reminders queued: 0" in capsys.readouterr().out
+
+
+def test_no_reminder_for_an_offer_that_expired(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client, expires_on=(dt.datetime.now(dt.UTC) + 3 * DAY).date())
+        submit_application(client, smtp_server)
+        start = created_at(client)
+        # Expired on day 3, due on day 5: no reminder for an offer no longer open.
+        assert remind(client, start + 6 * DAY) == 0
+        [row] = seed.fetch_all(client, tables.contact_requests.select())
+        assert row["reminded_at"] is None
+
+
+def test_ineligible_requests_never_hide_the_due_ones_behind_them(
+    tmp_path: Path, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from widget_server import reminders
+
+    monkeypatch.setattr(reminders, "PAGE_SIZE", 1)
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client, "OLD", contact_email="parti@ailleurs.example")
+        seed.offer(client)
+        key = seed.api_key(client)
+        for offer_id in ("OLD", seed.OFFER_ID):
+            response = client.post(
+                "/api/v1/applications",
+                json=application(offer_id=offer_id),
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert response.status_code == 202
+        deliver(client)
+        seed.run(
+            client,
+            client.app.state.database.execute,
+            sa.text("UPDATE offers SET status = 'closed' WHERE offer_id = 'OLD'"),
+        )  # type: ignore[attr-defined]
+        latest = max(r["created_at"] for r in seed.fetch_all(client, tables.contact_requests.select()))
+        assert remind(client, latest + 6 * DAY) == 1
+        reminded = {
+            r["target_ref"]
+            for r in seed.fetch_all(client, tables.contact_requests.select())
+            if r["reminded_at"]
+        }
+        assert reminded == {seed.OFFER_ID}

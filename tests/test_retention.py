@@ -74,7 +74,7 @@ def test_stats_counts_requests_by_kind_and_status(client: TestClient) -> None:
     submit(client)
     submit(client, email="autre@example.org")
     text = seed.run(client, stats, client.app.state.database)  # type: ignore[attr-defined]
-    assert "candidature  sent              2" in text
+    assert "candidature  received          2" in text
     assert "mon-site" in text
     emails = text.split("Emails by status:\n")[1].splitlines()
     assert sum(int(line.split()[-1]) for line in emails) == 4

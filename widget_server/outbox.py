@@ -40,6 +40,7 @@ BACKOFF_CAP_SECONDS = 3600.0
 
 Clock = Callable[[], dt.datetime]
 PermanentFailureHook = Callable[[Mapping[str, Any], str], Awaitable[None]]
+SentHook = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 _outbox = tables.outbox
 
@@ -103,6 +104,7 @@ class Worker:
         settings: Settings,
         *,
         on_permanent_failure: PermanentFailureHook | None = None,
+        on_sent: SentHook | None = None,
         clock: Clock | None = None,
         worker_id: str | None = None,
         batch_size: int = BATCH_SIZE,
@@ -111,6 +113,7 @@ class Worker:
         self.database = database
         self.transport = transport
         self.on_permanent_failure = on_permanent_failure
+        self.on_sent = on_sent
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.batch_size = batch_size
         self._clock = clock or _utcnow
@@ -287,7 +290,8 @@ class Worker:
         return updated
 
     async def _sent(self, row: Mapping[str, Any]) -> None:
-        await self._update(row, status="sent", sent_at=self._clock())
+        if await self._update(row, status="sent", sent_at=self._clock()) and self.on_sent is not None:
+            await self.on_sent(row)
         log.info("message %s (%s) to %s: sent", row["message_id"], row["template"], _domains(row))
 
     async def _retry(self, row: Mapping[str, Any], failure: TemporaryFailure) -> None:

@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -24,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import eligibility, tables
+from . import eligibility
 from .assets import ASSETS_DIR, Assets
-from .targets import Target, TargetKind
+from .targets import TARGETS, Target
 
 LOADER_SOURCE = ASSETS_DIR / "loader" / "loader.js"
 LOADER_CACHE = "public, max-age=300"
@@ -96,19 +95,13 @@ async def loader_script(request: Request) -> Response:
     return Response(loader.body, media_type=media_type, headers=headers)
 
 
-EXAMPLE_TARGETS: tuple[tuple[TargetKind, Any, Any], ...] = (
-    ("offer", tables.offers, tables.offers.c.offer_id),
-    ("company", tables.companies, tables.companies.c.siret),
-    ("formation", tables.formations, tables.formations.c.cle_ministere_educatif),
-)
-
-
 async def example_targets(database: Database, max_offer_applications: int) -> dict[str, str]:
     """One eligible reference per target kind, to fill the live preview."""
     candidates: list[Target] = []
-    for kind, table, key in EXAMPLE_TARGETS:
-        rows = await database.fetch_all(sa.select(key).select_from(table).order_by(key).limit(20))
-        candidates += [Target(kind, row[0]) for row in rows]
+    for spec in TARGETS.values():
+        key = spec.key_column
+        rows = await database.fetch_all(sa.select(key).order_by(key).limit(20))
+        candidates += [Target(spec.name, row[0]) for row in rows]
     found: dict[str, str] = {}
     for result in await eligibility.check_many(
         database, candidates, max_offer_applications=max_offer_applications
