@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from databases import Database
 
-from tests.conftest import make_settings
+from tests.support import make_settings
 from widget_server import migrations, tables
 from widget_server.cli import main
 from widget_server.resources import create_database
@@ -235,12 +235,12 @@ def test_migrate_command(
     assert run(settings, migrations.applied_versions) == {m.version for m in migrations.MIGRATIONS}
 
 
-def test_version_4_keys_quotas_by_identity_and_renames_sent(settings: Settings) -> None:
+def test_version_5_keys_quotas_by_identity_and_renames_sent(settings: Settings) -> None:
     """Existing requests get their case-folded email and caller origin; `sent`
     becomes `delivered` where the recruiter's email went, `received` elsewhere."""
 
     async def work(database: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        await migrations.migrate(database, target=3)
+        await migrations.migrate(database, target=4)
         requests = tables.contact_requests
         common = {
             "kind": "candidature",

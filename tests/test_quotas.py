@@ -5,7 +5,6 @@ of the same name; and the offer's application cap, exact under concurrency."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 from pathlib import Path
 from typing import Any
@@ -14,26 +13,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.conftest import make_settings
+from tests.support import application, make_settings
 from widget_server import contact_requests, tables
 from widget_server.app import create_app
 from widget_server.kinds import CANDIDATURE
 from widget_server.problems import Problem
 
 FORM = "/widget/v1/candidature"
-
-
-def application(**overrides: Any) -> dict[str, Any]:
-    body = {
-        "offer_id": seed.OFFER_ID,
-        "first_name": "Léa",
-        "last_name": "Moreau",
-        "email": "lea.moreau@example.org",
-        "phone": "06 12 34 56 78",
-        "cv": "data:application/pdf;base64," + base64.b64encode(seed.PDF).decode(),
-        **overrides,
-    }
-    return body
 
 
 def post(client: TestClient, key: str, body: dict[str, Any], path: str = "/api/v1/applications") -> Any:
@@ -174,7 +160,7 @@ def test_the_application_cap_holds_under_concurrent_submissions(tmp_path: Path) 
         async def one(index: int) -> str:
             submission = contact_requests.Submission(
                 kind=CANDIDATURE,
-                fields={**application(email=f"c{index}@example.org"), "cv": None},
+                fields=application(email=f"c{index}@example.org", cv=None),
                 caller="mon-site",
                 caller_origin="key",
                 cv_filename="cv.pdf",

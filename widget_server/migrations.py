@@ -116,6 +116,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         4,
+        "outbox envelope sender, fixed at queue time",
+        # NULL for rows queued before: the worker uses MAIL_FROM's address for them.
+        ("ALTER TABLE outbox ADD COLUMN envelope_sender TEXT",),
+    ),
+    Migration(
+        5,
         "quota identity (case-folded email, caller origin); status sent → received",
         (
             "ALTER TABLE contact_requests ADD COLUMN email_key TEXT",

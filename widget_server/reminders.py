@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from databases import Database
 
-from . import eligibility, emails, outbox, reply_tokens, tables
-from .contact_requests import OPEN, request_context
+from . import eligibility, outbox, reply_tokens, tables
+from .contact_requests import OPEN, StoredRequest, compose_pro_email
 from .kinds import KINDS, PRO_EMAILS
 from .resources import write_transaction
 from .settings import Settings
@@ -105,7 +105,7 @@ async def _remind(
     now: dt.datetime,
 ) -> int:
     kind = KINDS[row["kind"]]
-    view = target.spec.describe(record, target.ref)
+    stored = StoredRequest(row, kind, target, target.spec.describe(record, target.ref))
     tokens = reply_tokens.issue_set(
         row["id"],
         row["contact_email"],
@@ -114,24 +114,8 @@ async def _remind(
         public_url=settings.public_url,
         now=now,
     )
-    context = {
-        **request_context(kind, row, view, settings.public_url),
-        "reminder": True,
-        "buttons": tokens.buttons,
-        "optout_url": tokens.optout_url,
-    }
-    # Threaded under the first email, and complete without it: the recruiter
-    # may have deleted it, so the CV is attached again.
-    message = emails.compose(
-        settings,
-        kind.pro_email,
-        context,
-        to=emails.address(view["contact_name"], row["contact_email"]),
-        reply_to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
-        in_reply_to=row["first_message_id"],
-        unsubscribe_url=tokens.optout_url,
-        now=now,
-    )
+    # Threaded under the first email.
+    message = compose_pro_email(settings, stored, tokens, reminder_of=row["first_message_id"], now=now)
     requests = tables.contact_requests
     async with write_transaction(database):
         # Claimed atomically: two instances running this never remind twice.
