@@ -103,7 +103,7 @@ def run(label: str, url: str, args: argparse.Namespace, pdf: bytes, key: str) ->
     start = time.perf_counter()
     latencies = asyncio.run(hammer(url, args.requests, args.concurrency, pdf, key))
     elapsed = time.perf_counter() - start
-    rate = args.requests / elapsed
+    rate: float = args.requests / elapsed
     p50 = statistics.median(latencies) * 1000
     p95 = sorted(latencies)[int(len(latencies) * 0.95)] * 1000
     print(f"{label:<34} {rate:8.1f} req/s   p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")

@@ -126,7 +126,7 @@ def deliver(
     client: TestClient, batches: int = 1000, batch_size: int = 20, now: dt.datetime | None = None
 ) -> int:
     """Runs one email worker until the outbox has nothing due (or `batches` batches)."""
-    state = client.app.state  # type: ignore[attr-defined]
+    state = seed.state(client)
     worker = delivery.create_worker(
         state.database, state.settings, batch_size=batch_size, clock=(lambda: now) if now else None
     )

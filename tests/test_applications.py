@@ -32,7 +32,7 @@ def post(client: TestClient, key: str, body: dict[str, Any], **headers: str) -> 
 
 def outbox_messages(client: TestClient) -> list[tuple[dict[str, Any], EmailMessage]]:
     rows = seed.fetch_all(client, sa.select(tables.outbox).order_by(tables.outbox.c.id))
-    return [(row, message_from_bytes(row["raw"], policy=policy.default)) for row in rows]  # type: ignore[misc]
+    return [(row, message_from_bytes(row["raw"], policy=policy.default)) for row in rows]
 
 
 def test_json_application_is_stored_with_its_cv_and_two_queued_emails(client: TestClient, key: str) -> None:
@@ -116,7 +116,7 @@ def test_revoked_key_is_401(client: TestClient, key: str) -> None:
     from widget_server import callers
 
     prefix = key.split("_")[1]
-    assert seed.run(client, callers.revoke_key, client.app.state.database, prefix)  # type: ignore[attr-defined]
+    assert seed.run(client, callers.revoke_key, seed.state(client).database, prefix)
     assert post(client, key, application()).status_code == 401
 
 

@@ -105,7 +105,7 @@ def submit_at(client: TestClient, moment: dt.datetime, **overrides: Any) -> Any:
     submission = contact_requests.Submission(
         kind=RDV, fields=appointment(**overrides), caller="mon-site", caller_origin="key"
     )
-    return seed.run(client, contact_requests.submit, client.app.state, submission, moment)  # type: ignore[attr-defined]
+    return seed.run(client, contact_requests.submit, seed.state(client), submission, moment)
 
 
 def test_one_request_per_person_per_formation_per_four_days(client: TestClient, key: str) -> None:

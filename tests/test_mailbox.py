@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from tests import seed
 from tests.support import make_settings, wait_until
 from widget_server import outbox
 from widget_server.app import create_app
@@ -237,6 +238,6 @@ def _worker_delivers(client: TestClient) -> None:
             )
         app.state.outbox_worker.wake()
 
-    client.portal.call(queue)  # type: ignore[union-attr]
+    seed.run(client, queue)
     wait_until(lambda: listing(client), "the worker to deliver")
     assert [m["message_id"] for m in listing(client)] == [msg["Message-ID"]]

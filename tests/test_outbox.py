@@ -151,7 +151,9 @@ def test_a_message_is_delivered_once_with_headers_and_body_intact(tmp_path: Path
     assert received.message["Message-ID"] == msg["Message-ID"]
     assert received.message["Subject"] == "Léa Moreau candidate à « Vendeur·se en boulangerie »"
     assert text_of(received.message) == text_of(msg)
-    assert "Léa Moreau vous écrit." in received.message.get_body(("html",)).get_content()
+    html_part = received.message.get_body(("html",))
+    assert html_part is not None
+    assert "Léa Moreau vous écrit." in html_part.get_content()
 
 
 def test_queued_messages_are_7_bit_and_reach_a_server_without_8bitmime(tmp_path: Path) -> None:

@@ -155,7 +155,7 @@ def test_form_submissions_never_spend_the_partner_keys_quota(tmp_path: Path) -> 
 def test_the_application_cap_holds_under_concurrent_submissions(tmp_path: Path) -> None:
     with app_client(tmp_path, OFFER_MAX_APPLICATIONS="80") as client:
         seed.offer(client, application_count=79)
-        state: Any = client.app.state  # type: ignore[attr-defined]
+        state = seed.state(client)
 
         async def one(index: int) -> str:
             submission = contact_requests.Submission(

@@ -31,7 +31,7 @@ DAY = dt.timedelta(days=1)
 
 
 def remind(client: TestClient, now: dt.datetime) -> int:
-    state = client.app.state  # type: ignore[attr-defined]
+    state = seed.state(client)
     return int(seed.run(client, send_due_reminders, state.database, state.settings, now))
 
 
@@ -132,7 +132,7 @@ def test_no_reminder_for_a_bouncing_or_opted_out_cfa(
 def test_no_reminder_after_a_reported_bounce(tmp_path: Path, smtp_server: SMTPServer) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         ask_the_cfa(client)
-        state = client.app.state
+        state = seed.state(client)
         seed.run(
             client,
             bounces.record_bounce,
@@ -219,9 +219,9 @@ def test_ineligible_requests_never_hide_the_due_ones_behind_them(
         deliver(client)
         seed.run(
             client,
-            client.app.state.database.execute,
+            seed.state(client).database.execute,
             sa.text("UPDATE offers SET status = 'closed' WHERE offer_id = 'OLD'"),
-        )  # type: ignore[attr-defined]
+        )
         latest = max(r["created_at"] for r in seed.fetch_all(client, tables.contact_requests.select()))
         assert remind(client, latest + 6 * DAY) == 1
         reminded = {

@@ -159,7 +159,7 @@ def test_unknown_and_expired_tokens(tmp_path: Path, smtp_server: SMTPServer) -> 
         assert client.post("/reply/not-a-real-token", data={}).status_code == 404
 
         async def expire() -> None:
-            await client.app.state.database.execute(
+            await seed.state(client).database.execute(
                 tables.reply_tokens.update().values(
                     expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
                 )
@@ -265,7 +265,7 @@ def test_an_expired_link_changes_nothing_whatever_the_method(tmp_path: Path, smt
         fields = form_fields(client.get(url).text)
         seed.run(
             client,
-            client.app.state.database.execute,
+            seed.state(client).database.execute,
             tables.reply_tokens.update().values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)),
         )
         before = snapshot(client)

@@ -67,7 +67,7 @@ def test_loader_is_served_gzipped_to_browsers_that_accept_it(client: TestClient)
 
 
 def test_loader_is_not_one_of_the_hashed_assets(client: TestClient) -> None:
-    assets = client.app.state.assets  # type: ignore[attr-defined]
+    assets = seed.state(client).assets
     with pytest.raises(KeyError):
         assets.url("loader.js")
 

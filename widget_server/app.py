@@ -17,6 +17,7 @@ from . import (
     bounces,
     delivery,
     forms,
+    integration,
     mailbox,
     migrations,
     openapi,
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/optout/{token}", optout.optout_page, methods=["GET", "POST"], name="optout"),
         *mailbox.routes(settings),
         *widget.routes,
+        *integration.routes,
     ]
     app = Starlette(
         routes=routes,
