@@ -22,6 +22,7 @@ from typing import Any
 import httpx2
 import uvicorn
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -62,7 +63,8 @@ class Server:
 async def echo(request: Request) -> Response:
     async with request.form() as form:
         upload = form["cv"]
-        data = await upload.read()  # type: ignore[union-attr]
+        assert isinstance(upload, UploadFile)
+        data = await upload.read()
         return JSONResponse({"bytes": len(data), "fields": len(form)}, status_code=202)
 
 

@@ -235,12 +235,12 @@ def test_migrate_command(
     assert run(settings, migrations.applied_versions) == {m.version for m in migrations.MIGRATIONS}
 
 
-def test_version_5_keys_quotas_by_identity_and_renames_sent(settings: Settings) -> None:
+def test_version_6_keys_quotas_by_identity_and_renames_sent(settings: Settings) -> None:
     """Existing requests get their case-folded email and caller origin; `sent`
     becomes `delivered` where the recruiter's email went, `received` elsewhere."""
 
     async def work(database: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        await migrations.migrate(database, target=4)
+        await migrations.migrate(database, target=5)
         requests = tables.contact_requests
         common = {
             "kind": "candidature",

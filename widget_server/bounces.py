@@ -77,10 +77,11 @@ async def _tell_candidate(
     )
 
 
-def on_permanent_failure(
+def on_recipient_refused(
     database: Database, settings: Settings
 ) -> Callable[[Mapping[str, Any], str], Awaitable[None]]:
-    """The outbox worker's hook for a 5xx answer to one of our messages."""
+    """The outbox worker's hook for a refused recipient (a bounce); other refusals
+    only fail their message (see `outbox`)."""
 
     async def hook(row: Mapping[str, Any], error: str) -> None:
         if row["template"] not in PRO_TEMPLATES:

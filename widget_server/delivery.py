@@ -1,6 +1,7 @@
 """The service's email worker, assembled: the outbox worker with the transport the
 settings name (SMTP or the dev mailbox), a request turning `delivered` when its
-first email to the recruiter or CFA is accepted, and bounces handled."""
+first email to the recruiter or CFA is accepted, bounces handled, and reminders
+as its periodic job."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from databases import Database
 
-from . import bounces, outbox, tables
+from . import bounces, outbox, reminders, tables
 from .contact_requests import DELIVERED, RECEIVED
 from .kinds import PRO_EMAILS
 from .mailer import transport_from_settings
@@ -23,8 +24,9 @@ def create_worker(database: Database, settings: Settings, **options: Any) -> out
         database,
         transport_from_settings(settings),
         settings,
-        on_permanent_failure=bounces.on_permanent_failure(database, settings),
+        on_recipient_refused=bounces.on_recipient_refused(database, settings),
         on_sent=on_sent(database),
+        periodic_jobs=[reminders.job(database, settings)],
         **options,
     )
 

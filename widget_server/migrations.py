@@ -122,6 +122,15 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         5,
+        "failure kinds of the outbox, periodic jobs",
+        (
+            "ALTER TABLE outbox ADD COLUMN failure_kind TEXT",
+            """CREATE TABLE jobs (
+            name TEXT PRIMARY KEY, next_run_at {ts} NOT NULL, lease_owner TEXT, lease_until {ts})""",
+        ),
+    ),
+    Migration(
+        6,
         "quota identity (case-folded email, caller origin); status sent → received",
         (
             "ALTER TABLE contact_requests ADD COLUMN email_key TEXT",

@@ -1,11 +1,10 @@
 """One reminder to the recruiter or CFA for a request still unanswered after
 `REMINDER_DAYS`: never for an answered, bouncing or opted-out one, never twice.
-Runs inside `serve` every few minutes and as `widget-server remind` (cron-safe)."""
+A periodic job of the email workers (`serve`'s or `worker`'s, whichever claims it),
+and `widget-server remind` (cron-safe): each reminder is claimed on its request."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import Mapping
@@ -16,13 +15,13 @@ from databases import Database
 
 from . import eligibility, outbox, reply_tokens, tables
 from .contact_requests import OPEN, StoredRequest, compose_pro_email
+from .jobs import PeriodicJob
 from .kinds import KINDS, PRO_EMAILS
 from .resources import write_transaction
 from .settings import Settings
 from .targets import Target
 
 log = logging.getLogger("widget_server.reminders")
-EVERY_SECONDS = 300
 PAGE_SIZE = 500
 
 
@@ -138,14 +137,10 @@ async def _remind(
     return 1
 
 
-async def run_periodically(database: Database, settings: Settings, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            async with database.connection():
-                count = await send_due_reminders(database, settings)
-            if count:
-                log.info("queued %d reminders", count)
-        except Exception:
-            log.exception("reminders failed; trying again later")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), EVERY_SECONDS)
+def job(database: Database, settings: Settings) -> PeriodicJob:
+    """The reminders as a periodic job of the email workers."""
+
+    async def run(now: dt.datetime) -> int:
+        return await send_due_reminders(database, settings, now)
+
+    return PeriodicJob("reminders", dt.timedelta(seconds=settings.reminders_every_seconds), run)
