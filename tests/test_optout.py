@@ -12,7 +12,16 @@ from starlette.testclient import TestClient
 
 from tests import seed
 from tests.smtp_server import SMTPServer
-from tests.support import appointment, deliver, links, path, smtp_client, snapshot, submit_application
+from tests.support import (
+    appointment,
+    data_url,
+    deliver,
+    links,
+    path,
+    smtp_client,
+    snapshot,
+    submit_application,
+)
 from widget_server import tables
 
 OTHER_SIRET = "73282932000108"
@@ -65,7 +74,7 @@ def test_one_click_opt_out_makes_the_company_ineligible_at_once(
                 "last_name": "B",
                 "email": "b@example.org",
                 "phone": "0612345678",
-                "cv": "data:application/pdf;base64,JVBERi0x",
+                "cv": data_url(seed.PDF),
             },
         )
         assert refused.status_code == 409 and refused.json()["code"] == "opted_out"

@@ -135,6 +135,9 @@ async def submit(state: State, submission: Submission, now: dt.datetime | None =
         )
         if replay is not None:
             return replay
+    if clean.cv is not None:
+        # Parsing and scanning take a moment: before the write transaction, never inside.
+        await verify_cv(clean.cv, settings)
     async with write_transaction(database):
         record = await _eligible_record(database, clean.target, settings)
         row = _request_row(submission, clean, record, now)
@@ -157,9 +160,6 @@ async def _eligible_record(database: Database, target: Target, settings: Setting
         raise Problem(
             409, NOT_ELIGIBLE.get(verdict.reason or "", NOT_ELIGIBLE["closed"]), code=verdict.reason
         )
-    if clean.cv is not None:
-        # Parsing and scanning take a moment: only for a request that can go through.
-        await verify_cv(clean.cv, settings)
     assert verdict.record is not None
     return dict(verdict.record)
 
