@@ -18,6 +18,14 @@ from widget_server.settings import Settings, load_settings
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 
+# The least a production configuration needs (settings.production_problems).
+PRODUCTION = {
+    "ENVIRONMENT": "production",
+    "PUBLIC_URL": "https://widget.example",
+    "SECRET_KEY": "JJGnvLGrjOl4BfYWMusiRhTDckxIqIKcLPLgxzTHBXM",
+    "SMTP_URL": "smtp://127.0.0.1:2525",
+}
+
 
 def reset_postgresql(url: str) -> None:
     import asyncpg

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import make_settings
+from tests.conftest import PRODUCTION, make_settings
 from widget_server import outbox
 from widget_server.app import create_app
 from widget_server.mailbox import HTML_CSP
@@ -184,7 +184,7 @@ def test_the_mailbox_can_be_emptied(quiet_client: TestClient, quiet_settings: Se
     "overrides",
     [
         {"SMTP_URL": "smtp://127.0.0.1:2525"},
-        {"ENVIRONMENT": "production", "PUBLIC_URL": "https://widget.example"},
+        PRODUCTION,
     ],
 )
 def test_there_is_no_mailbox_when_emails_really_leave_or_in_production(

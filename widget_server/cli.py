@@ -54,7 +54,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     from . import host_page
+    from .logs import configure_logging
 
+    configure_logging(settings)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -63,6 +65,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             log_level=settings.log_level.lower(),
             proxy_headers=True,
             server_header=False,
+            # uvicorn's loggers propagate to the root handler, in LOG_FORMAT.
+            log_config=None,
         )
     )
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run does
@@ -71,12 +75,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    import logging
     import signal
 
     from .bounces import create_worker
+    from .logs import configure_logging
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
 
     async def work(database: Database) -> None:
         worker = create_worker(database, settings)

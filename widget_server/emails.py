@@ -19,10 +19,11 @@ from urllib.parse import urlsplit
 import jinja2
 from mjml import mjml2html
 
-from .settings import ROOT, Settings
+from .bundled import data_dir
+from .settings import Settings
 from .validation import display_phone
 
-EMAILS_DIR = ROOT / "templates" / "emails"
+EMAILS_DIR = data_dir("emails")
 
 
 @dataclass(frozen=True)

@@ -317,7 +317,7 @@ def transport_from_settings(settings: Settings) -> Transport:
             log.warning("SMTP_URL is unset: emails are only written to %s", mailbox_dir(settings))
         return DevMailboxTransport(mailbox_dir(settings))
     return SMTPTransport(
-        parse_smtp_url(settings.smtp_url),
+        parse_smtp_url(settings.smtp_url.reveal()),
         sender=parseaddr(settings.mail_from)[1],
         local_hostname=urlsplit(settings.public_url).hostname or "localhost",
         # A send must end well within the lease, or another worker could take the message.
