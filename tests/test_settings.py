@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PRODUCTION
+from tests.support import PRODUCTION
 from widget_server.cli import build_parser, main
 from widget_server.settings import SETTINGS, Secret, Settings, SettingsError, load_settings, secret_weakness
 
