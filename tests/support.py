@@ -201,3 +201,11 @@ def snapshot(client: TestClient) -> list[list[dict[str, Any]]]:
             tables.formations,
         )
     ] + [seed.fetch_all(client, sa.select(tables.outbox.c.id))]
+
+
+def every_row(client: TestClient) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, to show that something changed nothing."""
+    return {
+        name: sorted((seed.fetch_all(client, sa.select(table))), key=repr)
+        for name, table in tables.metadata.tables.items()
+    }

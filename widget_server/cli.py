@@ -157,7 +157,7 @@ def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
     from .retention import purge
 
     async def work(database: Database) -> str:
-        return (await purge(database, settings)).summary()
+        return (await purge(database, settings, dry_run=args.dry_run)).summary()
 
     print(asyncio.run(with_database(settings, work)))
     return 0
@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="a .csv (header row) or .jsonl file")
     imp.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
     imp.add_argument("--quiet", action="store_true", help="no progress display")
+    parsers["purge"].add_argument(
+        "--dry-run", action="store_true", help="print what would be deleted or anonymised, change nothing"
+    )
     keys = parsers["keys"].add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="print a new key for CALLER, once")
     create.add_argument("caller", help="the partner's name, e.g. mon-site")

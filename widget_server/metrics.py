@@ -67,23 +67,22 @@ class Metrics:
         now = now or dt.datetime.now(dt.UTC)
         outbox = tables.outbox
         waiting = await database.fetch_one(
-            sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(outbox.c.status.in_(WAITING))
+            sa.select(
+                sa.func.count().label("n"),
+                sa.func.min(outbox.c.created_at).label("oldest"),
+            ).where(outbox.c.status.in_(WAITING))
         )
-        count, oldest = (waiting[0], waiting[1]) if waiting else (0, None)
-        self.outbox_depth.set(count or 0)
-        if isinstance(oldest, str):  # SQLite hands back aggregates untyped
-            oldest = dt.datetime.fromisoformat(oldest)
-        if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=dt.UTC)
+        oldest = waiting["oldest"] if waiting else None
+        self.outbox_depth.set(waiting["n"] if waiting else 0)
         self.outbox_oldest.set(max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
         rows = await database.fetch_all(
-            sa.select(outbox.c.template, outbox.c.status, sa.func.count()).group_by(
+            sa.select(outbox.c.template, outbox.c.status, sa.func.count().label("n")).group_by(
                 outbox.c.template, outbox.c.status
             )
         )
         self.outbox_messages.clear()
-        for template, status, n in rows:
-            self.outbox_messages.labels(kind=template, status=status).set(n)
+        for row in rows:
+            self.outbox_messages.labels(kind=row["template"], status=row["status"]).set(row["n"])
 
     async def endpoint(self, request: Request) -> Response:
         settings: Settings = request.app.state.settings

@@ -178,7 +178,9 @@ class RequestIdMiddleware:
             return
         rid = request_id(scope)
         # Log lines written while this request is answered carry its id (logs.py).
-        token = REQUEST_ID.set(rid)
+        # Not reset on the way out: the server error handler logs outside this
+        # middleware, and each request runs in a task of its own, whose context dies with it.
+        REQUEST_ID.set(rid)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -187,10 +189,7 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            REQUEST_ID.reset(token)
+        await self.app(scope, receive, send_with_id)
 
 
 EXCEPTION_HANDLERS = {
