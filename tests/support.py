@@ -12,16 +12,23 @@ import asyncio
 import base64
 import datetime as dt
 import html
+import http.client
 import os
 import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import uvicorn
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp
 
 from tests import seed
-from tests.smtp_server import Received, SMTPServer
+from tests.smtp_server import Received, SMTPServer, free_port
 from widget_server import bounces, tables
 from widget_server.app import create_app
 from widget_server.settings import Settings, load_settings
@@ -203,9 +210,72 @@ def snapshot(client: TestClient) -> list[list[dict[str, Any]]]:
     ] + [seed.fetch_all(client, sa.select(tables.outbox.c.id))]
 
 
+<<<<<<< HEAD
 def every_row(client: TestClient) -> dict[str, list[dict[str, Any]]]:
     """Every row of every table, to show that something changed nothing."""
     return {
         name: sorted((seed.fetch_all(client, sa.select(table))), key=repr)
         for name, table in tables.metadata.tables.items()
     }
+=======
+# --- waiting for something that happens elsewhere -----------------------------
+
+
+def wait_until(condition: Callable[[], object], what: str, seconds: float = 10.0) -> None:
+    """Polls `condition` until it is true, failing after `seconds`: for what
+    another thread or process does, instead of sleeping a guessed time."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {seconds} s for {what}")
+        time.sleep(0.01)
+
+
+async def eventually(condition: Callable[[], object], what: str, seconds: float = 10.0) -> None:
+    """`wait_until` for a test running inside an event loop."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {seconds} s for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def within(awaitable: Awaitable[Any], what: str, seconds: float = 10.0) -> Any:
+    """Awaits `awaitable`, failing (not hanging) after `seconds`."""
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError:
+        raise AssertionError(f"still waiting after {seconds} s for {what}") from None
+
+
+# --- a real HTTP server, for what TestClient would tidy up --------------------
+
+
+@contextmanager
+def serving(app: ASGIApp) -> Iterator[tuple[str, int]]:
+    """Runs `app` under uvicorn on 127.0.0.1 and a free port, in a thread;
+    yields (host, port). For requests that httpx would normalise before they
+    leave (`/../`, `%2e%2e`), which only a real server receives as sent."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, "the server to start")
+        yield server.config.host, server.config.port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def raw_get(address: tuple[str, int], target: str) -> tuple[int, bytes]:
+    """GET `target` exactly as written (no normalisation of dots or escapes)."""
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        connection.request("GET", target)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+>>>>>>> main

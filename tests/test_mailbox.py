@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email
 import email.policy
-import time
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.support import PRODUCTION, make_settings
+from tests.support import PRODUCTION, make_settings, wait_until
 from widget_server import outbox
 from widget_server.app import create_app
 from widget_server.mailbox import HTML_CSP
@@ -89,7 +89,12 @@ def test_the_dev_transport_writes_whole_eml_files_in_time_order(tmp_path: Path) 
 def test_the_list_shows_the_newest_first(quiet_client: TestClient, quiet_settings: Settings) -> None:
     first = message("Premier", template="candidature_ack")
     deliver(quiet_settings, first)
-    time.sleep(0.002)  # file names carry the delivery time, to the microsecond
+    # File names carry the delivery time, to the microsecond: deliver the second later.
+    [written] = mailbox_dir(quiet_settings).glob("*.eml")
+    wait_until(
+        lambda: f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}Z" > written.name.split("-")[0],
+        "the clock to pass the first delivery",
+    )
     second = message("Second")
     deliver(quiet_settings, second)
     messages = listing(quiet_client)
@@ -213,9 +218,5 @@ def _worker_delivers(client: TestClient) -> None:
         app.state.outbox_worker.wake()
 
     client.portal.call(queue)  # type: ignore[union-attr]
-    for _ in range(100):  # bounded: 5 s at most
-        messages = listing(client)
-        if messages:
-            break
-        time.sleep(0.05)
-    assert [m["message_id"] for m in messages] == [msg["Message-ID"]]
+    wait_until(lambda: listing(client), "the worker to deliver")
+    assert [m["message_id"] for m in listing(client)] == [msg["Message-ID"]]

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -22,7 +21,7 @@ import sqlalchemy as sa
 from databases import Database
 
 from tests.smtp_server import Accounts, SMTPServer, free_port, running
-from tests.support import make_settings
+from tests.support import eventually, make_settings, wait_until, within
 from widget_server import mailer, migrations, outbox, tables
 from widget_server.mailer import SMTPConfig, TemporaryFailure, Transport, parse_smtp_url
 from widget_server.resources import create_database, prepare_sqlite
@@ -463,27 +462,36 @@ def test_a_message_is_given_up_after_max_attempts(tmp_path: Path) -> None:
     assert calls == []  # a full mailbox is not a bounce
 
 
+class WatchedWorker(outbox.Worker):
+    """A worker that tells when a batch found nothing to do: from then on it
+    waits for `wake()` or its next poll."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle = asyncio.Event()
+
+    async def run_once(self) -> int:
+        handled = await super().run_once()
+        if not handled:
+            self.idle.set()
+        return handled
+
+
 def test_the_worker_wakes_up_when_told_and_stops_cleanly(tmp_path: Path) -> None:
     first, second = message(), message("contact@garage-durand.example")
     with running() as server:
         settings = settings_for(tmp_path, server.url, OUTBOX_POLL_SECONDS="600")
 
-        async def wait_for_messages(count: int) -> None:
-            for _ in range(200):  # bounded: 10 s at most
-                if len(server.received) >= count:
-                    return
-                await asyncio.sleep(0.05)
-            raise AssertionError(f"expected {count} messages, got {len(server.received)}")
-
         async def scenario(database: Database) -> None:
-            work = outbox.Worker(database, mailer.transport_from_settings(settings), settings)
+            work = WatchedWorker(database, mailer.transport_from_settings(settings), settings)
             await queue(database, first)
             work.start()
-            await wait_for_messages(1)
-            await asyncio.sleep(0.2)  # let it go back to sleep: the next poll is 10 minutes away
+            await eventually(lambda: len(server.received) == 1, "the first message")
+            # Asleep now, with its next poll 10 minutes away: only wake() brings it back.
+            await within(work.idle.wait(), "the worker to find nothing more to do")
             await queue(database, second)
             work.wake()
-            await wait_for_messages(2)
+            await eventually(lambda: len(server.received) == 2, "the second message")
             await work.stop()
 
         run(settings, scenario)
@@ -596,10 +604,9 @@ def test_the_worker_command_delivers_and_stops_on_sigterm(tmp_path: Path) -> Non
             text=True,
         )
         try:
-            for _ in range(200):  # bounded: 20 s at most
-                if server.received or process.poll() is not None:
-                    break
-                time.sleep(0.1)
+            wait_until(
+                lambda: server.received or process.poll() is not None, "the worker to deliver", seconds=20
+            )
             process.send_signal(signal.SIGTERM)
             _, errors = process.communicate(timeout=20)
         finally:
