@@ -210,14 +210,14 @@ def snapshot(client: TestClient) -> list[list[dict[str, Any]]]:
     ] + [seed.fetch_all(client, sa.select(tables.outbox.c.id))]
 
 
-<<<<<<< HEAD
 def every_row(client: TestClient) -> dict[str, list[dict[str, Any]]]:
     """Every row of every table, to show that something changed nothing."""
     return {
         name: sorted((seed.fetch_all(client, sa.select(table))), key=repr)
         for name, table in tables.metadata.tables.items()
     }
-=======
+
+
 # --- waiting for something that happens elsewhere -----------------------------
 
 
@@ -278,4 +278,3 @@ def raw_get(address: tuple[str, int], target: str) -> tuple[int, bytes]:
         return response.status, response.read()
     finally:
         connection.close()
->>>>>>> main
