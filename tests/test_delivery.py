@@ -77,23 +77,6 @@ def test_rdv_reaches_the_cfa_and_the_candidate(tmp_path: Path, smtp_server: SMTP
     assert "01 99 00 12 34" in ack.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
-def test_a_name_with_a_newline_injects_no_header(tmp_path: Path, smtp_server: SMTPServer) -> None:
-    with smtp_client(tmp_path, smtp_server) as client:
-        seed.offer(client)
-        key = seed.api_key(client)
-        response = client.post(
-            "/api/v1/applications",
-            headers={"Authorization": f"Bearer {key}"},
-            json=application(first_name="Léa\nBcc: evil@example.com"),
-        )
-        assert response.status_code == 202
-        deliver(client)
-    for received in smtp_server.received:
-        assert "evil@example.com" not in received.rcpt_tos
-        assert received.message["Bcc"] is None
-        assert not re.search(rb"^Bcc:", received.data, re.MULTILINE)
-
-
 def test_recruiter_address_refused_marks_bounce_and_tells_the_candidate(
     tmp_path: Path, smtp_server: SMTPServer
 ) -> None:

@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from tests.support import PRODUCTION, make_settings, wait_until
 from widget_server import outbox
 from widget_server.app import create_app
+from widget_server.emails import Outgoing
 from widget_server.mailbox import HTML_CSP
 from widget_server.mailer import DevMailboxTransport, mailbox_dir
 from widget_server.settings import Settings
@@ -51,7 +52,11 @@ def deliver(settings: Settings, *messages: EmailMessage) -> None:
 
     async def send_all() -> None:
         for msg in messages:
-            await transport.send(msg)
+            await transport.send(
+                "noreply@lba.example",
+                ["recrutement@boulangerie.example"],
+                msg.as_bytes(policy=email.policy.SMTP),
+            )
 
     asyncio.run(send_all())
 
@@ -214,7 +219,12 @@ def _worker_delivers(client: TestClient) -> None:
 
     async def queue() -> None:
         async with app.state.database.transaction():
-            await outbox.enqueue(app.state.database, msg, template="candidature_pro", request_id=None)
+            await outbox.enqueue(
+                app.state.database,
+                Outgoing(msg, "noreply@lba.example", ("recrutement@boulangerie.example",)),
+                template="candidature_pro",
+                request_id=None,
+            )
         app.state.outbox_worker.wake()
 
     client.portal.call(queue)  # type: ignore[union-attr]

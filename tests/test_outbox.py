@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -22,8 +22,8 @@ from databases import Database
 
 from tests.smtp_server import Accounts, SMTPServer, free_port, running
 from tests.support import eventually, make_settings, wait_until, within
-from widget_server import mailer, migrations, outbox, tables
-from widget_server.mailer import SMTPConfig, TemporaryFailure, Transport, parse_smtp_url
+from widget_server import emails, mailer, migrations, outbox, tables
+from widget_server.mailer import PermanentFailure, SMTPConfig, TemporaryFailure, Transport, parse_smtp_url
 from widget_server.resources import create_database, prepare_sqlite
 from widget_server.settings import Settings
 
@@ -72,7 +72,7 @@ def run(settings: Settings, scenario: Callable[[Database], Awaitable[Any]]) -> A
 def message(
     to: str = "recrutement@boulangerie.example", subject: str = "Nouvelle candidature"
 ) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=emails.SMTP_POLICY)
     msg["From"] = "La bonne alternance <noreply@lba.example>"
     msg["To"] = f"Boulangerie Martin <{to}>"
     msg["Subject"] = subject
@@ -82,6 +82,15 @@ def message(
     return msg
 
 
+def outgoing(msg: EmailMessage, *, attachment_slot: bool = False) -> emails.Outgoing:
+    """`msg` with its envelope: from the service, to the address of its `To`."""
+    if attachment_slot:
+        msg.make_mixed()
+    return emails.Outgoing(
+        msg, "noreply@lba.example", (msg["To"].addresses[0].addr_spec,), attachment_slot=attachment_slot
+    )
+
+
 async def queue(database: Database, *messages: EmailMessage, **options: Any) -> list[int]:
     ids = []
     async with database.transaction():
@@ -89,7 +98,7 @@ async def queue(database: Database, *messages: EmailMessage, **options: Any) -> 
             ids.append(
                 await outbox.enqueue(
                     database,
-                    msg,
+                    outgoing(msg, attachment_slot=options.get("attach_cv", False)),
                     template=options.get("template", "candidature_pro"),
                     request_id=options.get("request_id", "req-1"),
                     attach_cv=options.get("attach_cv", False),
@@ -145,9 +154,9 @@ def test_a_message_is_delivered_once_with_headers_and_body_intact(tmp_path: Path
     assert "Léa Moreau vous écrit." in received.message.get_body(("html",)).get_content()
 
 
-def test_an_8_bit_message_is_re_encoded_for_a_server_without_8bitmime(tmp_path: Path) -> None:
+def test_queued_messages_are_7_bit_and_reach_a_server_without_8bitmime(tmp_path: Path) -> None:
     msg = message(subject="Léa candidate")
-    assert not msg.as_bytes().isascii()
+    assert outgoing(msg).as_bytes().isascii()
     with running(eight_bit=False) as server:
         settings = settings_for(tmp_path, server.url)
 
@@ -160,6 +169,15 @@ def test_an_8_bit_message_is_re_encoded_for_a_server_without_8bitmime(tmp_path: 
     assert received.data.isascii()
     assert text_of(received.message) == text_of(msg)
     assert received.message["Message-ID"] == msg["Message-ID"]
+
+
+def test_8_bit_bytes_are_refused_for_good_by_a_server_without_8bitmime() -> None:
+    data = "Subject: é\r\n\r\nLéa\r\n".encode()
+    with running(eight_bit=False) as server:
+        transport = mailer.SMTPTransport(SMTPConfig(server.host, server.port, "none"))
+        with pytest.raises(PermanentFailure, match="8BITMIME"):
+            asyncio.run(transport.send("noreply@lba.example", ["rh@boulangerie.example"], data))
+    assert server.received == []
 
 
 def test_temporary_refusals_are_retried_after_backoff_and_delivered_once(tmp_path: Path) -> None:
@@ -311,7 +329,7 @@ class BlockingTransport(Transport):
     def __init__(self) -> None:
         self.entered = asyncio.Event()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
         self.entered.set()
         await asyncio.Event().wait()
 
@@ -560,7 +578,6 @@ def test_smtp_transport_uses_the_url_and_hides_the_password(tmp_path: Path) -> N
     client = transport.client()
     assert (client.hostname, client.port, client.use_tls) == ("mail.example.org", 465, True)
     assert (transport.config.username, transport.config.password) == ("robot", "hunter2")
-    assert transport.sender == "noreply@lba.example"
     assert transport.local_hostname == "widget.example"
     assert "hunter2" not in repr(transport.config)
 
@@ -572,7 +589,7 @@ def test_queueing_needs_a_message_id(tmp_path: Path) -> None:
 
     async def scenario(database: Database) -> None:
         with pytest.raises(ValueError, match="Message-ID"):
-            await outbox.enqueue(database, msg, template="ack", request_id=None)
+            await outbox.enqueue(database, outgoing(msg), template="ack", request_id=None)
 
     run(settings, scenario)
 
