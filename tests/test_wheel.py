@@ -12,6 +12,7 @@ Runs in CI (`.ci/run`); locally with `-m wheel`.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -118,28 +119,16 @@ def test_the_installed_package_serves_from_an_empty_directory(
     venv, _ = installed
     workdir = tmp_path / "empty"
     workdir.mkdir()
-    port, host_page_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in {s.name for s in SETTINGS}}
-    env.update(
-        HOST="127.0.0.1",
-        PORT=str(port),
-        EXAMPLE_HOST_PAGE_PORT=str(host_page_port),
-        OUTBOX_POLL_SECONDS="0.2",
-        LOG_FORMAT="json",
-        PYTHONDONTWRITEBYTECODE="1",
-    )
+    env.update(OUTBOX_POLL_SECONDS="0.2", LOG_FORMAT="json", PYTHONDONTWRITEBYTECODE="1")
     # The package imported is the installed one, not this checkout.
     where = run(venv / "bin" / "python", "-c", "import widget_server; print(widget_server.__file__)",
                 cwd=workdir, env=env)  # fmt: skip
     assert where.startswith(str(venv))
-    base = f"http://127.0.0.1:{port}"
     with (tmp_path / "serve.log").open("w+") as log:
-        server = subprocess.Popen(
-            [venv / "bin" / "widget-server", "serve"], cwd=workdir, env=env, stdout=log, stderr=log
-        )
+        server, port, host_page_port = start_serve(venv, workdir, env, log)
+        base = f"http://127.0.0.1:{port}"
         try:
-            wait_until_ready(base, server, log)
-
             status, _, loader = get(f"{base}/widget/v1/loader.js")
             assert status == 200 and b"LBAWidget" in loader
             status, _, page = get(f"{base}/widget/v1/candidature?offer_id={DEMO_OFFER}")
@@ -186,20 +175,46 @@ def test_the_installed_package_serves_from_an_empty_directory(
         assert (workdir / "var" / "widget.db").is_file()
 
 
-def wait_until_ready(base: str, server: subprocess.Popen[bytes], log: Any) -> None:
+def start_serve(
+    venv: Path, workdir: Path, env: dict[str, str], log: Any
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """`widget-server serve` on two free ports, once ready. Another process of this
+    busy machine may take a port between our pick and the bind: then pick again."""
+    for _ in range(3):
+        port, host_page_port = free_port(), free_port()
+        ports = {"HOST": "127.0.0.1", "PORT": str(port), "EXAMPLE_HOST_PAGE_PORT": str(host_page_port)}
+        server = subprocess.Popen(
+            [venv / "bin" / "widget-server", "serve"],
+            cwd=workdir,
+            env={**env, **ports},
+            stdout=log,
+            stderr=log,
+        )
+        if wait_until_ready(f"http://127.0.0.1:{port}", server):
+            return server, port, host_page_port
+        log.seek(0)
+        output = log.read()
+        if server.returncode is None or "address already in use" not in output:
+            server.kill()
+            server.wait()
+            pytest.fail(
+                f"serve not ready after {STARTUP_SECONDS} s (exit code {server.returncode}):\n{output}"
+            )
+    pytest.fail("no free port for serve after three tries")
+
+
+def wait_until_ready(base: str, server: subprocess.Popen[bytes]) -> bool:
+    """True once /readyz says ready; False if serve exited or took too long."""
     deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"serve exited with {server.returncode}:\n{log.read()}")
+    while time.monotonic() < deadline and server.poll() is None:
         try:
-            if get(f"{base}/readyz")[0] == 200:
-                return
-        except OSError:
-            pass
+            status, _, body = get(f"{base}/readyz")
+            if status == 200 and json.loads(body)["status"] == "ready":
+                return True
+        except (OSError, http.client.HTTPException, ValueError):
+            pass  # not listening yet (or someone else is: serve will exit)
         time.sleep(0.2)
-    log.seek(0)
-    pytest.fail(f"serve not ready after {STARTUP_SECONDS} s:\n{log.read()}")
+    return False
 
 
 def wait_for_mail(base: str, count: int) -> list[dict[str, Any]]:
