@@ -170,13 +170,23 @@ def test_a_subject_with_markup_is_shown_escaped(quiet_client: TestClient, quiet_
     [
         "/dev/mailbox/inconnu",
         "/dev/mailbox/20260101T000000000000Z-deadbeef",
-        "/dev/mailbox/..%2F..%2Fsecret_key",
+        "/dev/mailbox/..%2F..%2Fsecret_key",  # stopped by routing: an id has no "/"
         "/dev/mailbox/20260101T000000000000Z-deadbeef/html",
         "/dev/api/mailbox/20260101T000000000000Z-deadbeef",
     ],
 )
 def test_unknown_messages_are_not_found(quiet_client: TestClient, path: str) -> None:
     assert quiet_client.get(path).status_code == 404
+
+
+def test_only_files_the_transport_wrote_are_shown(quiet_client: TestClient, quiet_settings: Settings) -> None:
+    # Names are the message ids; a file named otherwise (an editor's backup, a
+    # file copied there) is none of the mailbox's business.
+    deliver(quiet_settings, message())
+    (mailbox_dir(quiet_settings) / "notes.eml").write_bytes(message("Pas un message du service").as_bytes())
+    assert [m["subject"] for m in listing(quiet_client)] == ["Nouvelle candidature"]
+    for path in ("/dev/mailbox/notes", "/dev/api/mailbox/notes", "/dev/mailbox/notes/html"):
+        assert quiet_client.get(path).status_code == 404, path
 
 
 def test_the_mailbox_can_be_emptied(quiet_client: TestClient, quiet_settings: Settings) -> None:
