@@ -77,7 +77,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     import signal
 
-    from .bounces import create_worker
+    from .delivery import create_worker
     from .logs import configure_logging
 
     configure_logging(settings)

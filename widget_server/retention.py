@@ -91,6 +91,7 @@ async def anonymise_requests(database: Database, request_ids: Sequence[str], now
             first_name=ANONYMOUS,
             last_name=ANONYMOUS,
             email=sa.literal("anonyme-") + requests.c.id + sa.literal("@invalid"),
+            email_key=sa.literal("anonyme-") + requests.c.id + sa.literal("@invalid"),
             phone="",
             message=None,
             answer_message=None,
