@@ -27,11 +27,13 @@ from . import (
 )
 from .assets import Assets
 from .body_limit import BodyLimitMiddleware
+from .database import directory_writes, read_database
+from .eligibility_cache import EligibilityCache
 from .form_tokens import FormTokens
 from .framing import FramingMiddleware
 from .kinds import CANDIDATURE, RDV
 from .problems import EXCEPTION_HANDLERS, RequestIdMiddleware
-from .resources import OneConnectionPerRequest, create_database, create_templates, prepare_sqlite
+from .resources import create_database, create_templates, prepare_sqlite
 from .settings import Settings, load_settings
 from .submissions import submit_endpoint
 from .throttling import Throttle
@@ -41,6 +43,7 @@ from .validation import display_phone
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     database = create_database(settings)
+    reads = read_database(database)
     assets = Assets()
     templates = create_templates(settings)
     templates.env.globals["asset_url"] = assets.url
@@ -53,6 +56,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await database.connect()
         await prepare_sqlite(database)
         await migrations.migrate(database)
+        if reads is not database:
+            await reads.connect()
         stop = asyncio.Event()
         background = []
         if settings.outbox_worker:
@@ -64,6 +69,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             stop.set()
             await asyncio.gather(*background)
             await worker.stop()
+            if reads is not database:
+                await reads.disconnect()
             await database.disconnect()
 
     routes = [
@@ -94,7 +101,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(RequestIdMiddleware),
             Middleware(FramingMiddleware, frame_ancestors=settings.frame_ancestors),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
-            Middleware(OneConnectionPerRequest, database=database),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
@@ -104,6 +110,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.templates = templates
     app.state.assets = assets
     app.state.outbox_worker = worker
+    app.state.eligibility_cache = EligibilityCache(
+        reads, settings.offer_max_applications, writes=directory_writes(database)
+    )
     app.state.form_tokens = FormTokens(
         settings.secret_key, settings.form_token_ttl_seconds, settings.form_min_fill_seconds
     )
