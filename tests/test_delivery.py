@@ -3,47 +3,15 @@ headers, both parts, the CV, escaping, threading material, bounces."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-from starlette.testclient import TestClient
 
 from tests import seed
-from tests.conftest import make_settings
 from tests.smtp_server import SMTPServer
-from tests.test_applications import application
-from tests.test_appointments import appointment
-from widget_server import bounces, tables
-from widget_server.app import create_app
-
-
-def deliver(
-    client: TestClient, batches: int = 1000, batch_size: int = 20, now: dt.datetime | None = None
-) -> int:
-    """Runs one email worker until the outbox has nothing due (or `batches` batches)."""
-    state = client.app.state  # type: ignore[attr-defined]
-    worker = bounces.create_worker(
-        state.database, state.settings, batch_size=batch_size, clock=(lambda: now) if now else None
-    )
-
-    async def drain() -> int:
-        total = 0
-        for _ in range(batches):
-            handled = await worker.run_once()
-            if not handled:
-                break
-            total += handled
-        return total
-
-    return int(seed.run(client, drain))
-
-
-def smtp_client(tmp_path: Path, smtp: SMTPServer) -> Any:
-    settings = make_settings(tmp_path, SMTP_URL=smtp.url, OUTBOX_WORKER="false")
-    return TestClient(create_app(settings))
+from tests.support import application, appointment, deliver, smtp_client
+from widget_server import tables
 
 
 def links(text: str) -> list[str]:
@@ -107,23 +75,6 @@ def test_rdv_reaches_the_cfa_and_the_candidate(tmp_path: Path, smtp_server: SMTP
     assert not list(pro.message.iter_attachments())
     assert ack.rcpt_tos == ["yanis.benali@example.org"]
     assert "01 99 00 12 34" in ack.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-
-
-def test_a_name_with_a_newline_injects_no_header(tmp_path: Path, smtp_server: SMTPServer) -> None:
-    with smtp_client(tmp_path, smtp_server) as client:
-        seed.offer(client)
-        key = seed.api_key(client)
-        response = client.post(
-            "/api/v1/applications",
-            headers={"Authorization": f"Bearer {key}"},
-            json=application(first_name="Léa\nBcc: evil@example.com"),
-        )
-        assert response.status_code == 202
-        deliver(client)
-    for received in smtp_server.received:
-        assert "evil@example.com" not in received.rcpt_tos
-        assert received.message["Bcc"] is None
-        assert not re.search(rb"^Bcc:", received.data, re.MULTILINE)
 
 
 def test_recruiter_address_refused_marks_bounce_and_tells_the_candidate(

@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.conftest import make_settings
+from tests.support import make_settings
 from widget_server import tables
 from widget_server.app import create_app
 
@@ -177,10 +177,13 @@ def test_embed_parameters_travel_through_the_post(client: TestClient) -> None:
 
 def test_bad_origin_is_dropped(client: TestClient) -> None:
     seed.offer(client)
-    page = client.get(
+    response = client.get(
         FORM, params={"offer_id": seed.OFFER_ID, "embed": "w1", "origin": "javascript:alert(1)"}
-    ).text
-    assert "javascript:" not in page
+    )
+    assert response.status_code == 200
+    assert 'data-lba-embed="w1"' in response.text  # the embedded form, where a good origin would be
+    assert 'data-lba-origin=""' in response.text
+    assert "javascript:" not in response.text
 
 
 def test_an_empty_form_sent_at_once_shows_the_fields_to_fill(tmp_path: Any) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email
 import email.policy
-import time
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import make_settings
+from tests.support import make_settings, wait_until
 from widget_server import outbox
 from widget_server.app import create_app
+from widget_server.emails import Outgoing
 from widget_server.mailbox import HTML_CSP
 from widget_server.mailer import DevMailboxTransport, mailbox_dir
 from widget_server.settings import Settings
@@ -51,7 +52,11 @@ def deliver(settings: Settings, *messages: EmailMessage) -> None:
 
     async def send_all() -> None:
         for msg in messages:
-            await transport.send(msg)
+            await transport.send(
+                "noreply@lba.example",
+                ["recrutement@boulangerie.example"],
+                msg.as_bytes(policy=email.policy.SMTP),
+            )
 
     asyncio.run(send_all())
 
@@ -89,7 +94,12 @@ def test_the_dev_transport_writes_whole_eml_files_in_time_order(tmp_path: Path) 
 def test_the_list_shows_the_newest_first(quiet_client: TestClient, quiet_settings: Settings) -> None:
     first = message("Premier", template="candidature_ack")
     deliver(quiet_settings, first)
-    time.sleep(0.002)  # file names carry the delivery time, to the microsecond
+    # File names carry the delivery time, to the microsecond: deliver the second later.
+    [written] = mailbox_dir(quiet_settings).glob("*.eml")
+    wait_until(
+        lambda: f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}Z" > written.name.split("-")[0],
+        "the clock to pass the first delivery",
+    )
     second = message("Second")
     deliver(quiet_settings, second)
     messages = listing(quiet_client)
@@ -160,13 +170,23 @@ def test_a_subject_with_markup_is_shown_escaped(quiet_client: TestClient, quiet_
     [
         "/dev/mailbox/inconnu",
         "/dev/mailbox/20260101T000000000000Z-deadbeef",
-        "/dev/mailbox/..%2F..%2Fsecret_key",
+        "/dev/mailbox/..%2F..%2Fsecret_key",  # stopped by routing: an id has no "/"
         "/dev/mailbox/20260101T000000000000Z-deadbeef/html",
         "/dev/api/mailbox/20260101T000000000000Z-deadbeef",
     ],
 )
 def test_unknown_messages_are_not_found(quiet_client: TestClient, path: str) -> None:
     assert quiet_client.get(path).status_code == 404
+
+
+def test_only_files_the_transport_wrote_are_shown(quiet_client: TestClient, quiet_settings: Settings) -> None:
+    # Names are the message ids; a file named otherwise (an editor's backup, a
+    # file copied there) is none of the mailbox's business.
+    deliver(quiet_settings, message())
+    (mailbox_dir(quiet_settings) / "notes.eml").write_bytes(message("Pas un message du service").as_bytes())
+    assert [m["subject"] for m in listing(quiet_client)] == ["Nouvelle candidature"]
+    for path in ("/dev/mailbox/notes", "/dev/api/mailbox/notes", "/dev/mailbox/notes/html"):
+        assert quiet_client.get(path).status_code == 404, path
 
 
 def test_the_mailbox_can_be_emptied(quiet_client: TestClient, quiet_settings: Settings) -> None:
@@ -209,13 +229,14 @@ def _worker_delivers(client: TestClient) -> None:
 
     async def queue() -> None:
         async with app.state.database.transaction():
-            await outbox.enqueue(app.state.database, msg, template="candidature_pro", request_id=None)
+            await outbox.enqueue(
+                app.state.database,
+                Outgoing(msg, "noreply@lba.example", ("recrutement@boulangerie.example",)),
+                template="candidature_pro",
+                request_id=None,
+            )
         app.state.outbox_worker.wake()
 
     client.portal.call(queue)  # type: ignore[union-attr]
-    for _ in range(100):  # bounded: 5 s at most
-        messages = listing(client)
-        if messages:
-            break
-        time.sleep(0.05)
-    assert [m["message_id"] for m in messages] == [msg["Message-ID"]]
+    wait_until(lambda: listing(client), "the worker to deliver")
+    assert [m["message_id"] for m in listing(client)] == [msg["Message-ID"]]

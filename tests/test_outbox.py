@@ -10,8 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -21,10 +20,10 @@ import pytest
 import sqlalchemy as sa
 from databases import Database
 
-from tests.conftest import make_settings
 from tests.smtp_server import Accounts, SMTPServer, free_port, running
-from widget_server import mailer, migrations, outbox, tables
-from widget_server.mailer import SMTPConfig, TemporaryFailure, Transport, parse_smtp_url
+from tests.support import eventually, make_settings, wait_until, within
+from widget_server import emails, mailer, migrations, outbox, tables
+from widget_server.mailer import PermanentFailure, SMTPConfig, TemporaryFailure, Transport, parse_smtp_url
 from widget_server.resources import create_database, prepare_sqlite
 from widget_server.settings import Settings
 
@@ -73,7 +72,7 @@ def run(settings: Settings, scenario: Callable[[Database], Awaitable[Any]]) -> A
 def message(
     to: str = "recrutement@boulangerie.example", subject: str = "Nouvelle candidature"
 ) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=emails.SMTP_POLICY)
     msg["From"] = "La bonne alternance <noreply@lba.example>"
     msg["To"] = f"Boulangerie Martin <{to}>"
     msg["Subject"] = subject
@@ -83,6 +82,15 @@ def message(
     return msg
 
 
+def outgoing(msg: EmailMessage, *, attachment_slot: bool = False) -> emails.Outgoing:
+    """`msg` with its envelope: from the service, to the address of its `To`."""
+    if attachment_slot:
+        msg.make_mixed()
+    return emails.Outgoing(
+        msg, "noreply@lba.example", (msg["To"].addresses[0].addr_spec,), attachment_slot=attachment_slot
+    )
+
+
 async def queue(database: Database, *messages: EmailMessage, **options: Any) -> list[int]:
     ids = []
     async with database.transaction():
@@ -90,7 +98,7 @@ async def queue(database: Database, *messages: EmailMessage, **options: Any) -> 
             ids.append(
                 await outbox.enqueue(
                     database,
-                    msg,
+                    outgoing(msg, attachment_slot=options.get("attach_cv", False)),
                     template=options.get("template", "candidature_pro"),
                     request_id=options.get("request_id", "req-1"),
                     attach_cv=options.get("attach_cv", False),
@@ -146,9 +154,9 @@ def test_a_message_is_delivered_once_with_headers_and_body_intact(tmp_path: Path
     assert "Léa Moreau vous écrit." in received.message.get_body(("html",)).get_content()
 
 
-def test_an_8_bit_message_is_re_encoded_for_a_server_without_8bitmime(tmp_path: Path) -> None:
+def test_queued_messages_are_7_bit_and_reach_a_server_without_8bitmime(tmp_path: Path) -> None:
     msg = message(subject="Léa candidate")
-    assert not msg.as_bytes().isascii()
+    assert outgoing(msg).as_bytes().isascii()
     with running(eight_bit=False) as server:
         settings = settings_for(tmp_path, server.url)
 
@@ -161,6 +169,15 @@ def test_an_8_bit_message_is_re_encoded_for_a_server_without_8bitmime(tmp_path: 
     assert received.data.isascii()
     assert text_of(received.message) == text_of(msg)
     assert received.message["Message-ID"] == msg["Message-ID"]
+
+
+def test_8_bit_bytes_are_refused_for_good_by_a_server_without_8bitmime() -> None:
+    data = "Subject: é\r\n\r\nLéa\r\n".encode()
+    with running(eight_bit=False) as server:
+        transport = mailer.SMTPTransport(SMTPConfig(server.host, server.port, "none"))
+        with pytest.raises(PermanentFailure, match="8BITMIME"):
+            asyncio.run(transport.send("noreply@lba.example", ["rh@boulangerie.example"], data))
+    assert server.received == []
 
 
 def test_temporary_refusals_are_retried_after_backoff_and_delivered_once(tmp_path: Path) -> None:
@@ -312,7 +329,7 @@ class BlockingTransport(Transport):
     def __init__(self) -> None:
         self.entered = asyncio.Event()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
         self.entered.set()
         await asyncio.Event().wait()
 
@@ -463,27 +480,36 @@ def test_a_message_is_given_up_after_max_attempts(tmp_path: Path) -> None:
     assert calls == []  # a full mailbox is not a bounce
 
 
+class WatchedWorker(outbox.Worker):
+    """A worker that tells when a batch found nothing to do: from then on it
+    waits for `wake()` or its next poll."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle = asyncio.Event()
+
+    async def run_once(self) -> int:
+        handled = await super().run_once()
+        if not handled:
+            self.idle.set()
+        return handled
+
+
 def test_the_worker_wakes_up_when_told_and_stops_cleanly(tmp_path: Path) -> None:
     first, second = message(), message("contact@garage-durand.example")
     with running() as server:
         settings = settings_for(tmp_path, server.url, OUTBOX_POLL_SECONDS="600")
 
-        async def wait_for_messages(count: int) -> None:
-            for _ in range(200):  # bounded: 10 s at most
-                if len(server.received) >= count:
-                    return
-                await asyncio.sleep(0.05)
-            raise AssertionError(f"expected {count} messages, got {len(server.received)}")
-
         async def scenario(database: Database) -> None:
-            work = outbox.Worker(database, mailer.transport_from_settings(settings), settings)
+            work = WatchedWorker(database, mailer.transport_from_settings(settings), settings)
             await queue(database, first)
             work.start()
-            await wait_for_messages(1)
-            await asyncio.sleep(0.2)  # let it go back to sleep: the next poll is 10 minutes away
+            await eventually(lambda: len(server.received) == 1, "the first message")
+            # Asleep now, with its next poll 10 minutes away: only wake() brings it back.
+            await within(work.idle.wait(), "the worker to find nothing more to do")
             await queue(database, second)
             work.wake()
-            await wait_for_messages(2)
+            await eventually(lambda: len(server.received) == 2, "the second message")
             await work.stop()
 
         run(settings, scenario)
@@ -552,7 +578,6 @@ def test_smtp_transport_uses_the_url_and_hides_the_password(tmp_path: Path) -> N
     client = transport.client()
     assert (client.hostname, client.port, client.use_tls) == ("mail.example.org", 465, True)
     assert (transport.config.username, transport.config.password) == ("robot", "hunter2")
-    assert transport.sender == "noreply@lba.example"
     assert transport.local_hostname == "widget.example"
     assert "hunter2" not in repr(transport.config)
 
@@ -564,7 +589,7 @@ def test_queueing_needs_a_message_id(tmp_path: Path) -> None:
 
     async def scenario(database: Database) -> None:
         with pytest.raises(ValueError, match="Message-ID"):
-            await outbox.enqueue(database, msg, template="ack", request_id=None)
+            await outbox.enqueue(database, outgoing(msg), template="ack", request_id=None)
 
     run(settings, scenario)
 
@@ -596,10 +621,9 @@ def test_the_worker_command_delivers_and_stops_on_sigterm(tmp_path: Path) -> Non
             text=True,
         )
         try:
-            for _ in range(200):  # bounded: 20 s at most
-                if server.received or process.poll() is not None:
-                    break
-                time.sleep(0.1)
+            wait_until(
+                lambda: server.received or process.poll() is not None, "the worker to deliver", seconds=20
+            )
             process.send_signal(signal.SIGTERM)
             _, errors = process.communicate(timeout=20)
         finally:

@@ -16,6 +16,7 @@ from . import (
     api,
     bounces,
     forms,
+    integration,
     mailbox,
     migrations,
     openapi,
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/optout/{token}", optout.optout_page, methods=["GET", "POST"], name="optout"),
         *mailbox.routes(settings),
         *widget.routes,
+        *integration.routes,
     ]
     app = Starlette(
         routes=routes,

@@ -157,22 +157,12 @@ async def submit(state: State, submission: Submission, now: dt.datetime | None =
         public_url=settings.public_url,
         now=now,
     )
-    context = request_context(kind, row, target_view, settings.public_url)
-    context["buttons"] = tokens.buttons
-    context["optout_url"] = tokens.optout_url
-    pro = emails.compose(
-        settings,
-        kind.pro_email,
-        context,
-        to=emails.address(target_view["contact_name"], record["contact_email"]),
-        reply_to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
-        unsubscribe_url=tokens.optout_url,
-        now=now,
-    )
+    stored = StoredRequest(row, kind, clean.target, target_view)
+    pro = compose_pro_email(settings, stored, tokens, now=now)
     ack = emails.compose(
         settings,
         kind.ack_email,
-        context,
+        stored.context(settings.public_url),
         to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
         now=now,
     )
@@ -370,6 +360,37 @@ async def ack_message_id(database: Database, stored: StoredRequest) -> str | Non
         )
     )
     return str(value) if value else None
+
+
+def compose_pro_email(
+    settings: Settings,
+    stored: StoredRequest,
+    tokens: reply_tokens.TokenSet,
+    *,
+    reminder_of: str | None = None,
+    now: dt.datetime,
+) -> emails.Outgoing:
+    """The recruiter's or CFA's email, on submission and as the reminder
+    (`reminder_of`: the first one's Message-ID, to thread under it). Complete
+    either way: the recruiter may have deleted the first, so the CV comes again."""
+    row = stored.row
+    context = {
+        **stored.context(settings.public_url),
+        "reminder": reminder_of is not None,
+        "buttons": tokens.buttons,
+        "optout_url": tokens.optout_url,
+    }
+    return emails.compose(
+        settings,
+        stored.kind.pro_email,
+        context,
+        to=emails.address(stored.view["contact_name"], row["contact_email"]),
+        reply_to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
+        in_reply_to=reminder_of,
+        unsubscribe_url=tokens.optout_url,
+        attachment_slot=stored.kind.needs_cv,
+        now=now,
+    )
 
 
 def describe_target(target: Target, record: Mapping[str, Any]) -> dict[str, Any]:

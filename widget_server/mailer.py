@@ -1,17 +1,17 @@
 """Email transports: SMTP through aiosmtplib when `SMTP_URL` is set, otherwise the
 dev mailbox, a folder of `.eml` files shown at `/dev/mailbox`.
 
-A transport sends one message or raises `TemporaryFailure` (try again later) or
-`PermanentFailure` (the server refused this message for good). `session()` keeps
-one SMTP connection for a batch of messages.
+A transport has one way to send: `send(sender, recipients, data)`, the envelope
+and the bytes exactly as the outbox stored them (nothing is parsed again, and
+recipients never come from headers). It raises `TemporaryFailure` (try again
+later) or `PermanentFailure` (the server refused this message for good).
+`session()` keeps one SMTP connection for a batch of messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email
-import email.policy
 import logging
 import os
 import re
@@ -19,9 +19,6 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from email.headerregistry import AddressHeader
-from email.message import EmailMessage
-from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -69,13 +66,10 @@ class PermanentFailure(DeliveryError):
 class Transport:
     """Base of the transports; `session()` defaults to no shared state."""
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
+        """Send `data` (a message serialized for SMTP, CRLF) from `sender` to
+        `recipients`, as they are."""
         raise NotImplementedError
-
-    async def send_bytes(self, data: bytes, recipients: Sequence[str]) -> None:
-        """Send a message already serialized for SMTP (CRLF), as is: what the outbox
-        stores. Transports that can skip parsing it again override this."""
-        await self.send(email.message_from_bytes(data, policy=email.policy.default))
 
     def session(self) -> AbstractAsyncContextManager[Transport]:
         return _self_session(self)
@@ -84,17 +78,6 @@ class Transport:
 @asynccontextmanager
 async def _self_session(transport: Transport) -> AsyncIterator[Transport]:
     yield transport
-
-
-def envelope_recipients(message: EmailMessage) -> list[str]:
-    addresses: list[str] = []
-    for name in ("To", "Cc", "Bcc"):
-        for header in message.get_all(name, []):
-            if isinstance(header, AddressHeader):
-                addresses.extend(a.addr_spec for a in header.addresses if a.addr_spec)
-            else:
-                addresses.extend(a for _, a in getaddresses([str(header)]) if a)
-    return addresses
 
 
 def redact(text: str) -> str:
@@ -137,18 +120,16 @@ class SMTPTransport(Transport):
         self,
         config: SMTPConfig,
         *,
-        sender: str,
         local_hostname: str = "localhost",
         timeout: float = SMTP_TIMEOUT_SECONDS,
     ) -> None:
         self.config = config
-        self.sender = sender
         self.local_hostname = local_hostname
         self.timeout = timeout
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
         async with self.session() as session:
-            await session.send(message)
+            await session.send(sender, recipients, data)
 
     def session(self) -> AbstractAsyncContextManager[Transport]:
         return _smtp_session(self)
@@ -206,31 +187,20 @@ class _SMTPSession(Transport):
         self._client = client
         return client
 
-    async def send(self, message: EmailMessage) -> None:
-        recipients = envelope_recipients(message)
-        if not recipients:
-            raise PermanentFailure("the message has no recipient")
-        client = await self._connected()
-        await self._answered(
-            client.send_message(message, sender=self._transport.sender, recipients=recipients)
-        )
-
-    async def send_bytes(self, data: bytes, recipients: Sequence[str]) -> None:
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
         if not recipients:
             raise PermanentFailure("the message has no recipient")
         client = await self._connected()
         options = []
         if not data.isascii():
+            # The service writes 7-bit messages (`emails.SMTP_POLICY`); 8-bit data
+            # is only sent as is to a server that says it takes it.
             if not client.supports_extension("8bitmime"):
-                # aiosmtplib re-encodes a parsed message to 7 bit for such a server.
-                await self.send(email.message_from_bytes(data, policy=email.policy.default))
-                return
+                raise PermanentFailure("8-bit message and the server does not announce 8BITMIME")
             options.append("BODY=8BITMIME")
-        if not all(address.isascii() for address in [self._transport.sender, *recipients]):
+        if not all(address.isascii() for address in [sender, *recipients]):
             options.append("SMTPUTF8")
-        await self._answered(
-            client.sendmail(self._transport.sender, list(recipients), data, mail_options=options)
-        )
+        await self._answered(client.sendmail(sender, list(recipients), data, mail_options=options))
 
     async def _answered(self, sending: Awaitable[object]) -> None:
         """Awaits `sending`, turning aiosmtplib's errors into ours."""
@@ -294,10 +264,7 @@ class DevMailboxTransport(Transport):
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def send(self, message: EmailMessage) -> None:
-        await asyncio.to_thread(self._write, message.as_bytes(policy=email.policy.SMTP))
-
-    async def send_bytes(self, data: bytes, recipients: Sequence[str]) -> None:
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
         await asyncio.to_thread(self._write, data)
 
     def _write(self, data: bytes) -> Path:
@@ -318,7 +285,6 @@ def transport_from_settings(settings: Settings) -> Transport:
         return DevMailboxTransport(mailbox_dir(settings))
     return SMTPTransport(
         parse_smtp_url(settings.smtp_url),
-        sender=parseaddr(settings.mail_from)[1],
         local_hostname=urlsplit(settings.public_url).hostname or "localhost",
         # A send must end well within the lease, or another worker could take the message.
         timeout=min(SMTP_TIMEOUT_SECONDS, settings.outbox_lease_seconds / 4),

@@ -114,6 +114,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX contact_requests_contact ON contact_requests (contact_email, status)",
         ),
     ),
+    Migration(
+        4,
+        "outbox envelope sender, fixed at queue time",
+        # NULL for rows queued before: the worker uses MAIL_FROM's address for them.
+        ("ALTER TABLE outbox ADD COLUMN envelope_sender TEXT",),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

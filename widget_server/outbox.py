@@ -7,28 +7,31 @@ lease: the message of a worker that died returns to the queue when the lease run
 out. Delivery is therefore at least once — a worker that dies after the server took
 a message but before recording it makes it go out again after the lease — and the
 Message-ID, fixed at queue time, lets mail systems spot such a duplicate.
+
+A row holds the message bytes and its envelope (`envelope_sender`, `recipient`),
+both fixed when it is queued; the worker sends them as they are and never reads
+an address back from the stored headers. A CV is not stored twice: it is added
+to the bytes when sent (`emails.with_attachment`), without parsing them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email
-import email.policy
 import logging
 import os
 import random
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from email.message import EmailMessage
 from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
 
 from . import tables
-from .mailer import DeliveryError, PermanentFailure, TemporaryFailure, Transport, envelope_recipients, redact
+from .emails import Outgoing, envelope_sender, with_attachment
+from .mailer import DeliveryError, PermanentFailure, TemporaryFailure, Transport, redact
 from .migrations import dialect_of
 from .settings import Settings
 
@@ -50,31 +53,34 @@ def _utcnow() -> dt.datetime:
 
 async def enqueue(
     database: Database,
-    message: EmailMessage,
+    outgoing: Outgoing,
     *,
     template: str,
     request_id: str | None,
     attach_cv: bool = False,
     now: dt.datetime | None = None,
 ) -> int:
-    """Queue `message` (its Message-ID already set) for delivery; returns the outbox id.
-    Call it inside the transaction that stores what the message is about."""
-    message_id = str(message.get("Message-ID", "")).strip()
+    """Queue `outgoing` (its Message-ID already set) for delivery; returns the outbox
+    id. Call it inside the transaction that stores what the message is about: a
+    message refused here (`emails.EmailRefused`: a header that would not stay one
+    header) rolls it all back."""
+    message_id = outgoing.message_id
     if not message_id:
         raise ValueError("set the Message-ID before queueing: it must not change on retries")
-    recipients = envelope_recipients(message)
-    if not recipients:
-        raise ValueError("the message has no recipient")
+    if attach_cv and not outgoing.attachment_slot:
+        raise ValueError("compose the message with attachment_slot=True to attach the CV")
+    raw = outgoing.as_bytes()
     now = now or _utcnow()
     query = (
         _outbox.insert()
         .values(
-            # The envelope recipients (one, in practice), ", "-separated.
             request_id=request_id,
             template=template,
-            recipient=", ".join(recipients),
+            # The envelope, fixed now (addresses hold no comma: `Outgoing.as_bytes`).
+            envelope_sender=outgoing.sender,
+            recipient=", ".join(outgoing.recipients),
             message_id=message_id,
-            raw=message.as_bytes(policy=email.policy.SMTP),
+            raw=raw,
             attach_cv=attach_cv,
             status="pending",
             attempts=0,
@@ -116,6 +122,8 @@ class Worker:
         self._clock = clock or _utcnow
         self._rng = rng or random.Random()
         self._lease = dt.timedelta(seconds=settings.outbox_lease_seconds)
+        # For rows queued before the envelope sender was stored with them.
+        self._default_sender = envelope_sender(settings)
         self._poll_seconds = settings.outbox_poll_seconds
         self._max_attempts = settings.outbox_max_attempts
         self._wakeup = asyncio.Event()
@@ -234,11 +242,14 @@ class Worker:
 
     async def _deliver(self, sender: Transport, row: dict[str, Any]) -> None:
         try:
+            # The bytes and envelope queued go out as they are: same Message-ID, and
+            # recipients never read from headers.
+            data = bytes(row["raw"])
             if row["attach_cv"]:
-                await sender.send(await self._with_cv(row))
-            else:
-                # The bytes queued go out as they are: no parsing, same Message-ID.
-                await sender.send_bytes(bytes(row["raw"]), str(row["recipient"]).split(", "))
+                data = await self._with_cv(row, data)
+            await sender.send(
+                row.get("envelope_sender") or self._default_sender, str(row["recipient"]).split(", "), data
+            )
         except TemporaryFailure as exc:
             await self._retry(row, exc)
         except PermanentFailure as exc:
@@ -249,23 +260,24 @@ class Worker:
         else:
             await self._sent(row)
 
-    async def _with_cv(self, row: Mapping[str, Any]) -> EmailMessage:
-        message = email.message_from_bytes(row["raw"], policy=email.policy.default)
+    async def _with_cv(self, row: Mapping[str, Any], data: bytes) -> bytes:
         cv_files = tables.cv_files
         cv = await self.database.fetch_one(
             sa.select(cv_files).where(cv_files.c.request_id == row["request_id"])
         )
         if cv is None or cv._mapping["deleted_at"] is not None or cv._mapping["data"] is None:
             log.warning("message %s: the CV is gone, sending without it", row["message_id"])
-            return message
-        maintype, _, subtype = str(cv._mapping["content_type"]).partition("/")
-        message.add_attachment(
-            bytes(cv._mapping["data"]),
-            maintype=maintype or "application",
-            subtype=subtype or "octet-stream",
-            filename=cv._mapping["filename"],
-        )
-        return message
+            return data
+        try:
+            return with_attachment(
+                data,
+                str(cv._mapping["filename"]),
+                str(cv._mapping["content_type"]),
+                bytes(cv._mapping["data"]),
+            )
+        except ValueError:
+            log.warning("message %s: no room for the CV, sending without it", row["message_id"])
+            return data
 
     # --- outcomes -------------------------------------------------------------
     # Each update only applies while this worker still holds the lease.

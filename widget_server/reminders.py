@@ -12,8 +12,8 @@ import logging
 import sqlalchemy as sa
 from databases import Database
 
-from . import emails, outbox, reply_tokens, tables
-from .contact_requests import load
+from . import outbox, reply_tokens, tables
+from .contact_requests import compose_pro_email, load
 from .kinds import PRO_EMAILS
 from .optout import is_opted_out
 from .resources import write_transaction
@@ -75,24 +75,8 @@ async def send_due_reminders(database: Database, settings: Settings, now: dt.dat
             public_url=settings.public_url,
             now=now,
         )
-        context = {
-            **stored.context(settings.public_url),
-            "reminder": True,
-            "buttons": tokens.buttons,
-            "optout_url": tokens.optout_url,
-        }
-        # Threaded under the first email, and complete without it: the recruiter
-        # may have deleted it, so the CV is attached again.
-        message = emails.compose(
-            settings,
-            kind.pro_email,
-            context,
-            to=emails.address(stored.view["contact_name"], row["contact_email"]),
-            reply_to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
-            in_reply_to=first,
-            unsubscribe_url=tokens.optout_url,
-            now=now,
-        )
+        # Threaded under the first email.
+        message = compose_pro_email(settings, stored, tokens, reminder_of=first, now=now)
         async with write_transaction(database):
             # Claimed atomically: two instances running this never remind twice.
             claimed = await database.fetch_val(

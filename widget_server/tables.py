@@ -164,6 +164,9 @@ outbox = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("request_id", sa.Text),
     sa.Column("template", sa.Text, nullable=False),
+    # The envelope, fixed at queue time: MAIL FROM, and the RCPT TO addresses
+    # (", "-separated; one in practice). Never read back from the stored headers.
+    sa.Column("envelope_sender", sa.Text),
     sa.Column("recipient", sa.Text, nullable=False),
     sa.Column("message_id", sa.Text, nullable=False, unique=True),
     sa.Column("raw", sa.LargeBinary, nullable=False),

@@ -18,7 +18,36 @@ from .problems import Problem
 
 NAME_MAX = 50
 MESSAGE_MAX = 3000
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+
+
+def _is_noncharacter(code_point: int) -> bool:
+    """U+FDD0–U+FDEF and the last two code points of every plane (U+FFFE, U+FFFF…)."""
+    return 0xFDD0 <= code_point <= 0xFDEF or code_point & 0xFFFE == 0xFFFE
+
+
+def unsafe_char(char: str) -> bool:
+    """Never in a name or a header: controls (CR, LF, NUL…), format characters
+    (bidi overrides, zero-width…), line and paragraph separators, surrogates
+    and noncharacters."""
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs") or _is_noncharacter(ord(char))
+
+
+def _unrenderable(char: str) -> bool:
+    """What free text may not carry into a page or an email: controls other than
+    tab and line feed, line and paragraph separators, surrogates (JSON can carry
+    them) and noncharacters (mjml-python chokes on U+FFFE)."""
+    if char in "\t\n":
+        return False
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs") or _is_noncharacter(ord(char))
+
+
+def strip_unrenderable(text: str) -> str:
+    return "".join(c for c in text if not _unrenderable(c))
+
+
+# RFC 2047 encoded words start with `=?` and end with `?=`: either half is refused,
+# since a first and a last name could each bring one.
+_ENCODED_WORD_MARKER = re.compile(r"=\?|\?=")
 
 
 class FieldErrors(Exception):
@@ -52,9 +81,16 @@ def clean_name(errors: FieldErrors, field: str, value: Any, label: str) -> str:
     text = " ".join(_text(value).split())
     if not text:
         errors.add(field, f"Indiquez votre {label}.")
+    elif any(unsafe_char(c) for c in _text(value)) or _ENCODED_WORD_MARKER.search(text):
+        # A name goes into headers (To, Reply-To, Subject): nothing that could end a line there.
+        errors.add(
+            field,
+            f"Votre {label} contient des caractères non acceptés (retours à la ligne, "
+            "caractères invisibles ou suites « =? » et « ?= »).",
+        )
     elif len(text) > NAME_MAX:
         errors.add(field, f"Votre {label} doit faire au plus {NAME_MAX} caractères.")
-    elif _CONTROL.search(_text(value)) or not any(c.isalpha() for c in text) or "<" in text:
+    elif not any(c.isalpha() for c in text) or "<" in text:
         errors.add(field, f"Votre {label} contient des caractères non acceptés.")
     return text
 
@@ -112,7 +148,7 @@ def _parse_french_number(text: str) -> Any:
 
 
 def clean_message(errors: FieldErrors, field: str, value: Any, *, required: bool = False) -> str:
-    text = _CONTROL.sub("", _text(value).replace("\r\n", "\n"))
+    text = strip_unrenderable(_text(value).replace("\r\n", "\n"))
     if required and not text:
         errors.add(field, "Écrivez votre message.")
     elif len(text) > MESSAGE_MAX:

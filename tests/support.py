@@ -1,0 +1,264 @@
+"""Helpers shared by the test modules: settings on a fresh database, request
+bodies, delivery through a real SMTP server and reading what arrived.
+
+Plain functions only; fixtures live in `conftest.py`, directory rows and API
+keys in `seed.py`, the fake SMTP server in `smtp_server.py`. A test module
+imports from these, never from another test module (`test_test_suite.py`
+checks), so that moving or deleting a test never breaks another."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import html
+import http.client
+import os
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import uvicorn
+from starlette.testclient import TestClient
+from starlette.types import ASGIApp
+
+from tests import seed
+from tests.smtp_server import Received, SMTPServer, free_port
+from widget_server import bounces, tables
+from widget_server.app import create_app
+from widget_server.settings import Settings, load_settings
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+
+# --- settings -----------------------------------------------------------------
+
+
+def reset_postgresql(url: str) -> None:
+    import asyncpg  # only when the suite runs on PostgreSQL
+
+    async def reset() -> None:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        finally:
+            await conn.close()
+
+    asyncio.run(reset())
+
+
+def make_settings(tmp_path: Path, **overrides: str) -> Settings:
+    """Test settings on a fresh database: SQLite under `tmp_path`, or the
+    PostgreSQL of TEST_DATABASE_URL emptied first."""
+    environ = {
+        "VAR_DIR": str(tmp_path / "var"),
+        "SECRET_KEY": "test-secret-key",
+        "PUBLIC_URL": "http://testserver",
+        "FORM_MIN_FILL_SECONDS": "0",
+        "RATE_LIMIT": "1000/minute",
+        "DEMO_DATA": "false",
+        "LOG_LEVEL": "WARNING",
+        "OUTBOX_WORKER": "false",  # tests that want delivery run a worker themselves
+    }
+    if TEST_DATABASE_URL:
+        reset_postgresql(TEST_DATABASE_URL)
+        environ["DATABASE_URL"] = TEST_DATABASE_URL
+    else:
+        environ["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/test.db"
+    environ.update(overrides)
+    return load_settings(environ, env_file=None)
+
+
+# --- request bodies -----------------------------------------------------------
+
+
+def data_url(data: bytes, media_type: str = "application/pdf") -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+def application(**overrides: Any) -> dict[str, Any]:
+    """A valid JSON application to seed.OFFER_ID; an override of None drops the field."""
+    body = {
+        "offer_id": seed.OFFER_ID,
+        "first_name": "Léa",
+        "last_name": "Moreau",
+        "email": "lea.moreau@example.org",
+        "phone": "06 12 34 56 78",
+        "message": "Je suis motivée !",
+        "cv": data_url(seed.PDF),
+        "cv_filename": "CV Léa.pdf",
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def appointment(**overrides: Any) -> dict[str, Any]:
+    """A valid JSON rdv request to seed.FORMATION_ID; an override of None drops the field."""
+    body = {
+        "formation_id": seed.FORMATION_ID,
+        "first_name": "Yanis",
+        "last_name": "Benali",
+        "email": "yanis.benali@example.org",
+        "phone": "+33 6 98 76 54 32",
+        "role": "student",
+        "topics": ["places", "horaires"],
+        "message": "Reste-t-il des places en septembre ?",
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+# --- delivery through a real SMTP server --------------------------------------
+
+
+def smtp_client(tmp_path: Path, smtp: SMTPServer) -> TestClient:
+    """A client of an app sending to `smtp`; no background worker (see `deliver`)."""
+    settings = make_settings(tmp_path, SMTP_URL=smtp.url, OUTBOX_WORKER="false")
+    return TestClient(create_app(settings))
+
+
+def deliver(
+    client: TestClient, batches: int = 1000, batch_size: int = 20, now: dt.datetime | None = None
+) -> int:
+    """Runs one email worker until the outbox has nothing due (or `batches` batches)."""
+    state = client.app.state  # type: ignore[attr-defined]
+    worker = bounces.create_worker(
+        state.database, state.settings, batch_size=batch_size, clock=(lambda: now) if now else None
+    )
+
+    async def drain() -> int:
+        total = 0
+        for _ in range(batches):
+            handled = await worker.run_once()
+            if not handled:
+                break
+            total += handled
+        return total
+
+    return int(seed.run(client, drain))
+
+
+def submit_application(client: TestClient, smtp: SMTPServer, **overrides: Any) -> Received:
+    """Posts `application(**overrides)`, delivers, returns the first email received (the pro's)."""
+    key = seed.api_key(client)
+    response = client.post(
+        "/api/v1/applications", json=application(**overrides), headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 202, response.text
+    deliver(client)
+    return smtp.received[0]
+
+
+# --- reading what arrived -----------------------------------------------------
+
+
+def links(received: Received) -> list[str]:
+    """Every link of both parts of a received email."""
+    html_part = received.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text_part = received.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    found = [html.unescape(u) for u in re.findall(r'href="([^"]+)"', html_part)]
+    found += re.findall(r"https?://\S+", text_part)
+    return sorted({u for u in found if not u.startswith(("mailto:", "tel:"))})
+
+
+def path(url: str) -> str:
+    """The path of a link to the test app, for TestClient."""
+    return url.removeprefix("http://testserver")
+
+
+def form_fields(page: str) -> dict[str, Any]:
+    """The fields a reply page would post back as they are: hidden inputs,
+    textareas and the checked answer."""
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
+    fields.update(
+        {
+            name: html.unescape(text)
+            for name, text in re.findall(r'<textarea id="\w+" name="(\w+)"[^>]*>([^<]*)</textarea>', page)
+        }
+    )
+    checked = re.search(r'name="answer" value="(\w+)" checked', page)
+    assert checked
+    fields["answer"] = checked.group(1)
+    return fields
+
+
+def snapshot(client: TestClient) -> list[list[dict[str, Any]]]:
+    """What an answer would change: requests, tokens, contacts, offers, the outbox."""
+    return [
+        seed.fetch_all(client, sa.select(t))
+        for t in (
+            tables.contact_requests,
+            tables.reply_tokens,
+            tables.contacts,
+            tables.offers,
+            tables.companies,
+            tables.formations,
+        )
+    ] + [seed.fetch_all(client, sa.select(tables.outbox.c.id))]
+
+
+# --- waiting for something that happens elsewhere -----------------------------
+
+
+def wait_until(condition: Callable[[], object], what: str, seconds: float = 10.0) -> None:
+    """Polls `condition` until it is true, failing after `seconds`: for what
+    another thread or process does, instead of sleeping a guessed time."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {seconds} s for {what}")
+        time.sleep(0.01)
+
+
+async def eventually(condition: Callable[[], object], what: str, seconds: float = 10.0) -> None:
+    """`wait_until` for a test running inside an event loop."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {seconds} s for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def within(awaitable: Awaitable[Any], what: str, seconds: float = 10.0) -> Any:
+    """Awaits `awaitable`, failing (not hanging) after `seconds`."""
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError:
+        raise AssertionError(f"still waiting after {seconds} s for {what}") from None
+
+
+# --- a real HTTP server, for what TestClient would tidy up --------------------
+
+
+@contextmanager
+def serving(app: ASGIApp) -> Iterator[tuple[str, int]]:
+    """Runs `app` under uvicorn on 127.0.0.1 and a free port, in a thread;
+    yields (host, port). For requests that httpx would normalise before they
+    leave (`/../`, `%2e%2e`), which only a real server receives as sent."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, "the server to start")
+        yield server.config.host, server.config.port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def raw_get(address: tuple[str, int], target: str) -> tuple[int, bytes]:
+    """GET `target` exactly as written (no normalisation of dots or escapes)."""
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        connection.request("GET", target)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
