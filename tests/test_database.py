@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import TEST_DATABASE_URL, make_settings
+from tests.support import TEST_DATABASE_URL, make_settings
 from widget_server import callers, migrations, tables
 from widget_server.app import create_app
 from widget_server.database import PooledSQLiteBackend, StatementCache, connections_in_use

@@ -37,9 +37,9 @@ from databases.core import DatabaseURL
 from sqlalchemy.engine.cursor import CursorResultMetaData
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement, ColumnElement
-from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.ddl import DDLElement
+from sqlalchemy.sql.elements import TextClause
 
 # Idle SQLite connections kept for reuse; more are opened when all are busy (as
 # `databases` always did), and the extra ones closed when they come back.
