@@ -18,13 +18,15 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 from databases import Database
+from databases.backends.common.records import Record, Row, create_column_maps
 from databases.backends.postgres import PostgresBackend, PostgresConnection, PostgresTransaction
 from databases.backends.sqlite import (
     CompilationContext,
@@ -34,6 +36,7 @@ from databases.backends.sqlite import (
     SQLiteTransaction,
 )
 from databases.core import DatabaseURL
+from databases.interfaces import TransactionBackend
 from sqlalchemy.engine.cursor import CursorResultMetaData
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement, ColumnElement
@@ -83,6 +86,18 @@ class StatementCache:
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
+        self._column_maps: dict[int, tuple[Any, Any]] = {}
+
+    def column_maps(self, result_columns: Any) -> Any:
+        """`databases`' column maps of a result, worked out once per statement."""
+        key = id(result_columns)
+        entry = self._column_maps.get(key)
+        if entry is None or entry[0] is not result_columns:
+            if len(self._column_maps) > 2 * self.size:
+                self._column_maps.clear()
+            entry = (result_columns, create_column_maps(result_columns))
+            self._column_maps[key] = entry
+        return entry[1]
 
     def bind(self, query: ClauseElement) -> tuple[SQLCompiler, str, list[str], dict[str, Any]] | None:
         """The compiled statement for `query`, its SQL with IN lists expanded, the
@@ -317,7 +332,29 @@ class PooledSQLiteBackend(SQLiteBackend):
         return connection  # type: ignore[no-any-return]
 
 
+def _run(connection: sqlite3.Connection, sql: str, args: Sequence[Any], rows: int | None) -> _Outcome:
+    """One statement from start to end on aiosqlite's thread: `rows` None fetches
+    all rows, 0 none, 1 one."""
+    cursor = connection.execute(sql, args)
+    try:
+        if rows is None:
+            fetched = cursor.fetchall()
+        elif rows:
+            fetched = cursor.fetchmany(rows)
+        else:
+            fetched = []
+        return fetched, cursor.description, cursor.lastrowid, cursor.rowcount
+    finally:
+        cursor.close()
+
+
+_Outcome = tuple[list[Any], Any, int | None, int]
+
+
 class CachedSQLiteConnection(SQLiteConnection):
+    """Each statement is one hand-off to aiosqlite's thread and back, where
+    `databases` makes three (open a cursor, execute, close it)."""
+
     def __init__(self, pool: SQLitePool, dialect: Dialect, statements: StatementCache) -> None:
         super().__init__(pool, dialect)
         self._statements = statements
@@ -339,8 +376,72 @@ class CachedSQLiteConnection(SQLiteConnection):
         args = [values[name] for name in names]
         return statement, args, compiled._result_columns, CompilationContext(context)
 
+    async def _one_hop(self, query: ClauseElement, rows: int | None) -> tuple[_Outcome, Any, Any]:
+        assert self._connection is not None, "Connection is not acquired"
+        sql, args, result_columns, context = self._compile(query)
+        outcome: _Outcome = await self._connection._execute(  # type: ignore[no-untyped-call]
+            _run, self._connection._conn, sql, args, rows
+        )
+        return outcome, result_columns, context
 
-_WatchedSQLiteConnection, _ = _watch(CachedSQLiteConnection, SQLiteTransaction)
+    def _records(self, outcome: _Outcome, result_columns: Any, context: Any) -> list[Any]:
+        fetched, description, _, _ = outcome
+        if not fetched:
+            return []
+        metadata = CursorResultMetaData(context, description)
+        column_maps = self._statements.column_maps(result_columns)
+        return [
+            Record(
+                Row(metadata, metadata._processors, metadata._keymap, row),  # type: ignore[arg-type]
+                result_columns,
+                self._dialect,
+                column_maps,
+            )
+            for row in fetched
+        ]
+
+    async def fetch_all(self, query: ClauseElement) -> list[Any]:
+        outcome, result_columns, context = await self._one_hop(query, None)
+        return self._records(outcome, result_columns, context)
+
+    async def fetch_one(self, query: ClauseElement) -> Any:
+        outcome, result_columns, context = await self._one_hop(query, 1)
+        records = self._records(outcome, result_columns, context)
+        return records[0] if records else None
+
+    async def execute(self, query: ClauseElement) -> Any:
+        (_, _, lastrowid, rowcount), _, _ = await self._one_hop(query, 0)
+        # What `databases` answers: the new row's id, else the rows changed.
+        return lastrowid or rowcount
+
+    def transaction(self) -> TransactionBackend:
+        return _OneHopSQLiteTransaction(self)
+
+
+class _OneHopSQLiteTransaction(SQLiteTransaction):
+    """BEGIN, COMMIT and savepoints in one hand-off each (`databases` makes two)."""
+
+    async def _run(self, sql: str) -> None:
+        connection = self._connection._connection
+        assert connection is not None, "Connection is not acquired"
+        await connection._execute(_run, connection._conn, sql, (), 0)  # type: ignore[no-untyped-call]
+
+    async def start(self, is_root: bool, extra_options: dict[Any, Any]) -> None:
+        self._is_root = is_root
+        if is_root:
+            await self._run("BEGIN")
+        else:
+            self._savepoint_name = f"STARLETTE_SAVEPOINT_{uuid.uuid4().hex}"
+            await self._run(f"SAVEPOINT {self._savepoint_name}")
+
+    async def commit(self) -> None:
+        await self._run("COMMIT" if self._is_root else f"RELEASE SAVEPOINT {self._savepoint_name}")
+
+    async def rollback(self) -> None:
+        await self._run("ROLLBACK" if self._is_root else f"ROLLBACK TO SAVEPOINT {self._savepoint_name}")
+
+
+_WatchedSQLiteConnection, _ = _watch(CachedSQLiteConnection, _OneHopSQLiteTransaction)
 
 
 # --- PostgreSQL ------------------------------------------------------------------
