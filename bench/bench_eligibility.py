@@ -20,7 +20,6 @@ import asyncio
 import csv
 import json
 import random
-import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
@@ -190,4 +189,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -41,7 +41,7 @@ def instances(tmp_path: Path) -> Iterator[tuple[TestClient, TestClient, Clock]]:
     settings = make_settings(tmp_path)
     with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
         clock = Clock()
-        first.app.state.eligibility_cache.clock = clock  # type: ignore[attr-defined]
+        seed.state(first).eligibility_cache.clock = clock
         seed.company(second)
         seed.offer(second)
         yield first, second, clock
@@ -55,7 +55,7 @@ def ask(client: TestClient, target: str) -> dict[str, Any]:
 
 
 def write(client: TestClient, query: Any) -> None:
-    seed.run(client, client.app.state.database.execute, query)  # type: ignore[attr-defined]
+    seed.run(client, seed.state(client).database.execute, query)
 
 
 def opt_out(client: TestClient) -> None:
@@ -119,14 +119,14 @@ def test_the_cache_and_the_browser_together_keep_the_promise(client: TestClient)
     response = client.get("/api/v1/eligibility", params={"target": f"offer:{seed.OFFER_ID}"})
     assert response.headers["cache-control"] == f"public, max-age={HTTP_MAX_AGE}"
     with pytest.raises(ValueError, match="promised"):
-        EligibilityCache(client.app.state.database, 80, seconds=PROMISE_SECONDS)  # type: ignore[attr-defined]
+        EligibilityCache(seed.state(client).database, 80, seconds=PROMISE_SECONDS)
 
 
 def test_the_same_page_is_answered_the_same_from_memory(
     instances: tuple[TestClient, TestClient, Clock],
 ) -> None:
     first, _, _ = instances
-    params = [
+    params: list[tuple[str, str | int | float | bool | None]] = [
         ("target", f"offer:{seed.OFFER_ID}"),
         ("target", "offer:NOPE"),
         ("target", f"company:{seed.SIRET}"),
@@ -135,14 +135,14 @@ def test_the_same_page_is_answered_the_same_from_memory(
     again = first.get("/api/v1/eligibility", params=params)
     assert fresh.content == again.content
     assert [r["target"] for r in again.json()["results"]] == [t for _, t in params]
-    assert first.app.state.eligibility_cache.hits == 1  # type: ignore[attr-defined]
+    assert seed.state(first).eligibility_cache.hits == 1
 
 
 def test_a_submission_reads_the_cap_from_the_database_not_from_the_cache(
     instances: tuple[TestClient, TestClient, Clock],
 ) -> None:
     first, second, _ = instances
-    limit = first.app.state.settings.offer_max_applications  # type: ignore[attr-defined]
+    limit = seed.state(first).settings.offer_max_applications
     offers = tables.offers
     write(
         second,

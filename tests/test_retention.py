@@ -28,15 +28,13 @@ def submit(client: TestClient, **overrides: Any) -> str:
 
 def mark_sent(client: TestClient, at: dt.datetime) -> None:
     async def go() -> None:
-        await client.app.state.database.execute(  # type: ignore[attr-defined]
-            tables.outbox.update().values(status="sent", sent_at=at)
-        )
+        await seed.state(client).database.execute(tables.outbox.update().values(status="sent", sent_at=at))
 
     seed.run(client, go)
 
 
 def do_purge(client: TestClient, now: dt.datetime) -> Any:
-    state = client.app.state  # type: ignore[attr-defined]
+    state = seed.state(client)
     return seed.run(client, purge, state.database, state.settings, now)
 
 
@@ -73,11 +71,16 @@ def test_stats_counts_requests_by_kind_and_status(client: TestClient) -> None:
     seed.offer(client)
     submit(client)
     submit(client, email="autre@example.org")
-    text = seed.run(client, stats, client.app.state.database)  # type: ignore[attr-defined]
+    text = seed.run(client, stats, seed.state(client).database)
     assert "candidature  sent              2" in text
     assert "mon-site" in text
-    emails = text.split("Emails by status:\n")[1].splitlines()
-    assert sum(int(line.split()[-1]) for line in emails) == 4
+    emails = text.split("Emails by status:\n")[1].split("Failed emails by kind:\n")
+    assert sum(int(line.split()[-1]) for line in emails[0].splitlines()) == 4
+    assert [line.split() for line in emails[1].splitlines()] == [
+        ["recipient_refused", "0"],
+        ["message_refused", "0"],
+        ["too_many_attempts", "0"],
+    ]
 
 
 @pytest.fixture
