@@ -31,7 +31,7 @@ from starlette.types import ASGIApp
 
 from tests import seed
 from tests.smtp_server import Received, SMTPServer, free_port
-from widget_server import bounces, tables
+from widget_server import delivery, tables
 from widget_server.app import create_app
 from widget_server.settings import Settings, load_settings
 
@@ -129,7 +129,7 @@ def deliver(
 ) -> int:
     """Runs one email worker until the outbox has nothing due (or `batches` batches)."""
     state = seed.state(client)
-    worker = bounces.create_worker(
+    worker = delivery.create_worker(
         state.database, state.settings, batch_size=batch_size, clock=(lambda: now) if now else None
     )
 
