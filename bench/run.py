@@ -83,9 +83,8 @@ def main() -> int:
         print(f"  {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
     print(table(rows))
     load = os.getloadavg()[0]
-    print(
-        f"\n{time.monotonic() - started:.0f} s in all; load average at the end {load:.1f} on {os.cpu_count()} cores"
-    )
+    spent = time.monotonic() - started
+    print(f"\n{spent:.0f} s in all; load average at the end {load:.1f} on {os.cpu_count()} cores")
     return 0 if rows and all(r.passed for r in rows) else 1
 
 
