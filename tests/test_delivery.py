@@ -6,12 +6,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from tests import seed
 from tests.smtp_server import SMTPServer
 from tests.support import application, appointment, body, deliver, smtp_client
 from widget_server import tables
+from widget_server.stats import stats
 
 
 def links(text: str) -> list[str]:
@@ -130,3 +132,31 @@ def test_candidate_address_refused_blames_no_contact(tmp_path: Path, smtp_server
         assert seed.fetch_all(client, tables.contacts.select()) == []
         [request] = seed.fetch_all(client, tables.contact_requests.select())
         assert request["status"] == "sent"
+
+
+@pytest.mark.parametrize(
+    "reply", ["552 5.3.4 Message too big for system", "554 5.7.1 Message refused: content"]
+)
+def test_a_refused_message_is_not_a_bounce(tmp_path: Path, smtp_server: SMTPServer, reply: str) -> None:
+    smtp_server.answer("DATA", reply)  # the recruiter's email is the first one sent
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        key = seed.api_key(client)
+        client.post("/api/v1/applications", headers={"Authorization": f"Bearer {key}"}, json=application())
+        deliver(client)
+        # The contact stays eligible and the candidate is not told anything went wrong.
+        assert seed.fetch_all(client, tables.contacts.select()) == []
+        [request] = seed.fetch_all(client, tables.contact_requests.select())
+        assert request["status"] == "sent"
+        eligibility = client.get("/api/v1/eligibility", params={"target": f"offer:{seed.OFFER_ID}"})
+        assert eligibility.json()["results"][0]["eligible"] is True
+        failed = seed.fetch_all(
+            client,
+            sa.select(tables.outbox.c.template, tables.outbox.c.failure_kind).where(
+                tables.outbox.c.status == "failed"
+            ),
+        )
+        assert failed == [{"template": "candidature_pro", "failure_kind": "message_refused"}]
+        summary = seed.run(client, stats, client.app.state.database)  # type: ignore[attr-defined]
+    assert re.search(r"message_refused\s+1\n", summary)
+    assert [r.message["X-LBA-Template"] for r in smtp_server.received] == ["candidature_ack"]

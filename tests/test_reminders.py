@@ -3,6 +3,7 @@ bouncing or opted-out request, never twice."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tests.support import (
     appointment,
     body,
     deliver,
+    eventually,
     form_fields,
     links,
     make_settings,
@@ -27,6 +29,7 @@ from tests.support import (
 from widget_server import bounces, tables
 from widget_server.app import create_app
 from widget_server.reminders import send_due_reminders
+from widget_server.resources import create_database
 
 DAY = dt.timedelta(days=1)
 
@@ -188,3 +191,64 @@ def test_the_remind_command_is_safe_to_run_from_cron(
     assert "Reminders queued: 1" in capsys.readouterr().out
     assert cli.main(["remind"]) == 0
     assert "Reminders queued: 0" in capsys.readouterr().out
+
+
+def test_reminders_are_a_job_of_the_email_worker_claimed_once_across_workers(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        submit_application(client, smtp_server)
+        later = created_at(client) + 6 * DAY
+        state = seed.state(client)
+
+        async def three_workers() -> list[int]:
+            # Separate connection pools, as three processes would have.
+            databases = [state.database]
+            for _ in range(2):
+                other = create_database(state.settings)
+                await other.connect()
+                databases.append(other)
+            try:
+                workers = [bounces.create_worker(db, state.settings, clock=lambda: later) for db in databases]
+                return list(await asyncio.gather(*(w.run_due_jobs() for w in workers)))
+            finally:
+                for other in databases[1:]:
+                    await other.disconnect()
+
+        assert sorted(seed.run(client, three_workers)) == [0, 0, 1]  # one worker ran the job
+        # Not due again within its period, whichever worker asks.
+        same_time = bounces.create_worker(state.database, state.settings, clock=lambda: later)
+        assert seed.run(client, same_time.run_due_jobs) == 0
+        # Due again a period later, but the reminder itself is claimed on its request.
+        again = bounces.create_worker(
+            state.database, state.settings, clock=lambda: later + dt.timedelta(hours=1)
+        )
+        assert seed.run(client, again.run_due_jobs) == 1
+        reminders = seed.fetch_all(
+            client, sa.select(tables.outbox.c.id).where(tables.outbox.c.template == "reminder")
+        )
+        assert len(reminders) == 1
+
+
+def test_a_running_worker_sends_the_reminder_without_serve(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:  # OUTBOX_WORKER=false: serve sends nothing
+        seed.offer(client)
+        submit_application(client, smtp_server)
+        later = created_at(client) + 6 * DAY
+        state = seed.state(client)
+        worker = bounces.create_worker(state.database, state.settings, clock=lambda: later)
+
+        async def run_until_reminded() -> None:
+            worker.start()
+            try:
+                await eventually(
+                    lambda: any(str(r.message["Subject"]).startswith("Rappel") for r in smtp_server.received),
+                    "the reminder",
+                )
+            finally:
+                await worker.stop()
+
+        seed.run(client, run_until_reminded)
+    [reminder] = [r for r in smtp_server.received if str(r.message["Subject"]).startswith("Rappel")]
+    assert reminder.rcpt_tos == ["recrutement@boulangerie.example"]

@@ -74,8 +74,13 @@ def test_stats_counts_requests_by_kind_and_status(client: TestClient) -> None:
     text = seed.run(client, stats, seed.state(client).database)
     assert "candidature  sent              2" in text
     assert "mon-site" in text
-    emails = text.split("Emails by status:\n")[1].splitlines()
-    assert sum(int(line.split()[-1]) for line in emails) == 4
+    emails = text.split("Emails by status:\n")[1].split("Failed emails by kind:\n")
+    assert sum(int(line.split()[-1]) for line in emails[0].splitlines()) == 4
+    assert [line.split() for line in emails[1].splitlines()] == [
+        ["recipient_refused", "0"],
+        ["message_refused", "0"],
+        ["too_many_attempts", "0"],
+    ]
 
 
 @pytest.fixture

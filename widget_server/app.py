@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +21,6 @@ from . import (
     openapi,
     optout,
     pages,
-    reminders,
     replies,
     widget,
 )
@@ -54,16 +52,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await database.connect()
         await prepare_sqlite(database)
         await migrations.migrate(database)
-        stop = asyncio.Event()
-        background = []
         if settings.outbox_worker:
-            worker.start()
-            background.append(asyncio.create_task(reminders.run_periodically(database, settings, stop)))
+            worker.start()  # the reminders are one of its periodic jobs
         try:
             yield
         finally:
-            stop.set()
-            await asyncio.gather(*background)
             await worker.stop()
             await database.disconnect()
 

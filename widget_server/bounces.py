@@ -14,7 +14,7 @@ from databases import Database
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import callers, emails, outbox, tables
+from . import callers, emails, outbox, reminders, tables
 from .contact_requests import ack_message_id, load
 from .kinds import PRO_EMAILS
 from .mailer import transport_from_settings
@@ -85,21 +85,24 @@ async def _tell_candidate(
 
 
 def create_worker(database: Database, settings: Settings, **options: Any) -> outbox.Worker:
-    """The service's email worker: SMTP or the dev mailbox as configured, and
-    bounces handled. `options` go to `outbox.Worker` (batch size, clock…)."""
+    """The service's email worker: SMTP or the dev mailbox as configured, bounces
+    handled, reminders as its periodic job. `options` go to `outbox.Worker`
+    (batch size, clock…)."""
     return outbox.Worker(
         database,
         transport_from_settings(settings),
         settings,
-        on_permanent_failure=on_permanent_failure(database, settings),
+        on_recipient_refused=on_recipient_refused(database, settings),
+        periodic_jobs=[reminders.job(database, settings)],
         **options,
     )
 
 
-def on_permanent_failure(
+def on_recipient_refused(
     database: Database, settings: Settings
 ) -> Callable[[Mapping[str, Any], str], Awaitable[None]]:
-    """The outbox worker's hook for a 5xx answer to one of our messages."""
+    """The outbox worker's hook for a refused recipient (a bounce); other refusals
+    only fail their message (see `outbox`)."""
 
     async def hook(row: Mapping[str, Any], error: str) -> None:
         if row["template"] not in PRO_TEMPLATES:

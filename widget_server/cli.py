@@ -184,7 +184,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     "keys": ("create, list or revoke partner API keys", cmd_keys),
     "purge": ("delete delivered CVs and anonymise old requests (cron-safe)", cmd_purge),
     "stats": ("print request, answer and delivery counts", cmd_stats),
-    "remind": ("queue the reminders that are due (serve does it every 5 minutes)", cmd_remind),
+    "remind": ("queue the reminders that are due (the email workers do it on their own)", cmd_remind),
 }
 
 

@@ -120,6 +120,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         # NULL for rows queued before: the worker uses MAIL_FROM's address for them.
         ("ALTER TABLE outbox ADD COLUMN envelope_sender TEXT",),
     ),
+    Migration(
+        5,
+        "failure kinds of the outbox, periodic jobs",
+        (
+            "ALTER TABLE outbox ADD COLUMN failure_kind TEXT",
+            """CREATE TABLE jobs (
+            name TEXT PRIMARY KEY, next_run_at {ts} NOT NULL, lease_owner TEXT, lease_until {ts})""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

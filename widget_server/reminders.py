@@ -1,11 +1,10 @@
 """One reminder to the recruiter or CFA for a request still unanswered after
 `REMINDER_DAYS`: never for an answered, bouncing or opted-out one, never twice.
-Runs inside `serve` every few minutes and as `widget-server remind` (cron-safe)."""
+A periodic job of the email workers (`serve`'s or `worker`'s, whichever claims it),
+and `widget-server remind` (cron-safe): each reminder is claimed on its request."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 
@@ -14,13 +13,13 @@ from databases import Database
 
 from . import outbox, reply_tokens, tables
 from .contact_requests import compose_pro_email, load
+from .jobs import PeriodicJob
 from .kinds import PRO_EMAILS
 from .optout import is_opted_out
 from .resources import write_transaction
 from .settings import Settings
 
 log = logging.getLogger("widget_server.reminders")
-EVERY_SECONDS = 300
 
 
 async def send_due_reminders(database: Database, settings: Settings, now: dt.datetime | None = None) -> int:
@@ -109,14 +108,10 @@ async def _delivered_pro_message_id(database: Database, request_id: str, templat
     return str(value) if value else None
 
 
-async def run_periodically(database: Database, settings: Settings, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            async with database.connection():
-                count = await send_due_reminders(database, settings)
-            if count:
-                log.info("queued %d reminders", count)
-        except Exception:
-            log.exception("reminders failed; trying again later")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), EVERY_SECONDS)
+def job(database: Database, settings: Settings) -> PeriodicJob:
+    """The reminders as a periodic job of the email workers."""
+
+    async def run(now: dt.datetime) -> int:
+        return await send_due_reminders(database, settings, now)
+
+    return PeriodicJob("reminders", dt.timedelta(seconds=settings.reminders_every_seconds), run)

@@ -129,6 +129,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "REMINDER_DAYS", "5", "Days without an answer before the one reminder to the recruiter or CFA.", int
     ),
+    Setting(
+        "REMINDERS_EVERY_SECONDS",
+        "300",
+        "How often one of the email workers looks for reminders to send (whichever claims the job first).",
+        int,
+    ),
     Setting("CV_RETENTION_DAYS", "30", "CV files are deleted this many days after delivery.", int),
     Setting(
         "PERSONAL_DATA_RETENTION_DAYS",
@@ -171,6 +177,7 @@ class Settings:
     outbox_max_attempts: int
     outbox_worker: bool
     reminder_days: int
+    reminders_every_seconds: int
     cv_retention_days: int
     personal_data_retention_days: int
     log_level: str

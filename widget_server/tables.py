@@ -179,6 +179,18 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("sent_at", UTCDateTime),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # Why a failed message failed: see outbox.FAILURE_KINDS.
+    sa.Column("failure_kind", sa.Text),
+)
+
+# Periodic work claimed by one worker at a time (see jobs.py).
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("next_run_at", UTCDateTime, nullable=False),
+    sa.Column("lease_owner", sa.Text),
+    sa.Column("lease_until", UTCDateTime),
 )
 
 reply_tokens = sa.Table(
