@@ -32,7 +32,7 @@ from starlette.types import ASGIApp
 
 from tests import seed
 from tests.smtp_server import Received, SMTPServer, free_port
-from widget_server import bounces, migrations, tables
+from widget_server import delivery, migrations, tables
 from widget_server.app import create_app
 from widget_server.resources import create_database, prepare_sqlite
 from widget_server.settings import Settings, load_settings
@@ -151,7 +151,7 @@ def deliver(
 ) -> int:
     """Runs one email worker until the outbox has nothing due (or `batches` batches)."""
     state = seed.state(client)
-    worker = bounces.create_worker(
+    worker = delivery.create_worker(
         state.database, state.settings, batch_size=batch_size, clock=(lambda: now) if now else None
     )
 

@@ -19,8 +19,8 @@ from tests.support import make_settings, template_context, template_name, wait_u
 from widget_server import outbox
 from widget_server.app import create_app
 from widget_server.emails import Outgoing
-from widget_server.mailbox import HTML_CSP
-from widget_server.mailer import DevMailboxTransport, mailbox_dir
+from widget_server.mailbox import HTML_CSP, mailbox_dir
+from widget_server.mailer import DevMailboxTransport
 from widget_server.settings import Settings
 
 PDF = seed.PDF

@@ -72,7 +72,7 @@ def test_stats_counts_requests_by_kind_and_status(client: TestClient) -> None:
     submit(client)
     submit(client, email="autre@example.org")
     text = seed.run(client, stats, seed.state(client).database)
-    assert "candidature  sent              2" in text
+    assert "candidature  received          2" in text
     assert "mon-site" in text
     emails = text.split("Emails by status:\n")[1].split("Failed emails by kind:\n")
     assert sum(int(line.split()[-1]) for line in emails[0].splitlines()) == 4

@@ -14,6 +14,7 @@ from starlette.routing import Route, request_response
 from . import (
     api,
     bounces,
+    delivery,
     forms,
     integration,
     mailbox,
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     templates.env.globals["asset_url"] = assets.url
     templates.env.filters["phone"] = display_phone
     # Delivers the outbox; the request pipeline wakes it through app.state.outbox_worker.
-    worker = bounces.create_worker(database, settings)
+    worker = delivery.create_worker(database, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -74,7 +74,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from .bounces import create_worker
+    from .delivery import create_worker
 
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
+from .mailbox import mailbox_dir
 from .settings import Settings
 
 log = logging.getLogger("widget_server.mailer")
@@ -295,10 +296,6 @@ def _describe(exc: BaseException) -> str:
 
 
 # --- dev mailbox ---------------------------------------------------------------
-
-
-def mailbox_dir(settings: Settings) -> Path:
-    return settings.var_dir / "mailbox"
 
 
 class DevMailboxTransport(Transport):

@@ -64,6 +64,7 @@ async def purge(database: Database, settings: Settings, now: dt.datetime | None 
                     first_name=ANONYMOUS,
                     last_name=ANONYMOUS,
                     email=sa.literal("anonyme-") + requests.c.id + sa.literal("@invalid"),
+                    email_key=sa.literal("anonyme-") + requests.c.id + sa.literal("@invalid"),
                     phone="",
                     message=None,
                     answer_message=None,
