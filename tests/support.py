@@ -37,6 +37,14 @@ from widget_server.settings import Settings, load_settings
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 
+# The least a production configuration needs (settings.production_problems).
+PRODUCTION = {
+    "ENVIRONMENT": "production",
+    "PUBLIC_URL": "https://widget.example",
+    "SECRET_KEY": "JJGnvLGrjOl4BfYWMusiRhTDckxIqIKcLPLgxzTHBXM",
+    "SMTP_URL": "smtp://127.0.0.1:2525",
+}
+
 
 # --- settings -----------------------------------------------------------------
 
@@ -227,6 +235,14 @@ def snapshot(client: TestClient) -> list[list[dict[str, Any]]]:
             tables.formations,
         )
     ] + [seed.fetch_all(client, sa.select(tables.outbox.c.id))]
+
+
+def every_row(client: TestClient) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, to show that something changed nothing."""
+    return {
+        name: sorted((seed.fetch_all(client, sa.select(table))), key=repr)
+        for name, table in tables.metadata.tables.items()
+    }
 
 
 # --- waiting for something that happens elsewhere -----------------------------

@@ -27,7 +27,7 @@ from databases import Database
 
 from . import contacts as contact_marks
 from . import migrations, tables
-from .settings import ROOT
+from .bundled import data_dir
 from .targets import CLOSED_BY_RECRUITER, TARGETS, BadTarget, TargetSpec, is_valid_siret, make_target
 from .validation import InvalidValue, email_identity, normalise_email, normalise_phone
 
@@ -36,7 +36,7 @@ log = logging.getLogger("widget_server.directory")
 DirectoryKind = Literal["formations", "offers", "companies"]
 Progress = Callable[[int, int | None], None]
 
-DEMO_DIR = ROOT / "examples" / "data"
+DEMO_DIR = data_dir("demo_data")
 BATCH_SIZE = 1000
 SUMMARY_MAX_REJECTED = 50
 TEXT_MAX = 300

@@ -325,7 +325,7 @@ def transport_from_settings(settings: Settings) -> Transport:
             log.warning("SMTP_URL is unset: emails are only written to %s", mailbox_dir(settings))
         return DevMailboxTransport(mailbox_dir(settings))
     return SMTPTransport(
-        parse_smtp_url(settings.smtp_url),
+        parse_smtp_url(settings.smtp_url.reveal()),
         local_hostname=urlsplit(settings.public_url).hostname or "localhost",
         # A send must end well within the lease, or another worker could take the message.
         timeout=min(SMTP_TIMEOUT_SECONDS, settings.outbox_lease_seconds / 4),
