@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import io
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +11,10 @@ import sqlalchemy as sa
 from databases import Database
 
 from tests.support import make_settings
-from widget_server import directory, migrations, tables
+from tests.support import on_database as run
+from widget_server import directory, tables
 from widget_server.cli import main
 from widget_server.directory import ImportFileError, ImportReport, import_file
-from widget_server.resources import create_database
 from widget_server.settings import Settings
 
 SIRET_A = "73282932000074"
@@ -24,19 +22,6 @@ SIRET_B = "44306184100047"
 OFFER_HEADER = (
     "offer_id,title,siret,company_name,address,postcode,city,status,posted_on,expires_on,contact_email"
 )
-
-
-def run(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
-    async def go() -> Any:
-        database = create_database(settings)
-        await database.connect()
-        try:
-            await migrations.migrate(database)
-            return await work(database)
-        finally:
-            await database.disconnect()
-
-    return asyncio.run(go())
 
 
 def rows(settings: Settings, table: sa.Table) -> list[dict[str, Any]]:

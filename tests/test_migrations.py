@@ -1,37 +1,28 @@
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
 from databases import Database
 
-from tests.support import make_settings
+from tests.support import make_settings, on_database
 from widget_server import migrations, tables
 from widget_server.cli import main
-from widget_server.resources import create_database
 from widget_server.settings import Settings
 
+T = TypeVar("T")
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
 # (nullable, part of the primary key, type family) for each column of each table.
 Schema = dict[str, dict[str, tuple[bool, bool, str]]]
 
 
-def run(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
-    async def go() -> Any:
-        database = create_database(settings)
-        await database.connect()
-        try:
-            return await work(database)
-        finally:
-            await database.disconnect()
-
-    return asyncio.run(go())
+def run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    return on_database(settings, work, migrate=False)  # the tests here migrate themselves
 
 
 def _family(declared: str) -> str:
