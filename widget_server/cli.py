@@ -118,6 +118,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
             args.file,
             dry_run=args.dry_run,
             progress=None if args.quiet else directory.terminal_progress,
+            max_offer_applications=settings.offer_max_applications,
         )
 
     try:
