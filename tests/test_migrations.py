@@ -169,15 +169,17 @@ def test_a_version_1_database_is_upgraded_in_place_without_losing_rows(settings:
     async def work(database: Database) -> None:
         assert await migrations.migrate(database, target=1) == [1]
         await fill_version_1(database)
-        before = {
-            t.name: await database.fetch_all(t.select())
-            for t in (tables.formations, tables.offers, tables.companies, tables.contacts)
+        # The columns of version 1: later migrations may add columns, never lose rows.
+        directory = (tables.formations, tables.offers, tables.companies, tables.contacts)
+        columns = {
+            t.name: [c for c in t.c if c.name not in ("closed_reason", "closed_at")] for t in directory
         }
+        before = {t.name: await database.fetch_all(sa.select(*columns[t.name])) for t in directory}
         applied = await migrations.migrate(database)
         assert applied == [m.version for m in migrations.MIGRATIONS if m.version > 1]
         assert await migrations.applied_versions(database) == {m.version for m in migrations.MIGRATIONS}
-        for table in (tables.formations, tables.offers, tables.companies, tables.contacts):
-            after = await database.fetch_all(table.select())
+        for table in directory:
+            after = await database.fetch_all(sa.select(*columns[table.name]))
             assert [dict(r._mapping) for r in after] == [dict(r._mapping) for r in before[table.name]]
         [offer] = await database.fetch_all(tables.offers.select())
         assert offer._mapping["application_count"] == 4
