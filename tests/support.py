@@ -31,11 +31,19 @@ from starlette.types import ASGIApp
 
 from tests import seed
 from tests.smtp_server import Received, SMTPServer, free_port
-from widget_server import bounces, tables
+from widget_server import delivery, tables
 from widget_server.app import create_app
 from widget_server.settings import Settings, load_settings
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+# The least a production configuration needs (settings.production_problems).
+PRODUCTION = {
+    "ENVIRONMENT": "production",
+    "PUBLIC_URL": "https://widget.example",
+    "SECRET_KEY": "JJGnvLGrjOl4BfYWMusiRhTDckxIqIKcLPLgxzTHBXM",
+    "SMTP_URL": "smtp://127.0.0.1:2525",
+}
 
 
 # --- settings -----------------------------------------------------------------
@@ -129,7 +137,7 @@ def deliver(
 ) -> int:
     """Runs one email worker until the outbox has nothing due (or `batches` batches)."""
     state = seed.state(client)
-    worker = bounces.create_worker(
+    worker = delivery.create_worker(
         state.database, state.settings, batch_size=batch_size, clock=(lambda: now) if now else None
     )
 
@@ -227,6 +235,14 @@ def snapshot(client: TestClient) -> list[list[dict[str, Any]]]:
             tables.formations,
         )
     ] + [seed.fetch_all(client, sa.select(tables.outbox.c.id))]
+
+
+def every_row(client: TestClient) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, to show that something changed nothing."""
+    return {
+        name: sorted((seed.fetch_all(client, sa.select(table))), key=repr)
+        for name, table in tables.metadata.tables.items()
+    }
 
 
 # --- waiting for something that happens elsewhere -----------------------------

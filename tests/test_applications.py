@@ -39,7 +39,7 @@ def test_json_application_is_stored_with_its_cv_and_two_queued_emails(client: Te
     response = post(client, key, application())
     assert response.status_code == 202, response.text
     request_id = response.json()["id"]
-    assert response.json()["status"] == "sent"
+    assert response.json()["status"] == "received"
 
     [stored] = seed.fetch_all(client, tables.contact_requests.select())
     assert stored["id"] == request_id

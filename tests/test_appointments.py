@@ -102,7 +102,9 @@ def test_multipart_is_not_accepted_for_rdv(client: TestClient, key: str) -> None
 
 def submit_at(client: TestClient, moment: dt.datetime, **overrides: Any) -> Any:
     """Submits through the pipeline with a chosen clock, to test the 4-day rule at its edges."""
-    submission = contact_requests.Submission(kind=RDV, fields=appointment(**overrides), caller="mon-site")
+    submission = contact_requests.Submission(
+        kind=RDV, fields=appointment(**overrides), caller="mon-site", caller_origin="key"
+    )
     return seed.run(client, contact_requests.submit, seed.state(client), submission, moment)
 
 

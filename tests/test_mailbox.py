@@ -15,12 +15,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.support import make_settings, template_context, template_name, wait_until
+from tests.support import PRODUCTION, make_settings, template_context, template_name, wait_until
 from widget_server import outbox
 from widget_server.app import create_app
 from widget_server.emails import Outgoing
-from widget_server.mailbox import HTML_CSP
-from widget_server.mailer import DevMailboxTransport, mailbox_dir
+from widget_server.mailbox import HTML_CSP, mailbox_dir
+from widget_server.mailer import DevMailboxTransport
 from widget_server.settings import Settings
 
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
@@ -205,7 +205,7 @@ def test_the_mailbox_can_be_emptied(quiet_client: TestClient, quiet_settings: Se
     "overrides",
     [
         {"SMTP_URL": "smtp://127.0.0.1:2525"},
-        {"ENVIRONMENT": "production", "PUBLIC_URL": "https://widget.example"},
+        PRODUCTION,
     ],
 )
 def test_there_is_no_mailbox_when_emails_really_leave_or_in_production(

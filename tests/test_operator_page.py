@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from tests import seed
 from widget_server import cli, operator_page, tables
-from widget_server.settings import Settings
+from widget_server.settings import Secret, Settings
 
 CANDIDATE = {"first_name": "Philomène", "last_name": "Quatrebarbes", "email": "philomene.q@example.org"}
 
@@ -157,7 +157,7 @@ def test_a_bad_or_expired_link_shows_nothing(
 ) -> None:
     good = path_of(operator_page.signed_link(settings, 1))
     token = good.rsplit("/", 1)[1]
-    forged = operator_page.signed_link(settings.replace(secret_key="another-key"), 1)
+    forged = operator_page.signed_link(settings.replace(secret_key=Secret("another-key")), 1)
     for bad in (
         f"/operator/{token[:-2]}xx",
         "/operator/nothing",
@@ -182,7 +182,8 @@ def test_the_operator_link_command_prints_a_working_link(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     for name in ("DATABASE_URL", "VAR_DIR", "SECRET_KEY", "PUBLIC_URL"):
-        monkeypatch.setenv(name, str(getattr(settings, name.lower())))
+        value = getattr(settings, name.lower())
+        monkeypatch.setenv(name, value.reveal() if isinstance(value, Secret) else str(value))
     assert cli.main(["operator-link", "--hours", "2"]) == 0
     link = capsys.readouterr().out.strip()
     assert link.startswith("http://testserver/operator/")

@@ -26,7 +26,7 @@ from tests.support import (
     smtp_client,
     submit_application,
 )
-from widget_server import bounces, tables
+from widget_server import bounces, delivery, tables
 from widget_server.app import create_app
 from widget_server.reminders import send_due_reminders
 from widget_server.resources import create_database
@@ -65,7 +65,7 @@ def test_one_reminder_after_five_days_never_twice(tmp_path: Path, smtp_server: S
         assert remind(client, start + 5 * DAY) == 1
         assert remind(client, start + 9 * DAY) == 0
         [row] = seed.fetch_all(client, tables.contact_requests.select())
-        assert row["reminded_at"] == start + 5 * DAY and row["status"] == "sent"
+        assert row["reminded_at"] == start + 5 * DAY and row["status"] == "delivered"
         deliver(client, now=start + 9 * DAY)
         reminder = smtp_server.received[-1]
         assert reminder.rcpt_tos == ["recrutement@boulangerie.example"]
@@ -193,6 +193,50 @@ def test_the_remind_command_is_safe_to_run_from_cron(
     assert "Reminders queued: 0" in capsys.readouterr().out
 
 
+def test_no_reminder_for_an_offer_that_expired(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client, expires_on=(dt.datetime.now(dt.UTC) + 3 * DAY).date())
+        submit_application(client, smtp_server)
+        start = created_at(client)
+        # Expired on day 3, due on day 5: no reminder for an offer no longer open.
+        assert remind(client, start + 6 * DAY) == 0
+        [row] = seed.fetch_all(client, tables.contact_requests.select())
+        assert row["reminded_at"] is None
+
+
+def test_ineligible_requests_never_hide_the_due_ones_behind_them(
+    tmp_path: Path, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from widget_server import reminders
+
+    monkeypatch.setattr(reminders, "PAGE_SIZE", 1)
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client, "OLD", contact_email="parti@ailleurs.example")
+        seed.offer(client)
+        key = seed.api_key(client)
+        for offer_id in ("OLD", seed.OFFER_ID):
+            response = client.post(
+                "/api/v1/applications",
+                json=application(offer_id=offer_id),
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert response.status_code == 202
+        deliver(client)
+        seed.run(
+            client,
+            seed.state(client).database.execute,
+            sa.text("UPDATE offers SET status = 'closed' WHERE offer_id = 'OLD'"),
+        )
+        latest = max(r["created_at"] for r in seed.fetch_all(client, tables.contact_requests.select()))
+        assert remind(client, latest + 6 * DAY) == 1
+        reminded = {
+            r["target_ref"]
+            for r in seed.fetch_all(client, tables.contact_requests.select())
+            if r["reminded_at"]
+        }
+        assert reminded == {seed.OFFER_ID}
+
+
 def test_reminders_are_a_job_of_the_email_worker_claimed_once_across_workers(
     tmp_path: Path, smtp_server: SMTPServer
 ) -> None:
@@ -210,7 +254,9 @@ def test_reminders_are_a_job_of_the_email_worker_claimed_once_across_workers(
                 await other.connect()
                 databases.append(other)
             try:
-                workers = [bounces.create_worker(db, state.settings, clock=lambda: later) for db in databases]
+                workers = [
+                    delivery.create_worker(db, state.settings, clock=lambda: later) for db in databases
+                ]
                 return list(await asyncio.gather(*(w.run_due_jobs() for w in workers)))
             finally:
                 for other in databases[1:]:
@@ -218,10 +264,10 @@ def test_reminders_are_a_job_of_the_email_worker_claimed_once_across_workers(
 
         assert sorted(seed.run(client, three_workers)) == [0, 0, 1]  # one worker ran the job
         # Not due again within its period, whichever worker asks.
-        same_time = bounces.create_worker(state.database, state.settings, clock=lambda: later)
+        same_time = delivery.create_worker(state.database, state.settings, clock=lambda: later)
         assert seed.run(client, same_time.run_due_jobs) == 0
         # Due again a period later, but the reminder itself is claimed on its request.
-        again = bounces.create_worker(
+        again = delivery.create_worker(
             state.database, state.settings, clock=lambda: later + dt.timedelta(hours=1)
         )
         assert seed.run(client, again.run_due_jobs) == 1
@@ -237,7 +283,7 @@ def test_a_running_worker_sends_the_reminder_without_serve(tmp_path: Path, smtp_
         submit_application(client, smtp_server)
         later = created_at(client) + 6 * DAY
         state = seed.state(client)
-        worker = bounces.create_worker(state.database, state.settings, clock=lambda: later)
+        worker = delivery.create_worker(state.database, state.settings, clock=lambda: later)
 
         async def run_until_reminded() -> None:
             worker.start()

@@ -54,7 +54,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     from . import host_page
+    from .logs import configure_logging
 
+    configure_logging(settings)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -63,6 +65,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             log_level=settings.log_level.lower(),
             proxy_headers=True,
             server_header=False,
+            # uvicorn's loggers propagate to the root handler, in LOG_FORMAT.
+            log_config=None,
         )
     )
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run does
@@ -71,12 +75,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    import logging
     import signal
 
-    from .bounces import create_worker
+    from .delivery import create_worker
+    from .logs import configure_logging
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
 
     async def work(database: Database) -> None:
         worker = create_worker(database, settings)
@@ -153,7 +157,7 @@ def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
     from .retention import purge
 
     async def work(database: Database) -> str:
-        return (await purge(database, settings)).summary()
+        return (await purge(database, settings, dry_run=args.dry_run)).summary()
 
     print(asyncio.run(with_database(settings, work)))
     return 0
@@ -220,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="a .csv (header row) or .jsonl file")
     imp.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
     imp.add_argument("--quiet", action="store_true", help="no progress display")
+    parsers["purge"].add_argument(
+        "--dry-run", action="store_true", help="print what would be deleted or anonymised, change nothing"
+    )
     parsers["operator-link"].add_argument(
         "--hours", type=_link_hours, default=24, help="how long the link works, up to 720 (default: 24)"
     )

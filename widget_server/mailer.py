@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
+from .mailbox import mailbox_dir
 from .settings import Settings
 
 log = logging.getLogger("widget_server.mailer")
@@ -297,10 +298,6 @@ def _describe(exc: BaseException) -> str:
 # --- dev mailbox ---------------------------------------------------------------
 
 
-def mailbox_dir(settings: Settings) -> Path:
-    return settings.var_dir / "mailbox"
-
-
 class DevMailboxTransport(Transport):
     """Writes each message to `directory/<UTC time>-<random>.eml`: names sort by time,
     and a message appears whole or not at all (written aside, then renamed)."""
@@ -328,7 +325,7 @@ def transport_from_settings(settings: Settings) -> Transport:
             log.warning("SMTP_URL is unset: emails are only written to %s", mailbox_dir(settings))
         return DevMailboxTransport(mailbox_dir(settings))
     return SMTPTransport(
-        parse_smtp_url(settings.smtp_url),
+        parse_smtp_url(settings.smtp_url.reveal()),
         local_hostname=urlsplit(settings.public_url).hostname or "localhost",
         # A send must end well within the lease, or another worker could take the message.
         timeout=min(SMTP_TIMEOUT_SECONDS, settings.outbox_lease_seconds / 4),

@@ -35,7 +35,7 @@ _SALT = "operator-page"
 
 
 def _serializer(settings: Settings) -> URLSafeSerializer:
-    return URLSafeSerializer(settings.secret_key, salt=_SALT)
+    return URLSafeSerializer(settings.secret_key.reveal(), salt=_SALT)
 
 
 def signed_link(settings: Settings, hours: float, now: dt.datetime | None = None) -> str:

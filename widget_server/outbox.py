@@ -61,6 +61,7 @@ BACKOFF_CAP_SECONDS = 3600.0
 
 Clock = Callable[[], dt.datetime]
 BounceHook = Callable[[Mapping[str, Any], str], Awaitable[None]]
+SentHook = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 # `outbox.failure_kind` of a failed message.
 RECIPIENT_REFUSED = RecipientRefused.kind
@@ -147,6 +148,7 @@ class Worker:
         settings: Settings,
         *,
         on_recipient_refused: BounceHook | None = None,
+        on_sent: SentHook | None = None,
         periodic_jobs: Sequence[jobs.PeriodicJob] = (),
         clock: Clock | None = None,
         worker_id: str | None = None,
@@ -156,6 +158,7 @@ class Worker:
         self.database = database
         self.transport = transport
         self.on_recipient_refused = on_recipient_refused
+        self.on_sent = on_sent
         self.periodic_jobs = tuple(periodic_jobs)
         # Set while the SMTP server cannot be used: the failure that says so.
         self.server_unavailable: ServerUnavailable | None = None
@@ -375,7 +378,8 @@ class Worker:
         return updated
 
     async def _sent(self, row: Mapping[str, Any]) -> None:
-        await self._update(row, status="sent", sent_at=self._clock())
+        if await self._update(row, status="sent", sent_at=self._clock()) and self.on_sent is not None:
+            await self.on_sent(row)
         log.info("message %s (%s) to %s: sent", row["message_id"], row["template"], _domains(row))
 
     async def _retry(self, row: Mapping[str, Any], failure: TemporaryFailure) -> None:

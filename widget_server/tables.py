@@ -145,6 +145,10 @@ contact_requests = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("anonymised_at", UTCDateTime),
+    # Who the candidate is for quotas: the case-folded address (`email` keeps what they typed).
+    sa.Column("email_key", sa.Text),
+    # "key" or "form": a form caller never shares quota counters with the API key of that name.
+    sa.Column("caller_origin", sa.Text, nullable=False, server_default="key"),
 )
 
 cv_files = sa.Table(
