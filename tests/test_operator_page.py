@@ -28,7 +28,7 @@ def request_row(
     *,
     kind: str = "candidature",
     caller: str = "site-a",
-    status: str = "sent",
+    status: str = "delivered",
     answered_after: dt.timedelta | None = None,
     delivered: bool = True,
 ) -> None:

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import tables
+from .contact_requests import BOUNCED
 from .kinds import PRO_EMAILS
 from .operator_charts import COLOURS, KIND_LABELS, charts
 from .settings import Settings
@@ -107,7 +108,7 @@ async def figures(database: Database, now: dt.datetime | None = None, weeks: int
             requests.c.kind,
             sa.func.count().label("count"),
             sa.func.sum(sa.case((delivered, 1), else_=0)).label("delivered"),
-            sa.func.sum(sa.case((requests.c.status == "bounced", 1), else_=0)).label("bounced"),
+            sa.func.sum(sa.case((requests.c.status == BOUNCED, 1), else_=0)).label("bounced"),
             sa.func.sum(sa.case((requests.c.answered_at.is_not(None), 1), else_=0)).label("answered"),
         )
         .where(in_range)
