@@ -7,9 +7,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Frame, Page, Request
+from playwright.sync_api import Page, Request
 
-from tests.browser.conftest import (
+from tests.browser.support import (
     BAD_SIRET,
     CLOSED_OFFER,
     FORMATION,
@@ -23,44 +23,15 @@ from tests.browser.conftest import (
     Servers,
     eligibility_requests,
     events,
+    focused_in_slot,
+    form_frame,
+    slot,
     wait_events,
 )
 
 pytestmark = pytest.mark.browser
 
 ELIGIBILITY = "/api/v1/eligibility"
-
-
-def slot(ref: str) -> str:
-    """CSS selector of the placeholder for a target reference."""
-    attribute = "data-siret" if ref.isdigit() else "data-formation-id" if "#" in ref else "data-offer-id"
-    return f'[{attribute}="{ref}"]'
-
-
-def form_frame(page: Page, placeholder: str = "[data-lba-widget]") -> Frame:
-    """The form's iframe (in a shadow root: CSS locators pierce open ones), once its page loaded."""
-    iframe = page.locator(f"{placeholder} iframe")
-    iframe.wait_for()
-    assert iframe.count() == 1
-    handle = iframe.element_handle()
-    frame = handle.content_frame()
-    handle.dispose()  # a handle would keep the element alive (see the leak test)
-    assert frame is not None
-    frame.wait_for_url("**/widget/v1/**")
-    frame.wait_for_load_state()
-    return frame
-
-
-def focused_in_slot(page: Page) -> str:
-    """What has focus: the placeholder's inner element, e.g. 'BUTTON' or 'IFRAME'."""
-    return str(
-        page.evaluate(
-            "() => { const a = document.activeElement;"
-            " return a && a.shadowRoot && a.shadowRoot.activeElement"
-            " ? (a.dataset.offerId || a.dataset.formationId) + ' ' + a.shadowRoot.activeElement.tagName"
-            " : '' }"
-        )
-    )
 
 
 def test_buttons_appear_for_eligible_targets_after_one_request(page: Page, servers: Servers) -> None:

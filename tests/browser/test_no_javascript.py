@@ -9,8 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.browser.conftest import FORMATION, SIRET, Servers
-from tests.browser.test_flows import PDF, mailbox
+from tests.browser.support import FORMATION, PDF, SIRET, Servers, mailbox
 
 pytestmark = pytest.mark.browser
 

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.browser.conftest import OTHER_OFFER, Servers, get_json
-from tests.browser.test_flows import PDF, axe_violations, mailbox
+from tests.browser.support import OTHER_OFFER, PDF, Servers, axe_violations, get_json, mailbox
 
 pytestmark = pytest.mark.browser
 
