@@ -194,14 +194,21 @@ def axe_violations(target: Page | Frame) -> list[str]:
     return [f"{v['id']}: {[n['target'] for n in v['nodes']]}" for v in results.response["violations"]]
 
 
-def mailbox(servers: Servers, *, to: str, count: int) -> list[dict[str, Any]]:
-    """The dev mailbox's messages to `to`, once `count` of them have arrived."""
+def mailbox(page: Page, servers: Servers, *, to: str, count: int) -> list[dict[str, Any]]:
+    """The dev mailbox's messages to `to`, once `count` of them have arrived.
+
+    Polled through Playwright (its request API, and `wait_for_timeout` to pace
+    the polls), never `time.sleep`: the sync API handles the browser's events
+    only while one of its calls runs, and a sleeping test leaves them piling
+    up, to be worked through (seconds, on a loaded machine) by the next call.
+    """
     deadline = time.monotonic() + 15
     while True:
-        found = [m for m in get_json(servers.widget + "/dev/api/mailbox")["messages"] if to in m["to"]]
+        answer = page.request.get(servers.widget + "/dev/api/mailbox")
+        found = [m for m in answer.json()["messages"] if to in m["to"]]
         if len(found) >= count or time.monotonic() > deadline:
             return found
-        time.sleep(0.2)
+        page.wait_for_timeout(200)
 
 
 def focused_id(frame: Frame) -> str:

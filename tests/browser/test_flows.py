@@ -76,8 +76,8 @@ def test_candidature_with_a_cv_keyboard_only(page: Page, servers: Servers, tmp_p
     wait_events(page, "close")
     assert focused_in_slot(page) == f"{OFFER} BUTTON"
 
-    recruiter = mailbox(servers, to="recrutement@boulangerie-ferrand.example", count=1)
-    candidate = mailbox(servers, to="lea.moreau@example.org", count=1)
+    recruiter = mailbox(page, servers, to="recrutement@boulangerie-ferrand.example", count=1)
+    candidate = mailbox(page, servers, to="lea.moreau@example.org", count=1)
     assert len(recruiter) == 1 and len(candidate) == 1
     message = get_json(f"{servers.widget}/dev/api/mailbox/{recruiter[0]['id']}")
     assert "Moreau" in message["text"]
@@ -104,7 +104,7 @@ def test_rdv_request_through_the_modal(page: Page, servers: Servers) -> None:
     frame = form_frame(page)
     frame.get_by_role("button", name="Fermer").click()
     wait_events(page, "close")
-    cfa = mailbox(servers, to="rdv@ateliers-rhone.example", count=1)
+    cfa = mailbox(page, servers, to="rdv@ateliers-rhone.example", count=1)
     assert len(cfa) == 1
 
 
