@@ -120,6 +120,14 @@ def fixture_pages(directory: Path) -> None:
         f'<div data-lba-widget="candidature" data-siret="{BAD_SIRET}"></div>'
         '<div data-lba-widget="candidature"></div>'
         f'<div data-lba-widget="candidature" data-siret="{SIRET}"></div>' + tail,
+        # Another origin's page in the widget's iframe (a frame can be sent
+        # elsewhere), posting what the form would: the embed id is in the hash.
+        "elsewhere.html": head.format(title="Ailleurs", extra='<script src="elsewhere.js"></script>') + tail,
+        "elsewhere.js": """
+parent.postMessage({source: "lba-widget", v: 1, id: location.hash.slice(1), type: "submitted",
+  payload: {id: "forged"}}, "*");
+parent.postMessage("elsewhere-done", "*");
+""",
         "empty.html": head.format(title="Page vide", extra=loader)
         + '<p>Les emplacements arrivent plus tard.</p><div id="slot"></div>'
         + tail,

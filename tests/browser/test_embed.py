@@ -7,11 +7,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page, Request
+from playwright.sync_api import Browser, Page, Request
 
 from tests.browser.support import (
     BAD_SIRET,
     CLOSED_OFFER,
+    EVENTS_SCRIPT,
     FORMATION,
     NO_CONTACT_OFFER,
     OFFER,
@@ -253,6 +254,31 @@ def test_messages_from_elsewhere_are_ignored(page: Page, servers: Servers) -> No
     assert [e["detail"]["id"] for e in events(page, "submitted")] == ["real"]
     assert events(page, "close") == []
     assert page.locator(f"{slot(OFFER)} dialog").evaluate("d => d.open")
+
+
+def test_messages_from_another_origin_in_the_frame_are_ignored(browser: Browser, servers: Servers) -> None:
+    # The fixture site's policy would keep the frame from going elsewhere; a
+    # partner's page may have none.
+    context = browser.new_context(bypass_csp=True)
+    context.add_init_script(EVENTS_SCRIPT)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto(servers.fixtures + "/twice.html")
+    wait_events(page, "ready", 2)
+    page.locator(f"{slot(OFFER)} button").click()
+    frame = form_frame(page)
+    embed = frame.evaluate("() => document.body.dataset.lbaEmbed")
+    page.evaluate(
+        """([url, id]) => {
+        addEventListener("message", e => { if (e.data === "elsewhere-done") window.__elsewhere = true; });
+        document.querySelector("[data-lba-widget]").shadowRoot.querySelector("iframe").src = url + "#" + id;
+    }""",
+        [servers.fixtures + "/elsewhere.html", embed],
+    )
+    # Messages from one window arrive in order: the forged one was read first.
+    page.wait_for_function("() => window.__elsewhere")
+    assert events(page, "submitted") == []
+    context.close()
 
 
 def test_widget_sets_no_cookie_and_calls_no_third_party(page: Page, servers: Servers) -> None:

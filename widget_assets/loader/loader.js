@@ -295,7 +295,7 @@
     new MutationObserver(changed).observe(document.documentElement, {
       childList: true,
       subtree: true,
-      attributes: true,
+      // Implies `attributes: true`, for these attributes only.
       attributeFilter: ATTRIBUTES
     });
   }
