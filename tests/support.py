@@ -19,9 +19,11 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import sqlalchemy as sa
 import uvicorn
 from starlette.testclient import TestClient
@@ -29,11 +31,19 @@ from starlette.types import ASGIApp
 
 from tests import seed
 from tests.smtp_server import Received, SMTPServer, free_port
-from widget_server import bounces, tables
+from widget_server import delivery, tables
 from widget_server.app import create_app
 from widget_server.settings import Settings, load_settings
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+# The least a production configuration needs (settings.production_problems).
+PRODUCTION = {
+    "ENVIRONMENT": "production",
+    "PUBLIC_URL": "https://widget.example",
+    "SECRET_KEY": "JJGnvLGrjOl4BfYWMusiRhTDckxIqIKcLPLgxzTHBXM",
+    "SMTP_URL": "smtp://127.0.0.1:2525",
+}
 
 
 # --- settings -----------------------------------------------------------------
@@ -126,8 +136,8 @@ def deliver(
     client: TestClient, batches: int = 1000, batch_size: int = 20, now: dt.datetime | None = None
 ) -> int:
     """Runs one email worker until the outbox has nothing due (or `batches` batches)."""
-    state = client.app.state  # type: ignore[attr-defined]
-    worker = bounces.create_worker(
+    state = seed.state(client)
+    worker = delivery.create_worker(
         state.database, state.settings, batch_size=batch_size, clock=(lambda: now) if now else None
     )
 
@@ -157,10 +167,35 @@ def submit_application(client: TestClient, smtp: SMTPServer, **overrides: Any) -
 # --- reading what arrived -----------------------------------------------------
 
 
+def body(message: EmailMessage, subtype: str = "plain") -> str:
+    """The text of the `plain` or `html` part of an email."""
+    part = message.get_body((subtype,))
+    assert part is not None, f"no {subtype} part"
+    return str(part.get_content())
+
+
+def form_token(page: str) -> str:
+    """The signed form token of a form page."""
+    match = re.search(r'name="form_token" value="([^"]+)"', page)
+    assert match, "no form token on the page"
+    return match.group(1)
+
+
+def template_name(response: httpx2.Response) -> str:
+    """The template a page was rendered from."""
+    # Starlette's TestClient adds `template` and `context` to the responses of
+    # template pages; httpx2's Response does not declare them.
+    return str(response.template.name)  # type: ignore[attr-defined]
+
+
+def template_context(response: httpx2.Response) -> dict[str, Any]:
+    """The context a page was rendered with."""
+    return dict(response.context)  # type: ignore[attr-defined]
+
+
 def links(received: Received) -> list[str]:
     """Every link of both parts of a received email."""
-    html_part = received.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    text_part = received.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html_part, text_part = body(received.message, "html"), body(received.message, "plain")
     found = [html.unescape(u) for u in re.findall(r'href="([^"]+)"', html_part)]
     found += re.findall(r"https?://\S+", text_part)
     return sorted({u for u in found if not u.startswith(("mailto:", "tel:"))})
@@ -200,6 +235,14 @@ def snapshot(client: TestClient) -> list[list[dict[str, Any]]]:
             tables.formations,
         )
     ] + [seed.fetch_all(client, sa.select(tables.outbox.c.id))]
+
+
+def every_row(client: TestClient) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, to show that something changed nothing."""
+    return {
+        name: sorted((seed.fetch_all(client, sa.select(table))), key=repr)
+        for name, table in tables.metadata.tables.items()
+    }
 
 
 # --- waiting for something that happens elsewhere -----------------------------

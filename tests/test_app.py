@@ -6,6 +6,8 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from tests import seed
+
 
 def test_healthz_reports_database(client: TestClient) -> None:
     response = client.get("/healthz")
@@ -34,7 +36,7 @@ def test_unexpected_error_is_logged_and_hides_internals(
     async def boom(request: object) -> None:
         raise RuntimeError("secret internals")
 
-    client.app.router.routes.append(Route("/api/v1/boom", boom))  # type: ignore[attr-defined]
+    seed.app(client).router.routes.append(Route("/api/v1/boom", boom))
     with caplog.at_level(logging.ERROR, logger="widget_server"):
         response = client.get("/api/v1/boom")
     assert response.status_code == 500

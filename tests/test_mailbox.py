@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.support import make_settings, wait_until
+from tests import seed
+from tests.support import PRODUCTION, make_settings, template_context, template_name, wait_until
 from widget_server import outbox
 from widget_server.app import create_app
 from widget_server.emails import Outgoing
-from widget_server.mailbox import HTML_CSP
-from widget_server.mailer import DevMailboxTransport, mailbox_dir
+from widget_server.mailbox import HTML_CSP, mailbox_dir
+from widget_server.mailer import DevMailboxTransport
 from widget_server.settings import Settings
 
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
@@ -112,8 +113,8 @@ def test_the_list_shows_the_newest_first(quiet_client: TestClient, quiet_setting
 
     page = quiet_client.get("/dev/mailbox")
     assert page.status_code == 200
-    assert page.template.name == "pages/mailbox.html"  # type: ignore[attr-defined]
-    assert [m["subject"] for m in page.context["messages"]] == ["Second", "Premier"]  # type: ignore[attr-defined]
+    assert template_name(page) == "pages/mailbox.html"
+    assert [m["subject"] for m in template_context(page)["messages"]] == ["Second", "Premier"]
     assert f'href="http://testserver/dev/mailbox/{messages[0]["id"]}"' in page.text
 
 
@@ -128,8 +129,8 @@ def test_a_message_page_shows_text_headers_html_frame_and_attachments(
     assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in page.text
     assert "allow-scripts" not in page.text and "allow-same-origin" not in page.text
     assert f'src="http://testserver/dev/mailbox/{summary["id"]}/html"' in page.text
-    assert ("X-LBA-Template", "candidature_pro") in page.context["headers"]  # type: ignore[attr-defined]
-    assert page.context["links"] == [  # type: ignore[attr-defined]
+    assert ("X-LBA-Template", "candidature_pro") in template_context(page)["headers"]
+    assert template_context(page)["links"] == [
         {"href": "https://lba.example/r/abc", "text": "Répondre au candidat"}
     ]
     assert "javascript:" not in page.text
@@ -204,7 +205,7 @@ def test_the_mailbox_can_be_emptied(quiet_client: TestClient, quiet_settings: Se
     "overrides",
     [
         {"SMTP_URL": "smtp://127.0.0.1:2525"},
-        {"ENVIRONMENT": "production", "PUBLIC_URL": "https://widget.example"},
+        PRODUCTION,
     ],
 )
 def test_there_is_no_mailbox_when_emails_really_leave_or_in_production(
@@ -237,6 +238,6 @@ def _worker_delivers(client: TestClient) -> None:
             )
         app.state.outbox_worker.wake()
 
-    client.portal.call(queue)  # type: ignore[union-attr]
+    seed.run(client, queue)
     wait_until(lambda: listing(client), "the worker to deliver")
     assert [m["message_id"] for m in listing(client)] == [msg["Message-ID"]]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from tests import seed
 from tests.support import raw_get, serving
 from widget_server.host_page import create_host_app
 
@@ -92,4 +93,4 @@ def test_assets_are_served_only_by_their_hashed_names(client: TestClient, name: 
     response = client.get(f"/widget/v1/assets/{name}")
     assert response.status_code == 404
     assert b"[project]" not in response.content
-    assert client.get(client.app.state.assets.url("form.css")).status_code == 200  # type: ignore[attr-defined]
+    assert client.get(seed.state(client).assets.url("form.css")).status_code == 200

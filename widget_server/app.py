@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +13,7 @@ from starlette.routing import Route, request_response
 from . import (
     api,
     bounces,
+    delivery,
     forms,
     integration,
     mailbox,
@@ -22,7 +21,7 @@ from . import (
     openapi,
     optout,
     pages,
-    reminders,
+    readiness,
     replies,
     widget,
 )
@@ -31,6 +30,8 @@ from .body_limit import BodyLimitMiddleware
 from .form_tokens import FormTokens
 from .framing import FramingMiddleware
 from .kinds import CANDIDATURE, RDV
+from .logs import configure_logging
+from .metrics import Metrics, RequestMetricsMiddleware
 from .problems import EXCEPTION_HANDLERS, RequestIdMiddleware
 from .resources import OneConnectionPerRequest, create_database, create_templates, prepare_sqlite
 from .settings import Settings, load_settings
@@ -47,28 +48,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
     templates.env.globals["asset_url"] = assets.url
     templates.env.filters["phone"] = display_phone
     # Delivers the outbox; the request pipeline wakes it through app.state.outbox_worker.
-    worker = bounces.create_worker(database, settings)
+    worker = delivery.create_worker(database, settings)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await database.connect()
         await prepare_sqlite(database)
         await migrations.migrate(database)
-        stop = asyncio.Event()
-        background = []
         if settings.outbox_worker:
-            worker.start()
-            background.append(asyncio.create_task(reminders.run_periodically(database, settings, stop)))
+            worker.start()  # the reminders are one of its periodic jobs
         try:
             yield
         finally:
-            stop.set()
-            await asyncio.gather(*background)
             await worker.stop()
             await database.disconnect()
 
     routes = [
         Route("/healthz", api.healthz, name="healthz"),
+        Route("/readyz", readiness.readyz, name="readyz"),
+        Route("/metrics", metrics.endpoint, name="metrics"),
         # Compressed: a listing page asks about many targets before anyone clicks.
         Route(
             "/api/v1/eligibility",
@@ -94,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(RequestMetricsMiddleware, metrics=metrics, routes=routes),
             Middleware(FramingMiddleware, frame_ancestors=settings.frame_ancestors),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
             Middleware(OneConnectionPerRequest, database=database),
@@ -107,9 +107,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.assets = assets
     app.state.outbox_worker = worker
     app.state.form_tokens = FormTokens(
-        settings.secret_key, settings.form_token_ttl_seconds, settings.form_min_fill_seconds
+        settings.secret_key.reveal(), settings.form_token_ttl_seconds, settings.form_min_fill_seconds
     )
     app.state.openapi = openapi.document(settings)
     app.state.throttle = Throttle(settings.rate_limit, settings.rate_limit_storage)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app.state.metrics = metrics
+    configure_logging(settings)
     return app

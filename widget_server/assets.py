@@ -15,11 +15,11 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .bundled import data_dir
 from .minifier import minify_js
 from .problems import Problem
-from .settings import ROOT
 
-ASSETS_DIR = ROOT / "widget_assets"
+ASSETS_DIR = data_dir("widget_assets")
 PREFIX = "/widget/v1/assets/"
 IMMUTABLE = "public, max-age=31536000, immutable"
 

@@ -29,11 +29,12 @@ from urllib.parse import urlsplit
 import jinja2
 from mjml import mjml2html
 
+from .bundled import data_dir
 from .problems import Problem
-from .settings import ROOT, Settings
+from .settings import Settings
 from .validation import display_phone, unsafe_char
 
-EMAILS_DIR = ROOT / "templates" / "emails"
+EMAILS_DIR = data_dir("emails")
 
 
 @dataclass(frozen=True)

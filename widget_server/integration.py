@@ -3,31 +3,24 @@ events of the embed contract (SPEC §3), and a live preview on real targets."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from databases import Database
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import eligibility, tables
-from .targets import Target, TargetKind
+from . import eligibility
+from .targets import TARGETS, Target
 from .widget import LOADER_PATH
-
-EXAMPLE_TARGETS: tuple[tuple[TargetKind, Any, Any], ...] = (
-    ("offer", tables.offers, tables.offers.c.offer_id),
-    ("company", tables.companies, tables.companies.c.siret),
-    ("formation", tables.formations, tables.formations.c.cle_ministere_educatif),
-)
 
 
 async def example_targets(database: Database, max_offer_applications: int) -> dict[str, str]:
     """One eligible reference per target kind, to fill the live preview."""
     candidates: list[Target] = []
-    for kind, table, key in EXAMPLE_TARGETS:
-        rows = await database.fetch_all(sa.select(key).select_from(table).order_by(key).limit(20))
-        candidates += [Target(kind, row[0]) for row in rows]
+    for spec in TARGETS.values():
+        key = spec.key_column
+        rows = await database.fetch_all(sa.select(key).order_by(key).limit(20))
+        candidates += [Target(spec.name, row[0]) for row in rows]
     found: dict[str, str] = {}
     for result in await eligibility.check_many(
         database, candidates, max_offer_applications=max_offer_applications

@@ -18,22 +18,25 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .mailer import mailbox_dir
+from .local_time import PARIS
 from .problems import Problem
 from .settings import Settings
 
 # frame-ancestors 'self': framed by the message page only (browsers then ignore the
 # X-Frame-Options: DENY that FramingMiddleware puts on every other page).
 HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
-PARIS = ZoneInfo("Europe/Paris")
 _ID = re.compile(r"\d{8}T\d{12}Z-[0-9a-f]{8}")
 _PARSER = BytesParser(policy=policy.default)
+
+
+def mailbox_dir(settings: Settings) -> Path:
+    """Where the dev mailbox transport writes emails and the mailbox page reads them."""
+    return settings.var_dir / "mailbox"
 
 
 def routes(settings: Settings) -> list[Route]:

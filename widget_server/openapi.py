@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .contact_requests import STATUSES
 from .eligibility import REASONS
 from .kinds import REFUSAL_REASONS, ROLES, TOPICS
 from .settings import Settings
@@ -233,7 +234,10 @@ def document(settings: Settings) -> dict[str, Any]:
                 "Accepted": {
                     "type": "object",
                     "required": ["id", "status"],
-                    "properties": {"id": {"type": "string"}, "status": {"type": "string", "enum": ["sent"]}},
+                    "properties": {
+                        "id": {"type": "string"},
+                        "status": {"type": "string", "enum": list(STATUSES)},
+                    },
                 },
                 "Eligibility": {
                     "type": "object",

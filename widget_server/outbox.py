@@ -12,6 +12,15 @@ A row holds the message bytes and its envelope (`envelope_sender`, `recipient`),
 both fixed when it is queued; the worker sends them as they are and never reads
 an address back from the stored headers. A CV is not stored twice: it is added
 to the bytes when sent (`emails.with_attachment`), without parsing them.
+
+What a refusal means is decided once, here: a refused recipient is a bounce (the
+`on_recipient_refused` hook marks the contact), a refused message only fails that
+message, and an unavailable server leaves every message as it was — same attempts,
+same due time — so the queue drains at the first poll after the server is back.
+Failed messages keep their `failure_kind` for `stats` and the metrics.
+
+The worker loop also runs the periodic jobs it is given (the reminders), each
+claimed by one worker at a time through `jobs.claim`.
 """
 
 from __future__ import annotations
@@ -29,9 +38,18 @@ from typing import Any
 import sqlalchemy as sa
 from databases import Database
 
-from . import tables
+from . import jobs, tables
 from .emails import Outgoing, envelope_sender, with_attachment
-from .mailer import DeliveryError, PermanentFailure, TemporaryFailure, Transport, redact
+from .mailer import (
+    DeliveryError,
+    MessageRefused,
+    PermanentFailure,
+    RecipientRefused,
+    ServerUnavailable,
+    TemporaryFailure,
+    Transport,
+    redact,
+)
 from .migrations import dialect_of
 from .settings import Settings
 
@@ -42,7 +60,14 @@ BACKOFF_BASE_SECONDS = 30.0
 BACKOFF_CAP_SECONDS = 3600.0
 
 Clock = Callable[[], dt.datetime]
-PermanentFailureHook = Callable[[Mapping[str, Any], str], Awaitable[None]]
+BounceHook = Callable[[Mapping[str, Any], str], Awaitable[None]]
+SentHook = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+# `outbox.failure_kind` of a failed message.
+RECIPIENT_REFUSED = RecipientRefused.kind
+MESSAGE_REFUSED = MessageRefused.kind
+TOO_MANY_ATTEMPTS = "too_many_attempts"
+FAILURE_KINDS = (RECIPIENT_REFUSED, MESSAGE_REFUSED, TOO_MANY_ATTEMPTS)
 
 _outbox = tables.outbox
 
@@ -92,6 +117,20 @@ async def enqueue(
     return int(await database.fetch_val(query))
 
 
+async def failures_by_kind(database: Database) -> dict[str, int]:
+    """Failed messages by `failure_kind` (every kind present, zero included);
+    those failed before kinds were recorded count as `unclassified`."""
+    kind = sa.func.coalesce(_outbox.c.failure_kind, "unclassified")
+    rows = await database.fetch_all(
+        sa.select(kind.label("kind"), sa.func.count().label("count"))
+        .where(_outbox.c.status == "failed")
+        .group_by(kind)
+    )
+    counts = dict.fromkeys(FAILURE_KINDS, 0)
+    counts.update({str(r._mapping["kind"]): int(r._mapping["count"]) for r in rows})
+    return counts
+
+
 def backoff_seconds(attempts: int, rng: random.Random) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base·2^(n-1))],
     at least one second so a message never spins."""
@@ -108,7 +147,9 @@ class Worker:
         transport: Transport,
         settings: Settings,
         *,
-        on_permanent_failure: PermanentFailureHook | None = None,
+        on_recipient_refused: BounceHook | None = None,
+        on_sent: SentHook | None = None,
+        periodic_jobs: Sequence[jobs.PeriodicJob] = (),
         clock: Clock | None = None,
         worker_id: str | None = None,
         batch_size: int = BATCH_SIZE,
@@ -116,7 +157,11 @@ class Worker:
     ) -> None:
         self.database = database
         self.transport = transport
-        self.on_permanent_failure = on_permanent_failure
+        self.on_recipient_refused = on_recipient_refused
+        self.on_sent = on_sent
+        self.periodic_jobs = tuple(periodic_jobs)
+        # Set while the SMTP server cannot be used: the failure that says so.
+        self.server_unavailable: ServerUnavailable | None = None
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.batch_size = batch_size
         self._clock = clock or _utcnow
@@ -151,12 +196,14 @@ class Worker:
         while not stop.is_set():
             # Cleared before the batch, so a wake() during the batch is not lost.
             self._wakeup.clear()
+            await self.run_due_jobs()
             try:
                 handled = await self.run_once()
             except Exception:
                 log.exception("email worker %s: batch failed", self.worker_id)
                 handled = 0
-            if handled:
+            # While the server is unavailable, try again at the next poll, not at once.
+            if handled and self.server_unavailable is None:
                 continue
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wakeup.wait())]
             _, pending = await asyncio.wait(
@@ -182,6 +229,30 @@ class Worker:
             await asyncio.wait_for(task, grace_seconds)
         except TimeoutError:
             log.warning("email worker %s cancelled while sending", self.worker_id)
+
+    # --- periodic jobs --------------------------------------------------------
+
+    async def run_due_jobs(self) -> int:
+        """Run the periodic jobs that are due and that this worker claims first;
+        returns how many ran. A failing job is logged and runs again when next due."""
+        ran = 0
+        for job in self.periodic_jobs:
+            try:
+                async with self.database.connection():
+                    now = self._clock()
+                    if not await jobs.claim(self.database, job, self.worker_id, now, lease=self._lease):
+                        continue
+                    try:
+                        done = await job.run(now)
+                    finally:
+                        await jobs.release(self.database, job, self.worker_id)
+            except Exception:
+                log.exception("email worker %s: job %s failed", self.worker_id, job.name)
+                continue
+            ran += 1
+            if done:
+                log.info("job %s: %d done", job.name, done)
+        return ran
 
     # --- one batch ----------------------------------------------------------
 
@@ -233,11 +304,15 @@ class Worker:
                     break
                 try:
                     await self._deliver(sender, row)
+                except ServerUnavailable as exc:
+                    await self._wait_for_server(rows[index:], exc)
+                    return tried
                 except asyncio.CancelledError:
                     # The message in flight keeps its lease: it may have been sent.
                     await self._release(rows[index + 1 :])
                     raise
                 tried += 1
+                self._server_back()
         return tried
 
     async def _deliver(self, sender: Transport, row: dict[str, Any]) -> None:
@@ -250,10 +325,14 @@ class Worker:
             await sender.send(
                 row.get("envelope_sender") or self._default_sender, str(row["recipient"]).split(", "), data
             )
+        except ServerUnavailable:
+            raise  # not this message's fault: the batch waits for the server
         except TemporaryFailure as exc:
             await self._retry(row, exc)
+        except RecipientRefused as exc:
+            await self._bounced(row, exc)
         except PermanentFailure as exc:
-            await self._fail(row, exc)
+            await self._refused(row, exc)
         except Exception as exc:
             log.exception("message %s: unexpected error", row["message_id"])
             await self._retry(row, TemporaryFailure(f"{type(exc).__name__}: {exc}"))
@@ -299,15 +378,20 @@ class Worker:
         return updated
 
     async def _sent(self, row: Mapping[str, Any]) -> None:
-        await self._update(row, status="sent", sent_at=self._clock())
+        if await self._update(row, status="sent", sent_at=self._clock()) and self.on_sent is not None:
+            await self.on_sent(row)
         log.info("message %s (%s) to %s: sent", row["message_id"], row["template"], _domains(row))
 
     async def _retry(self, row: Mapping[str, Any], failure: TemporaryFailure) -> None:
         attempts = row["attempts"] + 1
-        # An unreachable server says nothing about the message: it waits for the
-        # server to come back instead of using up its attempts.
-        if not failure.unreachable and attempts >= self._max_attempts:
-            await self._update(row, status="failed", attempts=attempts, last_error=_text(failure))
+        if attempts >= self._max_attempts:
+            await self._update(
+                row,
+                status="failed",
+                failure_kind=TOO_MANY_ATTEMPTS,
+                attempts=attempts,
+                last_error=_text(failure),
+            )
             log.error(
                 "message %s (%s) to %s: given up after %d attempts: %s",
                 row["message_id"],
@@ -335,23 +419,74 @@ class Worker:
             redact(str(failure)),
         )
 
-    async def _fail(self, row: Mapping[str, Any], failure: PermanentFailure) -> None:
+    async def _bounced(self, row: Mapping[str, Any], failure: RecipientRefused) -> None:
         error = _text(failure)
-        if not await self._update(row, status="failed", attempts=row["attempts"] + 1, last_error=error):
+        failed = await self._update(
+            row,
+            status="failed",
+            failure_kind=RECIPIENT_REFUSED,
+            attempts=row["attempts"] + 1,
+            last_error=error,
+        )
+        if not failed:
             return
-        log.error(
-            "message %s (%s) to %s: refused: %s",
+        log.warning(
+            "message %s (%s) to %s: recipient refused (bounce): %s",
             row["message_id"],
             row["template"],
             _domains(row),
             redact(error),
         )
-        if self.on_permanent_failure is None:
+        if self.on_recipient_refused is None:
             return
         try:
-            await self.on_permanent_failure({**row, "status": "failed", "last_error": error}, error)
+            await self.on_recipient_refused({**row, "status": "failed", "last_error": error}, error)
         except Exception:
-            log.exception("message %s: the permanent failure hook failed", row["message_id"])
+            log.exception("message %s: the bounce hook failed", row["message_id"])
+
+    async def _refused(self, row: Mapping[str, Any], failure: PermanentFailure) -> None:
+        # The address may be fine: the contact stays eligible, but someone should look.
+        error = _text(failure)
+        failed = await self._update(
+            row,
+            status="failed",
+            failure_kind=MESSAGE_REFUSED,
+            attempts=row["attempts"] + 1,
+            last_error=error,
+        )
+        if failed:
+            log.error(
+                "message %s (%s) to %s: message refused, not a bounce (the contact stays eligible): %s",
+                row["message_id"],
+                row["template"],
+                _domains(row),
+                redact(error),
+            )
+
+    async def _wait_for_server(self, rows: Sequence[Mapping[str, Any]], failure: ServerUnavailable) -> None:
+        """Put `rows` back in the queue as they were (attempts, due time): they go as
+        soon as the server answers again, at the next poll."""
+        ids = [row["id"] for row in rows]
+        await self.database.execute(
+            _outbox.update()
+            .where(
+                _outbox.c.id.in_(ids), _outbox.c.lease_owner == self.worker_id, _outbox.c.status == "sending"
+            )
+            .values(status="pending", lease_owner=None, lease_until=None, last_error=_text(failure))
+        )
+        if self.server_unavailable is None:
+            log.error(
+                "email worker %s: SMTP server unavailable, messages wait for it (trying every %g s): %s",
+                self.worker_id,
+                self._poll_seconds,
+                redact(str(failure)),
+            )
+        self.server_unavailable = failure
+
+    def _server_back(self) -> None:
+        if self.server_unavailable is not None:
+            self.server_unavailable = None
+            log.warning("email worker %s: SMTP server available again", self.worker_id)
 
     async def _release(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:

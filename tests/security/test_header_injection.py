@@ -233,7 +233,7 @@ def test_a_message_whose_header_would_break_is_refused_at_queue_time(
         return list(await database.fetch_all(sa.select(tables.outbox)))
 
     with TestClient(create_app(settings)) as client:
-        assert seed.run(client, scenario, client.app.state.database) == []  # type: ignore[attr-defined]
+        assert seed.run(client, scenario, seed.state(client).database) == []
 
 
 @pytest.mark.parametrize("recipient", ["a@b.example, someone@elsewhere.example", "a@b.example\r\nX", "a b@c"])
