@@ -21,19 +21,23 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import sqlalchemy as sa
 import uvicorn
+from databases import Database
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
 from tests import seed
 from tests.smtp_server import Received, SMTPServer, free_port
-from widget_server import delivery, tables
+from widget_server import delivery, migrations, tables
 from widget_server.app import create_app
+from widget_server.resources import create_database, prepare_sqlite
 from widget_server.settings import Settings, load_settings
+
+T = TypeVar("T")
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 
@@ -82,6 +86,24 @@ def make_settings(tmp_path: Path, **overrides: str) -> Settings:
         environ["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/test.db"
     environ.update(overrides)
     return load_settings(environ, env_file=None)
+
+
+def on_database(settings: Settings, work: Callable[[Database], Awaitable[T]], *, migrate: bool = True) -> T:
+    """Runs `work(database)` on the database of `settings`, outside any app:
+    connected as the service connects (WAL on SQLite), migrated unless told not to."""
+
+    async def go() -> T:
+        database = create_database(settings)
+        await database.connect()
+        try:
+            await prepare_sqlite(database)
+            if migrate:
+                await migrations.migrate(database)
+            return await work(database)
+        finally:
+            await database.disconnect()
+
+    return asyncio.run(go())
 
 
 # --- request bodies -----------------------------------------------------------

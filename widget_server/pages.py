@@ -1,4 +1,5 @@
-"""Plain informational pages."""
+"""Plain informational pages, and what every page reached through a secret link
+(quick replies, opt-out) sends with it."""
 
 from __future__ import annotations
 
@@ -17,3 +18,20 @@ async def privacy(request: Request) -> Response:
         },
     )
     return response
+
+
+# The page's own scripts and styles only; its form posts back here (framing is
+# refused by the framing middleware, which appends `frame-ancestors 'none'`).
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; base-uri 'none'"
+)
+
+
+def private_page(response: Response) -> None:
+    """Headers of a page reached through a secret link: not cached, not indexed,
+    the link not leaked to other sites, no foreign script."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Robots-Tag"] = "noindex"
+    response.headers["Content-Security-Policy"] = PAGE_POLICY

@@ -20,6 +20,7 @@ from . import emails, outbox, reply_tokens, tables
 from .contact_requests import ANSWERED, StoredRequest, ack_message_id, load
 from .form_tokens import InvalidFormToken
 from .kinds import REFUSAL_REASONS
+from .pages import private_page
 from .problems import Problem
 from .resources import write_transaction
 from .validation import FieldErrors, clean_email, clean_message, clean_phone, display_phone
@@ -281,26 +282,9 @@ def _answered(stored: StoredRequest) -> dict[str, Any]:
     }
 
 
-# The page's own scripts and styles only; its form posts back here (framing is
-# refused by the framing middleware, which appends `frame-ancestors 'none'`).
-PAGE_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "form-action 'self'; base-uri 'none'"
-)
-
-
 def _render(request: Request, name: str, context: dict[str, Any], status: int) -> Response:
     response: Response = request.app.state.templates.TemplateResponse(
         request, name, context, status_code=status
     )
     private_page(response)
     return response
-
-
-def private_page(response: Response) -> None:
-    """Headers of a page reached through a secret link: not cached, not indexed,
-    the link not leaked to other sites, no foreign script."""
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Robots-Tag"] = "noindex"
-    response.headers["Content-Security-Policy"] = PAGE_POLICY
