@@ -42,7 +42,8 @@ REMINDED = 10
 LEASE_SECONDS = 10  # short, so the killed worker's leases run out within the test
 REMINDERS_EVERY_SECONDS = 1
 
-pytestmark = pytest.mark.timeout(150)
+# Each application's PDF is parsed in a child process (#9 item 8): more headroom on a loaded machine.
+pytestmark = pytest.mark.timeout(240)
 
 
 def _reachable(port: int) -> str | None:
