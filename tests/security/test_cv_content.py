@@ -202,6 +202,10 @@ def test_the_pdf_parser_child_answers_for_each_kind_of_file(offer_client: TestCl
             cv.DOCX_ACTIVE,
         ),
         (zip_of({"word/document.xml": b"<w:document/>"}), cv.DOCX_INVALID),  # no [Content_Types].xml
+        (
+            zip_of({"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w:document/>"}),
+            cv.DOCX_INVALID,
+        ),
         (zip_of({"[Content_Types].xml": DOCX_MAIN.encode(), "content.xml": b"odt"}), cv.DOCX_INVALID),
         (b"PK\x03\x04broken", cv.DOCX_INVALID),
         (docx(extra_parts={f"word/media/image{i}.png": b"" for i in range(1001)}), cv.DOCX_TOO_BIG),
@@ -216,6 +220,7 @@ def test_the_pdf_parser_child_answers_for_each_kind_of_file(offer_client: TestCl
         "vba-content-type",
         "macro-enabled-main",
         "no-content-types",
+        "no-word-content-type",
         "not-word",
         "broken-zip",
         "too-many-entries",
@@ -228,22 +233,34 @@ def test_a_docx_that_is_not_a_plain_word_document_is_refused(
     assert stored(offer_client) == (0, 0)
 
 
-def test_a_docx_inflating_to_200_mb_is_refused_from_its_directory(offer_client: TestClient) -> None:
+def test_a_docx_inflating_to_200_mb_is_refused_from_its_directory(
+    offer_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def inflate(*args: Any) -> None:
+        raise AssertionError("inflated: the directory's sizes should have been enough")
+
+    monkeypatch.setattr(cv, "_inflate_within_limit", inflate)
     bomb = inflating_docx(200)
     assert len(bomb) < 1024 * 1024  # well within MAX_CV_BYTES
     assert_refused(post_cv(offer_client, bomb, "cv.docx"), cv.DOCX_TOO_BIG)
 
 
 def test_a_docx_whose_directory_lies_about_sizes_is_refused() -> None:
-    bomb = bytearray(inflating_docx(25))
-    # Declare 1 KB instead of 25 MB in the directory (zip64 field): the sum of
-    # declared sizes passes, reading the part for real does not.
-    real = struct.pack("<Q", 25 * 1024 * 1024)
-    assert bomb.count(real) == 1
-    bomb = bytearray(bytes(bomb).replace(real, struct.pack("<Q", 1024)))
+    buffer = io.BytesIO(docx())
+    with zipfile.ZipFile(buffer, "a", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/media/padding.xml", b"\0" * (25 * 1024 * 1024))
+    # Declare 1 KB instead of 25 MB in the local header and the directory: the
+    # sum of declared sizes passes; reading the part for real does not.
+    real = struct.pack("<I", 25 * 1024 * 1024)
+    lying = buffer.getvalue()
+    assert lying.count(real) == 2
+    lying = lying.replace(real, struct.pack("<I", 1024))
+    with zipfile.ZipFile(io.BytesIO(lying)) as archive:
+        assert sum(entry.file_size for entry in archive.infolist()) < cv.DOCX_MAX_INFLATED_BYTES
     with pytest.raises(Problem) as refused:
-        cv.check_cv("cv.docx", bytes(bomb), 3 * 1024 * 1024)
+        cv.check_cv("cv.docx", lying, 3 * 1024 * 1024)
     assert refused.value.status == 415
+    assert refused.value.errors == [{"field": "cv", "message": cv.DOCX_INVALID}]
 
 
 def test_a_plain_docx_with_pictures_is_accepted(offer_client: TestClient) -> None:
