@@ -64,9 +64,15 @@ def main() -> int:
                 lambda db=db: bench_submissions.measure(db, requests=24 if quick else 48),  # type: ignore[misc]
             )
         )
-    benches.append(("import", "sqlite", lambda: bench_import.measure(30_000 if quick else 100_000)))
+    benches.append(("import", "sqlite", lambda: bench_import.measure(30_000 if quick else 60_000)))
     for db in databases:
-        benches.append(("outbox", db, lambda db=db: bench_outbox.measure(db, 300 if quick else 500)))  # type: ignore[misc]
+        benches.append(
+            (
+                "outbox",
+                db,
+                lambda db=db: bench_outbox.measure(db, 200 if quick else 400, rounds=1 if quick else 2),
+            )
+        )  # type: ignore[misc]
 
     rows: list[Row] = []
     started = time.monotonic()
