@@ -36,7 +36,7 @@ from widget_server.settings import Settings
 GOAL = 0.25
 # A round stops issuing requests after this long, so a run is bounded in time too.
 ROUND_SECONDS = 6.0
-ROUNDS = 4
+ROUNDS = 3
 _emails = itertools.count()
 
 
