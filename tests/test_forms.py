@@ -128,6 +128,19 @@ def test_a_form_post_checks_the_target_once_inside_the_write_transaction(
     assert calls == [True]  # once, and inside the transaction that stores the request
 
 
+def test_an_offer_closed_while_the_form_was_open_shows_why(client: TestClient, page: str) -> None:
+    seed.run(
+        client,
+        seed.state(client).database.execute,
+        tables.offers.update().values(application_count=80),
+    )
+    response = client.post(FORM, data=fields(page), files=cv())
+    assert response.status_code == 409
+    assert template_name(response) == "pages/unavailable.html"
+    assert "n'accepte plus de candidatures" in html.unescape(response.text)
+    assert seed.fetch_all(client, tables.contact_requests.select()) == []
+
+
 def test_errors_are_shown_inline_and_in_a_summary_and_input_is_kept(client: TestClient, page: str) -> None:
     response = client.post(
         FORM, data=fields(page, email="pas-un-email", phone="12", message="<b>gras</b>"), files=cv()
