@@ -165,6 +165,28 @@ def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
+    from .privacy_rights import forget
+
+    async def work(database: Database) -> str:
+        return (await forget(database, args.email)).summary()
+
+    print(asyncio.run(with_database(settings, work)))
+    return 0
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from .privacy_rights import export
+
+    async def work(database: Database) -> dict[str, Any]:
+        return await export(database, args.email)
+
+    print(json.dumps(asyncio.run(with_database(settings, work)), ensure_ascii=False, indent=2))
+    return 0
+
+
 def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
     from .reminders import send_due_reminders
 
@@ -189,6 +211,11 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     "import": ("load formations, offers or companies from CSV or JSON Lines", cmd_import),
     "keys": ("create, list or revoke partner API keys", cmd_keys),
     "purge": ("delete delivered CVs and anonymise old requests (cron-safe)", cmd_purge),
+    "forget": (
+        "erase everything about the person writing from EMAIL (RGPD), print what was done",
+        cmd_forget,
+    ),
+    "export": ("print everything held about the person writing from EMAIL as JSON (RGPD)", cmd_export),
     "stats": ("print request, answer and delivery counts", cmd_stats),
     "remind": ("queue the reminders that are due (the email workers do it on their own)", cmd_remind),
 }
@@ -211,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["purge"].add_argument(
         "--dry-run", action="store_true", help="print what would be deleted or anonymised, change nothing"
     )
+    for name in ("forget", "export"):
+        parsers[name].add_argument("email", help="the person's email address (letter case ignored)")
     keys = parsers["keys"].add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="print a new key for CALLER, once")
     create.add_argument("caller", help="the partner's name, e.g. mon-site")

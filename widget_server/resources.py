@@ -12,6 +12,7 @@ from databases import Database
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .local_time import date_fr, datetime_fr
 from .settings import Settings
 
 PAGES_DIR = Path(__file__).parent / "templates"
@@ -32,6 +33,9 @@ def create_templates(settings: Settings) -> Jinja2Templates:
     templates = Jinja2Templates(directory=PAGES_DIR)
     templates.env.globals["public_url"] = settings.public_url
     templates.env.globals["operator_name"] = settings.operator_name
+    # Times a person reads are in Paris time (local_time.py), never UTC.
+    templates.env.filters["date_fr"] = date_fr
+    templates.env.filters["datetime_fr"] = datetime_fr
     return templates
 
 
