@@ -27,13 +27,15 @@ from . import (
 )
 from .assets import Assets
 from .body_limit import BodyLimitMiddleware
+from .database import directory_writes, read_database
+from .eligibility_cache import EligibilityCache
 from .form_tokens import FormTokens
 from .framing import FramingMiddleware
 from .kinds import CANDIDATURE, RDV
 from .logs import configure_logging
 from .metrics import Metrics, RequestMetricsMiddleware
 from .problems import EXCEPTION_HANDLERS, RequestIdMiddleware
-from .resources import OneConnectionPerRequest, create_database, create_templates, prepare_sqlite
+from .resources import create_database, create_templates, prepare_sqlite
 from .settings import Settings, load_settings
 from .submissions import submit_endpoint
 from .throttling import Throttle
@@ -43,6 +45,7 @@ from .validation import display_phone
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     database = create_database(settings)
+    reads = read_database(database)
     assets = Assets()
     templates = create_templates(settings)
     templates.env.globals["asset_url"] = assets.url
@@ -56,12 +59,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await database.connect()
         await prepare_sqlite(database)
         await migrations.migrate(database)
+        if reads is not database:
+            await reads.connect()
         if settings.outbox_worker:
             worker.start()  # the reminders are one of its periodic jobs
         try:
             yield
         finally:
             await worker.stop()
+            if reads is not database:
+                await reads.disconnect()
             await database.disconnect()
 
     routes = [
@@ -96,7 +103,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(RequestMetricsMiddleware, metrics=metrics, routes=routes),
             Middleware(FramingMiddleware, frame_ancestors=settings.frame_ancestors),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
-            Middleware(OneConnectionPerRequest, database=database),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
@@ -106,6 +112,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.templates = templates
     app.state.assets = assets
     app.state.outbox_worker = worker
+    app.state.eligibility_cache = EligibilityCache(
+        reads, settings.offer_max_applications, writes=directory_writes(database)
+    )
     app.state.form_tokens = FormTokens(
         settings.secret_key.reveal(), settings.form_token_ttl_seconds, settings.form_min_fill_seconds
     )
