@@ -15,6 +15,7 @@ import html
 import http.client
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -31,7 +32,7 @@ from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
 from tests import seed
-from tests.smtp_server import Received, SMTPServer, free_port
+from tests.smtp_server import Received, SMTPServer
 from widget_server import delivery, migrations, tables
 from widget_server.app import create_app
 from widget_server.resources import create_database, prepare_sqlite
@@ -302,20 +303,23 @@ async def within(awaitable: Awaitable[Any], what: str, seconds: float = 10.0) ->
 
 @contextmanager
 def serving(app: ASGIApp) -> Iterator[tuple[str, int]]:
-    """Runs `app` under uvicorn on 127.0.0.1 and a free port, in a thread;
-    yields (host, port). For requests that httpx would normalise before they
-    leave (`/../`, `%2e%2e`), which only a real server receives as sent."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
+    """Runs `app` under uvicorn on 127.0.0.1, in a thread; yields (host, port).
+    For requests that httpx would normalise before they leave (`/../`,
+    `%2e%2e`), which only a real server receives as sent."""
+    # A socket bound here, handed to uvicorn: no other process can take the port meanwhile.
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="none"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
     try:
         wait_until(lambda: server.started, "the server to start")
-        yield server.config.host, server.config.port
+        host, port = listening.getsockname()[:2]
+        yield str(host), int(port)
     finally:
         server.should_exit = True
         thread.join(10)
+        listening.close()
 
 
 def raw_get(address: tuple[str, int], target: str) -> tuple[int, bytes]:

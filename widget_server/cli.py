@@ -15,6 +15,7 @@ from databases import Database
 from . import migrations
 from .resources import create_database, prepare_sqlite
 from .settings import SETTINGS, Settings, SettingsError, load_settings
+from .targets import BY_FILE_KIND
 
 
 def _settings_epilog() -> str:
@@ -196,6 +197,13 @@ def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator_link(settings: Settings, args: argparse.Namespace) -> int:
+    from .operator_page import signed_link
+
+    print(signed_link(settings, args.hours))
+    return 0
+
+
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     from .stats import stats
 
@@ -216,8 +224,19 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     ),
     "export": ("print everything held about the person writing from EMAIL as JSON (RGPD)", cmd_export),
     "stats": ("print request, answer and delivery counts", cmd_stats),
+    "operator-link": ("print a signed link to the operator page (figures by week)", cmd_operator_link),
     "remind": ("queue the reminders that are due (the email workers do it on their own)", cmd_remind),
 }
+
+
+def _link_hours(text: str) -> float:
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = -1
+    if not 0 < hours <= 720:
+        raise argparse.ArgumentTypeError("a number of hours above 0, up to 720 (30 days)")
+    return hours
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parsers = {name: sub.add_parser(name, help=help_) for name, (help_, _) in COMMANDS.items()}
     imp = parsers["import"]
-    imp.add_argument("kind", choices=["formations", "offers", "companies"])
+    imp.add_argument("kind", choices=list(BY_FILE_KIND))
     imp.add_argument("file", help="a .csv (header row) or .jsonl file")
     imp.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
     imp.add_argument("--quiet", action="store_true", help="no progress display")
@@ -239,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name in ("forget", "export"):
         parsers[name].add_argument("email", help="the person's email address (letter case ignored)")
+    parsers["operator-link"].add_argument(
+        "--hours", type=_link_hours, default=24, help="how long the link works, up to 720 (default: 24)"
+    )
     keys = parsers["keys"].add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="print a new key for CALLER, once")
     create.add_argument("caller", help="the partner's name, e.g. mon-site")
