@@ -125,6 +125,7 @@ def main() -> None:
                 "SECRET_KEY": "bench",
                 "OUTBOX_WORKER": "false",
                 "RATE_LIMIT": "1000000/minute",
+                "API_KEY_RATE_LIMIT": "1000000/minute",
                 "CALLER_APPLICATIONS_PER_COMPANY_PER_DAY": "1000000",
                 "OFFER_MAX_APPLICATIONS": "1000000",
                 "LOG_LEVEL": "WARNING",

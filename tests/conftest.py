@@ -39,6 +39,7 @@ def make_settings(tmp_path: Path, **overrides: str) -> Settings:
         "PUBLIC_URL": "http://testserver",
         "FORM_MIN_FILL_SECONDS": "0",
         "RATE_LIMIT": "1000/minute",
+        "API_KEY_RATE_LIMIT": "1000/minute",
         "DEMO_DATA": "false",
         "LOG_LEVEL": "WARNING",
         "OUTBOX_WORKER": "false",  # tests that want delivery run a worker themselves

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from tests.conftest import make_settings
 from widget_server import outbox
 from widget_server.app import create_app
-from widget_server.mailbox import HTML_CSP
+from widget_server.framing import EMAIL_HTML_POLICY
 from widget_server.mailer import DevMailboxTransport, mailbox_dir
 from widget_server.settings import Settings
 
@@ -126,7 +126,7 @@ def test_a_message_page_shows_text_headers_html_frame_and_attachments(
 
     html = quiet_client.get(f"/dev/mailbox/{summary['id']}/html")
     assert html.status_code == 200
-    assert html.headers["content-security-policy"] == HTML_CSP
+    assert html.headers["content-security-policy"] == EMAIL_HTML_POLICY
     assert html.headers["x-content-type-options"] == "nosniff"
     assert '<head><base target="_blank"><title>' in html.text
     assert "Léa vous écrit." in html.text

@@ -23,6 +23,7 @@ from . import (
     pages,
     reminders,
     replies,
+    slash_redirect,
     widget,
 )
 from .assets import Assets
@@ -31,6 +32,7 @@ from .form_tokens import FormTokens
 from .framing import FramingMiddleware
 from .kinds import CANDIDATURE, RDV
 from .problems import EXCEPTION_HANDLERS, RequestIdMiddleware
+from .read_timeouts import BodyTimeoutMiddleware
 from .resources import OneConnectionPerRequest, create_database, create_templates, prepare_sqlite
 from .settings import Settings, load_settings
 from .submissions import submit_endpoint
@@ -67,21 +69,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await database.disconnect()
 
     routes = [
-        Route("/healthz", api.healthz, name="healthz"),
+        Route("/healthz", api.healthz, methods=["GET"], name="healthz"),
         # Compressed: a listing page asks about many targets before anyone clicks.
         Route(
             "/api/v1/eligibility",
             GZipMiddleware(request_response(api.eligibility_endpoint), minimum_size=500),
+            methods=["GET"],
             name="eligibility",
         ),
         Route("/api/v1/applications", submit_endpoint(CANDIDATURE), methods=["POST"]),
         Route("/api/v1/appointment-requests", submit_endpoint(RDV), methods=["POST"]),
-        Route("/widget/v1/assets/{name}", assets.endpoint, name="asset"),
+        Route("/widget/v1/assets/{name}", assets.endpoint, methods=["GET"], name="asset"),
         Route("/widget/v1/candidature", forms.form_page(CANDIDATURE), methods=["GET", "POST"]),
         Route("/widget/v1/rdv", forms.form_page(RDV), methods=["GET", "POST"]),
-        Route("/confidentialite", pages.privacy, name="privacy"),
-        Route("/api/v1/openapi.json", openapi.openapi_json, name="openapi"),
-        Route("/api/docs", openapi.docs, name="api_docs"),
+        Route("/confidentialite", pages.privacy, methods=["GET"], name="privacy"),
+        Route("/api/v1/openapi.json", openapi.openapi_json, methods=["GET"], name="openapi"),
+        Route("/api/docs", openapi.docs, methods=["GET"], name="api_docs"),
         Route("/api/v1/bounces", bounces.webhook, methods=["POST"], name="bounces"),
         Route("/reply/{token}", replies.reply_page, methods=["GET", "POST"], name="reply"),
         Route("/optout/{token}", optout.optout_page, methods=["GET", "POST"], name="optout"),
@@ -93,12 +96,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(FramingMiddleware, frame_ancestors=settings.frame_ancestors),
+            Middleware(BodyTimeoutMiddleware, seconds=settings.request_body_timeout_seconds),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
             Middleware(OneConnectionPerRequest, database=database),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    slash_redirect.install(app.router, settings.public_url)
     app.state.settings = settings
     app.state.database = database
     app.state.templates = templates
@@ -108,6 +113,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings.secret_key, settings.form_token_ttl_seconds, settings.form_min_fill_seconds
     )
     app.state.openapi = openapi.document(settings)
-    app.state.throttle = Throttle(settings.rate_limit, settings.rate_limit_storage)
+    app.state.throttle = Throttle(
+        settings.rate_limit,
+        settings.rate_limit_storage,
+        key_rate=settings.api_key_rate_limit,
+        trusted_proxies=settings.trusted_proxies,
+    )
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return app

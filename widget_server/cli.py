@@ -37,6 +37,26 @@ async def with_database(settings: Settings, work: Callable[[Database], Awaitable
         await database.disconnect()
 
 
+def uvicorn_config(app: Any, settings: Settings) -> Any:
+    """How `serve` runs the app (tests start real servers with the same options)."""
+    import uvicorn
+
+    from .read_timeouts import header_timeout_protocol
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        # Forwarded headers are believed from TRUSTED_PROXIES only (uvicorn's own
+        # default trusts 127.0.0.1, which lets any local hop forge the client IP).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
+        http=header_timeout_protocol(settings.request_header_timeout_seconds),
+        server_header=False,
+    )
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -55,16 +75,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     )
     from . import host_page
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level.lower(),
-            proxy_headers=True,
-            server_header=False,
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(app, settings))
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run does
         asyncio.run(host_page.serve(settings, server))
     return 0

@@ -18,18 +18,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from .framing import host_policy
 from .settings import ROOT, Settings
 
 HOST_PAGE_DIR = ROOT / "examples" / "host-page"
 TEXT_SUFFIXES = {".html", ".css", ".js", ".svg", ".txt"}
 SERVED_SUFFIXES = TEXT_SUFFIXES | {".png", ".ico", ".webp"}
-
-
-def host_policy(widget_url: str) -> str:
-    return (
-        f"default-src 'self'; script-src 'self' {widget_url}; connect-src {widget_url}; "
-        f"frame-src {widget_url}; style-src 'self'; img-src 'self' data:; base-uri 'none'"
-    )
 
 
 def create_host_app(widget_url: str, directory: Path = HOST_PAGE_DIR) -> Starlette:

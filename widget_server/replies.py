@@ -19,6 +19,7 @@ from starlette.responses import Response
 from . import emails, outbox, reply_tokens, tables
 from .contact_requests import StoredRequest, ack_message_id, load
 from .form_tokens import InvalidFormToken
+from .framing import PAGE_POLICY
 from .kinds import REFUSAL_REASONS
 from .problems import Problem
 from .resources import write_transaction
@@ -281,14 +282,6 @@ def _answered(stored: StoredRequest) -> dict[str, Any]:
     }
 
 
-# The page's own scripts and styles only; its form posts back here (framing is
-# refused by the framing middleware, which appends `frame-ancestors 'none'`).
-PAGE_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "form-action 'self'; base-uri 'none'"
-)
-
-
 def _render(request: Request, name: str, context: dict[str, Any], status: int) -> Response:
     response: Response = request.app.state.templates.TemplateResponse(
         request, name, context, status_code=status
@@ -303,4 +296,5 @@ def private_page(response: Response) -> None:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Robots-Tag"] = "noindex"
+    # Framing is refused by the framing middleware, which appends `frame-ancestors 'none'`.
     response.headers["Content-Security-Policy"] = PAGE_POLICY

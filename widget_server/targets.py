@@ -9,7 +9,9 @@ from typing import Literal
 TargetKind = Literal["offer", "company", "formation"]
 TARGET_KINDS: tuple[TargetKind, ...] = ("offer", "company", "formation")
 
-_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-#]{0,99}$")
+# Also the OpenAPI pattern of offer and formation ids.
+REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-#]{0,99}$"
+_REF = re.compile(REF_PATTERN)
 
 
 class BadTarget(ValueError):

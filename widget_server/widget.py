@@ -134,6 +134,6 @@ async def integration_page(request: Request) -> Response:
 
 
 routes = [
-    Route(LOADER_PATH, loader_script, name="loader"),
-    Route("/integration", integration_page, name="integration"),
+    Route(LOADER_PATH, loader_script, methods=["GET"], name="loader"),
+    Route("/integration", integration_page, methods=["GET"], name="integration"),
 ]
