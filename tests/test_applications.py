@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import zipfile
 from email import message_from_bytes, policy
@@ -14,26 +13,8 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from tests import seed
+from tests.support import application, data_url, make_settings
 from widget_server import tables
-
-
-def data_url(data: bytes, media_type: str = "application/pdf") -> str:
-    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
-
-
-def application(**overrides: Any) -> dict[str, Any]:
-    body = {
-        "offer_id": seed.OFFER_ID,
-        "first_name": "Léa",
-        "last_name": "Moreau",
-        "email": "lea.moreau@example.org",
-        "phone": "06 12 34 56 78",
-        "message": "Je suis motivée !",
-        "cv": data_url(seed.PDF),
-        "cv_filename": "CV Léa.pdf",
-    }
-    body.update(overrides)
-    return {k: v for k, v in body.items() if v is not None}
 
 
 @pytest.fixture
@@ -288,7 +269,6 @@ def test_message_is_escaped_in_the_html_email(client: TestClient, key: str) -> N
 
 
 def test_rate_limit_is_429_with_retry_after(tmp_path: Any) -> None:
-    from tests.conftest import make_settings
     from widget_server.app import create_app
 
     settings = make_settings(tmp_path, RATE_LIMIT="2/minute")
@@ -316,7 +296,6 @@ def test_rate_limit_is_429_with_retry_after(tmp_path: Any) -> None:
 def test_daily_quotas_answer_429_with_retry_after(
     tmp_path: Any, setting: str, emails: list[str], status: int, code: str
 ) -> None:
-    from tests.conftest import make_settings
     from widget_server.app import create_app
 
     with TestClient(create_app(make_settings(tmp_path, **{setting: "2"}))) as client:

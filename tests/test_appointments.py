@@ -12,23 +12,9 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from tests import seed
+from tests.support import appointment
 from widget_server import contact_requests, tables
 from widget_server.kinds import RDV, TOPICS
-
-
-def appointment(**overrides: Any) -> dict[str, Any]:
-    body = {
-        "formation_id": seed.FORMATION_ID,
-        "first_name": "Yanis",
-        "last_name": "Benali",
-        "email": "yanis.benali@example.org",
-        "phone": "+33 6 98 76 54 32",
-        "role": "student",
-        "topics": ["places", "horaires"],
-        "message": "Reste-t-il des places en septembre ?",
-    }
-    body.update(overrides)
-    return {k: v for k, v in body.items() if v is not None}
 
 
 @pytest.fixture

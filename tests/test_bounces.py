@@ -12,10 +12,7 @@ from starlette.testclient import TestClient
 
 from tests import seed
 from tests.smtp_server import Received, SMTPServer
-from tests.test_applications import application
-from tests.test_appointments import appointment
-from tests.test_delivery import deliver, smtp_client
-from tests.test_replies import form_fields, links, path
+from tests.support import application, appointment, deliver, form_fields, links, path, smtp_client
 from widget_server import tables
 
 

@@ -3,47 +3,15 @@ headers, both parts, the CV, escaping, threading material, bounces."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-from starlette.testclient import TestClient
 
 from tests import seed
-from tests.conftest import make_settings
 from tests.smtp_server import SMTPServer
-from tests.test_applications import application
-from tests.test_appointments import appointment
-from widget_server import bounces, tables
-from widget_server.app import create_app
-
-
-def deliver(
-    client: TestClient, batches: int = 1000, batch_size: int = 20, now: dt.datetime | None = None
-) -> int:
-    """Runs one email worker until the outbox has nothing due (or `batches` batches)."""
-    state = client.app.state  # type: ignore[attr-defined]
-    worker = bounces.create_worker(
-        state.database, state.settings, batch_size=batch_size, clock=(lambda: now) if now else None
-    )
-
-    async def drain() -> int:
-        total = 0
-        for _ in range(batches):
-            handled = await worker.run_once()
-            if not handled:
-                break
-            total += handled
-        return total
-
-    return int(seed.run(client, drain))
-
-
-def smtp_client(tmp_path: Path, smtp: SMTPServer) -> Any:
-    settings = make_settings(tmp_path, SMTP_URL=smtp.url, OUTBOX_WORKER="false")
-    return TestClient(create_app(settings))
+from tests.support import application, appointment, deliver, smtp_client
+from widget_server import tables
 
 
 def links(text: str) -> list[str]:

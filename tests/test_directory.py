@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from databases import Database
 
-from tests.conftest import make_settings
+from tests.support import make_settings
 from widget_server import directory, migrations, tables
 from widget_server.cli import main
 from widget_server.directory import ImportFileError, ImportReport, import_file

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import make_settings
+from tests.support import make_settings
 from widget_server import outbox
 from widget_server.app import create_app
 from widget_server.framing import EMAIL_HTML_POLICY

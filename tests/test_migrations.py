@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from databases import Database
 
-from tests.conftest import make_settings
+from tests.support import make_settings
 from widget_server import migrations, tables
 from widget_server.cli import main
 from widget_server.resources import create_database

@@ -12,9 +12,7 @@ from starlette.testclient import TestClient
 
 from tests import seed
 from tests.smtp_server import SMTPServer
-from tests.test_appointments import appointment
-from tests.test_delivery import deliver, smtp_client
-from tests.test_replies import links, path, snapshot, submit_application
+from tests.support import appointment, deliver, links, path, smtp_client, snapshot, submit_application
 from widget_server import tables
 
 OTHER_SIRET = "73282932000108"

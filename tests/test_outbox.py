@@ -21,8 +21,8 @@ import pytest
 import sqlalchemy as sa
 from databases import Database
 
-from tests.conftest import make_settings
 from tests.smtp_server import Accounts, SMTPServer, free_port, running
+from tests.support import make_settings
 from widget_server import mailer, migrations, outbox, tables
 from widget_server.mailer import SMTPConfig, TemporaryFailure, Transport, parse_smtp_url
 from widget_server.resources import create_database, prepare_sqlite

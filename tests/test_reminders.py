@@ -11,12 +11,18 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.conftest import make_settings
 from tests.smtp_server import SMTPServer
-from tests.test_applications import application
-from tests.test_appointments import appointment
-from tests.test_delivery import deliver, smtp_client
-from tests.test_replies import form_fields, links, path, submit_application
+from tests.support import (
+    application,
+    appointment,
+    deliver,
+    form_fields,
+    links,
+    make_settings,
+    path,
+    smtp_client,
+    submit_application,
+)
 from widget_server import bounces, tables
 from widget_server.app import create_app
 from widget_server.reminders import send_due_reminders

@@ -6,73 +6,25 @@ import asyncio
 import datetime as dt
 import html
 import json
-import re
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
 import sqlalchemy as sa
-from starlette.testclient import TestClient
 
 from tests import seed
-from tests.smtp_server import Received, SMTPServer
-from tests.test_applications import application
-from tests.test_appointments import appointment
-from tests.test_delivery import deliver, smtp_client
+from tests.smtp_server import SMTPServer
+from tests.support import (
+    appointment,
+    deliver,
+    form_fields,
+    links,
+    path,
+    smtp_client,
+    snapshot,
+    submit_application,
+)
 from widget_server import tables
-
-
-def links(received: Received) -> list[str]:
-    """Every link of both parts of a received email."""
-    html_part = received.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    text_part = received.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    found = [html.unescape(u) for u in re.findall(r'href="([^"]+)"', html_part)]
-    found += re.findall(r"https?://\S+", text_part)
-    return sorted({u for u in found if not u.startswith(("mailto:", "tel:"))})
-
-
-def path(url: str) -> str:
-    return url.removeprefix("http://testserver")
-
-
-def snapshot(client: TestClient) -> Any:
-    """What an answer would change: requests, tokens, contacts, offers, the outbox."""
-    return [
-        seed.fetch_all(client, sa.select(t))
-        for t in (
-            tables.contact_requests,
-            tables.reply_tokens,
-            tables.contacts,
-            tables.offers,
-            tables.companies,
-            tables.formations,
-        )
-    ] + [seed.fetch_all(client, sa.select(tables.outbox.c.id))]
-
-
-def submit_application(client: TestClient, smtp: SMTPServer, **overrides: Any) -> Received:
-    key = seed.api_key(client)
-    response = client.post(
-        "/api/v1/applications", json=application(**overrides), headers={"Authorization": f"Bearer {key}"}
-    )
-    assert response.status_code == 202, response.text
-    deliver(client)
-    return smtp.received[0]
-
-
-def form_fields(page: str) -> dict[str, Any]:
-    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
-    fields.update(
-        {
-            name: html.unescape(text)
-            for name, text in re.findall(r'<textarea id="\w+" name="(\w+)"[^>]*>([^<]*)</textarea>', page)
-        }
-    )
-    checked = re.search(r'name="answer" value="(\w+)" checked', page)
-    assert checked
-    fields["answer"] = checked.group(1)
-    return fields
 
 
 def test_scanner_visits_change_nothing_then_one_post_answers_once(

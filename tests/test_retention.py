@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.test_applications import application
+from tests.support import application
 from widget_server import cli, tables
 from widget_server.retention import purge
 from widget_server.stats import stats

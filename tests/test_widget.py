@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.conftest import make_settings
+from tests.support import make_settings
 from widget_server import host_page
 from widget_server.app import create_app
 

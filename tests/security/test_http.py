@@ -12,8 +12,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.conftest import make_settings
-from tests.security.conftest import create_api_key, running_server
+from tests.support import create_api_key, make_settings, running_server
 from widget_server.app import create_app
 from widget_server.cli import uvicorn_config
 from widget_server.json_body import MAX_JSON_DEPTH, nests_too_deep

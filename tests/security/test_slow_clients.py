@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_settings
-from tests.security.conftest import RunningServer, create_api_key, running_server
+from tests.support import RunningServer, create_api_key, make_settings, running_server
 
 PAUSE = 0.25  # seconds between two bytes of the trickle
 TRICKLE = 60  # bytes: 15 s of trickle, against timeouts of 1 s

@@ -1,0 +1,255 @@
+"""Helpers shared by the test modules: settings on a fresh database, request
+bodies, delivery through a real SMTP server and reading what arrived.
+
+Plain functions only; fixtures live in `conftest.py`, directory rows and API
+keys in `seed.py`, the fake SMTP server in `smtp_server.py`. A test module
+imports from these, never from another test module (`test_test_suite.py`
+checks), so that moving or deleting a test never breaks another."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import html
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import uvicorn
+from databases import Database
+from starlette.testclient import TestClient
+
+from tests import seed
+from tests.smtp_server import Received, SMTPServer
+from widget_server import bounces, callers, directory, tables
+from widget_server.app import create_app
+from widget_server.cli import uvicorn_config, with_database
+from widget_server.settings import Settings, load_settings
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+
+# --- settings -----------------------------------------------------------------
+
+
+def reset_postgresql(url: str) -> None:
+    import asyncpg  # only when the suite runs on PostgreSQL
+
+    async def reset() -> None:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        finally:
+            await conn.close()
+
+    asyncio.run(reset())
+
+
+def make_settings(tmp_path: Path, **overrides: str) -> Settings:
+    """Test settings on a fresh database: SQLite under `tmp_path`, or the
+    PostgreSQL of TEST_DATABASE_URL emptied first."""
+    environ = {
+        "VAR_DIR": str(tmp_path / "var"),
+        "SECRET_KEY": "test-secret-key",
+        "PUBLIC_URL": "http://testserver",
+        "FORM_MIN_FILL_SECONDS": "0",
+        "RATE_LIMIT": "1000/minute",
+        "API_KEY_RATE_LIMIT": "1000/minute",
+        "DEMO_DATA": "false",
+        "LOG_LEVEL": "WARNING",
+        "OUTBOX_WORKER": "false",  # tests that want delivery run a worker themselves
+    }
+    if TEST_DATABASE_URL:
+        reset_postgresql(TEST_DATABASE_URL)
+        environ["DATABASE_URL"] = TEST_DATABASE_URL
+    else:
+        environ["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/test.db"
+    environ.update(overrides)
+    return load_settings(environ, env_file=None)
+
+
+# --- request bodies -----------------------------------------------------------
+
+
+def data_url(data: bytes, media_type: str = "application/pdf") -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+def application(**overrides: Any) -> dict[str, Any]:
+    """A valid JSON application to seed.OFFER_ID; an override of None drops the field."""
+    body = {
+        "offer_id": seed.OFFER_ID,
+        "first_name": "Léa",
+        "last_name": "Moreau",
+        "email": "lea.moreau@example.org",
+        "phone": "06 12 34 56 78",
+        "message": "Je suis motivée !",
+        "cv": data_url(seed.PDF),
+        "cv_filename": "CV Léa.pdf",
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def appointment(**overrides: Any) -> dict[str, Any]:
+    """A valid JSON rdv request to seed.FORMATION_ID; an override of None drops the field."""
+    body = {
+        "formation_id": seed.FORMATION_ID,
+        "first_name": "Yanis",
+        "last_name": "Benali",
+        "email": "yanis.benali@example.org",
+        "phone": "+33 6 98 76 54 32",
+        "role": "student",
+        "topics": ["places", "horaires"],
+        "message": "Reste-t-il des places en septembre ?",
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+# --- delivery through a real SMTP server --------------------------------------
+
+
+def smtp_client(tmp_path: Path, smtp: SMTPServer) -> TestClient:
+    """A client of an app sending to `smtp`; no background worker (see `deliver`)."""
+    settings = make_settings(tmp_path, SMTP_URL=smtp.url, OUTBOX_WORKER="false")
+    return TestClient(create_app(settings))
+
+
+def deliver(
+    client: TestClient, batches: int = 1000, batch_size: int = 20, now: dt.datetime | None = None
+) -> int:
+    """Runs one email worker until the outbox has nothing due (or `batches` batches)."""
+    state = client.app.state  # type: ignore[attr-defined]
+    worker = bounces.create_worker(
+        state.database, state.settings, batch_size=batch_size, clock=(lambda: now) if now else None
+    )
+
+    async def drain() -> int:
+        total = 0
+        for _ in range(batches):
+            handled = await worker.run_once()
+            if not handled:
+                break
+            total += handled
+        return total
+
+    return int(seed.run(client, drain))
+
+
+def submit_application(client: TestClient, smtp: SMTPServer, **overrides: Any) -> Received:
+    """Posts `application(**overrides)`, delivers, returns the first email received (the pro's)."""
+    key = seed.api_key(client)
+    response = client.post(
+        "/api/v1/applications", json=application(**overrides), headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 202, response.text
+    deliver(client)
+    return smtp.received[0]
+
+
+# --- reading what arrived -----------------------------------------------------
+
+
+def links(received: Received) -> list[str]:
+    """Every link of both parts of a received email."""
+    html_part = received.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text_part = received.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    found = [html.unescape(u) for u in re.findall(r'href="([^"]+)"', html_part)]
+    found += re.findall(r"https?://\S+", text_part)
+    return sorted({u for u in found if not u.startswith(("mailto:", "tel:"))})
+
+
+def path(url: str) -> str:
+    """The path of a link to the test app, for TestClient."""
+    return url.removeprefix("http://testserver")
+
+
+def form_fields(page: str) -> dict[str, Any]:
+    """The fields a reply page would post back as they are: hidden inputs,
+    textareas and the checked answer."""
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
+    fields.update(
+        {
+            name: html.unescape(text)
+            for name, text in re.findall(r'<textarea id="\w+" name="(\w+)"[^>]*>([^<]*)</textarea>', page)
+        }
+    )
+    checked = re.search(r'name="answer" value="(\w+)" checked', page)
+    assert checked
+    fields["answer"] = checked.group(1)
+    return fields
+
+
+def snapshot(client: TestClient) -> list[list[dict[str, Any]]]:
+    """What an answer would change: requests, tokens, contacts, offers, the outbox."""
+    return [
+        seed.fetch_all(client, sa.select(t))
+        for t in (
+            tables.contact_requests,
+            tables.reply_tokens,
+            tables.contacts,
+            tables.offers,
+            tables.companies,
+            tables.formations,
+        )
+    ] + [seed.fetch_all(client, sa.select(tables.outbox.c.id))]
+
+
+# --- a real server ----------------------------------------------------------------
+# For tests that need real sockets (slow clients, forwarded headers as uvicorn sees
+# them, API fuzzing): `widget-server serve`'s own uvicorn options, in a thread, on
+# 127.0.0.1 and a free port.
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    url: str
+    port: int
+    settings: Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def create_api_key(settings: Settings, caller: str, role: str = "partner") -> str:
+    async def create(database: Database) -> str:
+        return await callers.create_key(database, caller, role)
+
+    key: str = asyncio.run(with_database(settings, create))
+    return key
+
+
+def load_demo(settings: Settings) -> None:
+    asyncio.run(with_database(settings, directory.load_demo))
+
+
+@contextmanager
+def running_server(settings: Settings) -> Iterator[RunningServer]:
+    port = free_port()
+    settings = settings.replace(host="127.0.0.1", port=port, log_level="WARNING")
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        yield RunningServer(f"http://127.0.0.1:{port}", port, settings)
+    finally:
+        server.should_exit = True
+        thread.join(15)
