@@ -233,6 +233,7 @@ def create_api_key(settings: Settings, caller: str, role: str = "partner") -> st
 
 
 def load_demo(settings: Settings) -> None:
+    """The fictional demo directory (examples/data) in the database of `settings`."""
     asyncio.run(with_database(settings, directory.load_demo))
 
 

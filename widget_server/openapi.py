@@ -47,12 +47,15 @@ NAME_PATTERN = f"^[{_LETTER}' .’-]*[{_LETTER}][{_LETTER}' .’-]*$"
 # Digits and the usual separators; the number itself is checked against the French
 # numbering plan (`validation.clean_phone`), which no pattern can express.
 PHONE_PATTERN = "^[+]?[0-9][0-9 .-]{7,18}[0-9]$"
-# Free text: no control character but line breaks and tabs, no Unicode noncharacter.
-TEXT_PATTERN = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f\\u2028\\u2029\\ufdd0-\\ufdef\\ufffe\\uffff]*$"
-# A base64 `data:` URL, strictly padded (the server decodes with validation on).
+# Free text: no control character but tab and line breaks, no line or paragraph
+# separator, no noncharacter of the first plane (the server strips those).
+TEXT_PATTERN = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u2028\\u2029\\ufdd0-\\ufdef\\ufffe\\uffff]*$"
+
+
+# A non-empty base64 `data:` URL, strictly padded (the server decodes with validation on).
+_B64_END = "[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}="
 DATA_URL_PATTERN = (
-    "^data:[A-Za-z0-9_.+/-]*(;[A-Za-z0-9_=.-]+)*;base64,"
-    "([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+    f"^data:[A-Za-z0-9_.+/-]*(;[A-Za-z0-9_=.-]+)*;base64,(([A-Za-z0-9+/]{{4}})+({_B64_END})?|{_B64_END})$"
 )
 
 
