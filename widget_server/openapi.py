@@ -59,6 +59,10 @@ DATA_URL_PATTERN = (
 )
 
 
+# `type:reference`, as `targets.parse_target` reads it.
+TARGET_PATTERN = f"^((offer|formation):{REF_PATTERN[1:-1]}|company:[0-9]{{14}})$"
+
+
 def _person() -> dict[str, Any]:
     name = {"type": "string", "minLength": 1, "maxLength": NAME_MAX, "pattern": NAME_PATTERN}
     return {
@@ -195,6 +199,8 @@ def document(settings: Settings) -> dict[str, Any]:
                                 "maxItems": MAX_TARGETS,
                                 "items": {
                                     "type": "string",
+                                    "pattern": TARGET_PATTERN,
+                                    "description": "A company's SIRET must also have a valid Luhn key.",
                                     "examples": [
                                         "offer:OFF-001",
                                         "company:73282932000074",
