@@ -22,6 +22,7 @@ from typing import Any
 import httpx2
 import uvicorn
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -62,7 +63,8 @@ class Server:
 async def echo(request: Request) -> Response:
     async with request.form() as form:
         upload = form["cv"]
-        data = await upload.read()  # type: ignore[union-attr]
+        assert isinstance(upload, UploadFile)
+        data = await upload.read()
         return JSONResponse({"bytes": len(data), "fields": len(form)}, status_code=202)
 
 
@@ -103,7 +105,7 @@ def run(label: str, url: str, args: argparse.Namespace, pdf: bytes, key: str) ->
     start = time.perf_counter()
     latencies = asyncio.run(hammer(url, args.requests, args.concurrency, pdf, key))
     elapsed = time.perf_counter() - start
-    rate = args.requests / elapsed
+    rate: float = args.requests / elapsed
     p50 = statistics.median(latencies) * 1000
     p95 = sorted(latencies)[int(len(latencies) * 0.95)] * 1000
     print(f"{label:<34} {rate:8.1f} req/s   p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.testclient import TestClient
 
 from widget_server import callers, tables
+
+T = TypeVar("T")
 
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 OFFER_ID = "OFF-001"
@@ -19,13 +24,27 @@ FORMATION_ID = "CME-0001"
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
 
 
-def run(client: TestClient, coro_fn: Any, *args: Any) -> Any:
-    return client.portal.call(coro_fn, *args)  # type: ignore[union-attr]
+def app(client: TestClient) -> Starlette:
+    """The app under test. TestClient types it as any ASGI callable; ours is
+    always a Starlette application."""
+    assert isinstance(client.app, Starlette)
+    return client.app
+
+
+def state(client: TestClient) -> State:
+    """The app's state: `database`, `settings`, `assets`, …"""
+    return app(client).state
+
+
+def run(client: TestClient, coro_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Runs `coro_fn(*args)` on the app's event loop (the client must be started)."""
+    assert client.portal is not None, "use the TestClient as a context manager"
+    return client.portal.call(coro_fn, *args)
 
 
 def insert(client: TestClient, table: Any, **values: Any) -> None:
     async def go() -> None:
-        await client.app.state.database.execute(table.insert().values(**values))  # type: ignore[attr-defined]
+        await state(client).database.execute(table.insert().values(**values))
 
     run(client, go)
 
@@ -88,12 +107,12 @@ def formation(client: TestClient, cle: str = FORMATION_ID, **values: Any) -> str
 
 
 def api_key(client: TestClient, caller: str = "mon-site", role: str = "partner") -> str:
-    return str(run(client, callers.create_key, client.app.state.database, caller, role))  # type: ignore[attr-defined]
+    return str(run(client, callers.create_key, state(client).database, caller, role))
 
 
 def fetch_all(client: TestClient, query: Any) -> list[dict[str, Any]]:
     async def go() -> list[dict[str, Any]]:
-        rows = await client.app.state.database.fetch_all(query)  # type: ignore[attr-defined]
+        rows = await state(client).database.fetch_all(query)
         return [dict(r._mapping) for r in rows]
 
     return list(run(client, go))

@@ -12,30 +12,41 @@ import asyncio
 import base64
 import datetime as dt
 import html
+import http.client
 import os
 import re
-import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import sqlalchemy as sa
 import uvicorn
 from databases import Database
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp
 
 from tests import seed
-from tests.smtp_server import Received, SMTPServer
-from widget_server import bounces, callers, directory, tables
+from tests.smtp_server import Received, SMTPServer, free_port
+from widget_server import callers, delivery, directory, tables
 from widget_server.app import create_app
 from widget_server.cli import uvicorn_config, with_database
 from widget_server.settings import Settings, load_settings
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+# The least a production configuration needs (settings.production_problems).
+PRODUCTION = {
+    "ENVIRONMENT": "production",
+    "PUBLIC_URL": "https://widget.example",
+    "SECRET_KEY": "JJGnvLGrjOl4BfYWMusiRhTDckxIqIKcLPLgxzTHBXM",
+    "SMTP_URL": "smtp://127.0.0.1:2525",
+}
 
 
 # --- settings -----------------------------------------------------------------
@@ -129,8 +140,8 @@ def deliver(
     client: TestClient, batches: int = 1000, batch_size: int = 20, now: dt.datetime | None = None
 ) -> int:
     """Runs one email worker until the outbox has nothing due (or `batches` batches)."""
-    state = client.app.state  # type: ignore[attr-defined]
-    worker = bounces.create_worker(
+    state = seed.state(client)
+    worker = delivery.create_worker(
         state.database, state.settings, batch_size=batch_size, clock=(lambda: now) if now else None
     )
 
@@ -160,10 +171,35 @@ def submit_application(client: TestClient, smtp: SMTPServer, **overrides: Any) -
 # --- reading what arrived -----------------------------------------------------
 
 
+def body(message: EmailMessage, subtype: str = "plain") -> str:
+    """The text of the `plain` or `html` part of an email."""
+    part = message.get_body((subtype,))
+    assert part is not None, f"no {subtype} part"
+    return str(part.get_content())
+
+
+def form_token(page: str) -> str:
+    """The signed form token of a form page."""
+    match = re.search(r'name="form_token" value="([^"]+)"', page)
+    assert match, "no form token on the page"
+    return match.group(1)
+
+
+def template_name(response: httpx2.Response) -> str:
+    """The template a page was rendered from."""
+    # Starlette's TestClient adds `template` and `context` to the responses of
+    # template pages; httpx2's Response does not declare them.
+    return str(response.template.name)  # type: ignore[attr-defined]
+
+
+def template_context(response: httpx2.Response) -> dict[str, Any]:
+    """The context a page was rendered with."""
+    return dict(response.context)  # type: ignore[attr-defined]
+
+
 def links(received: Received) -> list[str]:
     """Every link of both parts of a received email."""
-    html_part = received.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    text_part = received.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html_part, text_part = body(received.message, "html"), body(received.message, "plain")
     found = [html.unescape(u) for u in re.findall(r'href="([^"]+)"', html_part)]
     found += re.findall(r"https?://\S+", text_part)
     return sorted({u for u in found if not u.startswith(("mailto:", "tel:"))})
@@ -205,6 +241,76 @@ def snapshot(client: TestClient) -> list[list[dict[str, Any]]]:
     ] + [seed.fetch_all(client, sa.select(tables.outbox.c.id))]
 
 
+def every_row(client: TestClient) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, to show that something changed nothing."""
+    return {
+        name: sorted((seed.fetch_all(client, sa.select(table))), key=repr)
+        for name, table in tables.metadata.tables.items()
+    }
+
+
+# --- waiting for something that happens elsewhere -----------------------------
+
+
+def wait_until(condition: Callable[[], object], what: str, seconds: float = 10.0) -> None:
+    """Polls `condition` until it is true, failing after `seconds`: for what
+    another thread or process does, instead of sleeping a guessed time."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {seconds} s for {what}")
+        time.sleep(0.01)
+
+
+async def eventually(condition: Callable[[], object], what: str, seconds: float = 10.0) -> None:
+    """`wait_until` for a test running inside an event loop."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {seconds} s for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def within(awaitable: Awaitable[Any], what: str, seconds: float = 10.0) -> Any:
+    """Awaits `awaitable`, failing (not hanging) after `seconds`."""
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError:
+        raise AssertionError(f"still waiting after {seconds} s for {what}") from None
+
+
+# --- a real HTTP server, for what TestClient would tidy up --------------------
+
+
+@contextmanager
+def serving(app: ASGIApp) -> Iterator[tuple[str, int]]:
+    """Runs `app` under uvicorn on 127.0.0.1 and a free port, in a thread;
+    yields (host, port). For requests that httpx would normalise before they
+    leave (`/../`, `%2e%2e`), which only a real server receives as sent."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, "the server to start")
+        yield server.config.host, server.config.port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def raw_get(address: tuple[str, int], target: str) -> tuple[int, bytes]:
+    """GET `target` exactly as written (no normalisation of dots or escapes)."""
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        connection.request("GET", target)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
 # --- a real server ----------------------------------------------------------------
 # For tests that need real sockets (slow clients, forwarded headers as uvicorn sees
 # them, API fuzzing): `widget-server serve`'s own uvicorn options, in a thread, on
@@ -216,12 +322,6 @@ class RunningServer:
     url: str
     port: int
     settings: Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def create_api_key(settings: Settings, caller: str, role: str = "partner") -> str:
@@ -245,11 +345,9 @@ def running_server(settings: Settings) -> Iterator[RunningServer]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
+        wait_until(lambda: server.started or not thread.is_alive(), "the test server to start", 30)
+        if not server.started:
+            raise RuntimeError("the test server did not start")
         yield RunningServer(f"http://127.0.0.1:{port}", port, settings)
     finally:
         server.should_exit = True

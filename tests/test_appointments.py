@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.support import appointment
+from tests.support import appointment, body, form_token
 from widget_server import contact_requests, tables
 from widget_server.kinds import RDV, TOPICS
 
@@ -39,7 +39,7 @@ def test_request_is_stored_and_both_emails_queued(client: TestClient, key: str) 
     assert not any(r["attach_cv"] for r in rows)
     pro = message_from_bytes(rows[0]["raw"], policy=policy.default)
     ack = message_from_bytes(rows[1]["raw"], policy=policy.default)
-    pro_html = pro.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    pro_html = body(pro, "html")
     for text in (
         "Places disponibles",
         "Horaires / rythme de la formation",
@@ -52,7 +52,7 @@ def test_request_is_stored_and_both_emails_queued(client: TestClient, key: str) 
         assert text in pro_html, text
     assert pro["Reply-To"].addresses[0].addr_spec == "yanis.benali@example.org"
     assert pro["List-Unsubscribe"].startswith("<http://testserver/optout/")
-    ack_text = ack.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    ack_text = body(ack, "plain")
     assert "CFA du Commerce de Bordeaux" in ack_text
     assert "01 99 00 12 34" in ack_text  # the CFA's phone
     tokens = seed.fetch_all(client, tables.reply_tokens.select())
@@ -102,8 +102,10 @@ def test_multipart_is_not_accepted_for_rdv(client: TestClient, key: str) -> None
 
 def submit_at(client: TestClient, moment: dt.datetime, **overrides: Any) -> Any:
     """Submits through the pipeline with a chosen clock, to test the 4-day rule at its edges."""
-    submission = contact_requests.Submission(kind=RDV, fields=appointment(**overrides), caller="mon-site")
-    return seed.run(client, contact_requests.submit, client.app.state, submission, moment)  # type: ignore[attr-defined]
+    submission = contact_requests.Submission(
+        kind=RDV, fields=appointment(**overrides), caller="mon-site", caller_origin="key"
+    )
+    return seed.run(client, contact_requests.submit, seed.state(client), submission, moment)
 
 
 def test_one_request_per_person_per_formation_per_four_days(client: TestClient, key: str) -> None:
@@ -167,7 +169,7 @@ def test_page_shows_the_training_topics_and_roles(client: TestClient) -> None:
 def test_page_post_without_javascript(client: TestClient) -> None:
     seed.formation(client)
     page = client.get(PAGE, params={"formation_id": seed.FORMATION_ID, "caller": "site"}).text
-    token = re.search(r'name="form_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    token = form_token(page)
     data = {
         "form_token": token,
         "formation_id": seed.FORMATION_ID,
@@ -181,7 +183,7 @@ def test_page_post_without_javascript(client: TestClient) -> None:
     assert re.search(r'value="autre" id="topic-autre" checked', response.text)
     assert re.search(r'value="places" id="topic-places" checked', response.text)
     assert re.search(r'value="student" checked', response.text)
-    token = re.search(r'name="form_token" value="([^"]+)"', response.text).group(1)  # type: ignore[union-attr]
+    token = form_token(response.text)
     response = client.post(
         PAGE, data={**data, "form_token": token, "topics": ["autre"], "message": "Y a-t-il un internat ?"}
     )

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from tests import seed
 from tests.smtp_server import Received, SMTPServer
-from tests.support import application, appointment, deliver, form_fields, links, path, smtp_client
+from tests.support import application, appointment, body, deliver, form_fields, links, path, smtp_client
 from widget_server import tables
 
 
@@ -107,7 +107,7 @@ def test_rdv_candidate_gets_the_cfa_phone(tmp_path: Path, smtp_server: SMTPServe
         deliver(client)
     [message] = told(smtp_server)
     assert message.rcpt_tos == ["yanis.benali@example.org"]
-    text = message.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = body(message.message, "plain")
     assert "01 99 00 12 34" in text
 
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.seed import run
+from tests.seed import run, state
 from widget_server import directory, tables
 
 # The demo directory (examples/data), one target per reason.
@@ -63,7 +63,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None]] = {
 
 @pytest.fixture
 def demo(client: TestClient) -> TestClient:
-    assert run(client, directory.load_demo, client.app.state.database) is True  # type: ignore[attr-defined]
+    assert run(client, directory.load_demo, state(client).database) is True
     return client
 
 
@@ -94,7 +94,7 @@ def test_an_opted_out_company_still_takes_applications_to_its_offers(demo: TestC
     # is reused on an offer here to show it.
     run(
         demo,
-        demo.app.state.database.execute,  # type: ignore[attr-defined]
+        state(demo).database.execute,
         tables.offers.update()
         .where(tables.offers.c.offer_id == "LBA-2026-01007")
         .values(contact_email="chef@lepetitzinc.example"),
@@ -104,12 +104,12 @@ def test_an_opted_out_company_still_takes_applications_to_its_offers(demo: TestC
 
 
 def test_an_offer_closes_after_the_maximum_number_of_applications(demo: TestClient) -> None:
-    limit = demo.app.state.settings.offer_max_applications  # type: ignore[attr-defined]
+    limit = state(demo).settings.offer_max_applications
 
     def set_count(count: int) -> Any:
         return run(
             demo,
-            demo.app.state.database.execute,  # type: ignore[attr-defined]
+            state(demo).database.execute,
             tables.offers.update()
             .where(tables.offers.c.offer_id == "LBA-2026-01014")
             .values(application_count=count),
@@ -157,7 +157,7 @@ def test_a_siret_with_a_bad_key_is_refused(demo: TestClient) -> None:
 
 @pytest.fixture
 def queries(demo: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    database = demo.app.state.database  # type: ignore[attr-defined]
+    database = state(demo).database
     seen: list[str] = []
     for method in ("fetch_all", "fetch_one", "fetch_val", "execute", "execute_many", "iterate"):
         original = getattr(database, method)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email
 import email.policy
-import time
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -14,11 +14,14 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.support import make_settings
+from tests import seed
+from tests.support import PRODUCTION, make_settings, template_context, template_name, wait_until
 from widget_server import outbox
 from widget_server.app import create_app
+from widget_server.emails import Outgoing
 from widget_server.framing import EMAIL_HTML_POLICY
-from widget_server.mailer import DevMailboxTransport, mailbox_dir
+from widget_server.mailbox import mailbox_dir
+from widget_server.mailer import DevMailboxTransport
 from widget_server.settings import Settings
 
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
@@ -51,7 +54,11 @@ def deliver(settings: Settings, *messages: EmailMessage) -> None:
 
     async def send_all() -> None:
         for msg in messages:
-            await transport.send(msg)
+            await transport.send(
+                "noreply@lba.example",
+                ["recrutement@boulangerie.example"],
+                msg.as_bytes(policy=email.policy.SMTP),
+            )
 
     asyncio.run(send_all())
 
@@ -89,7 +96,12 @@ def test_the_dev_transport_writes_whole_eml_files_in_time_order(tmp_path: Path) 
 def test_the_list_shows_the_newest_first(quiet_client: TestClient, quiet_settings: Settings) -> None:
     first = message("Premier", template="candidature_ack")
     deliver(quiet_settings, first)
-    time.sleep(0.002)  # file names carry the delivery time, to the microsecond
+    # File names carry the delivery time, to the microsecond: deliver the second later.
+    [written] = mailbox_dir(quiet_settings).glob("*.eml")
+    wait_until(
+        lambda: f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}Z" > written.name.split("-")[0],
+        "the clock to pass the first delivery",
+    )
     second = message("Second")
     deliver(quiet_settings, second)
     messages = listing(quiet_client)
@@ -102,8 +114,8 @@ def test_the_list_shows_the_newest_first(quiet_client: TestClient, quiet_setting
 
     page = quiet_client.get("/dev/mailbox")
     assert page.status_code == 200
-    assert page.template.name == "pages/mailbox.html"  # type: ignore[attr-defined]
-    assert [m["subject"] for m in page.context["messages"]] == ["Second", "Premier"]  # type: ignore[attr-defined]
+    assert template_name(page) == "pages/mailbox.html"
+    assert [m["subject"] for m in template_context(page)["messages"]] == ["Second", "Premier"]
     assert f'href="http://testserver/dev/mailbox/{messages[0]["id"]}"' in page.text
 
 
@@ -118,8 +130,8 @@ def test_a_message_page_shows_text_headers_html_frame_and_attachments(
     assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in page.text
     assert "allow-scripts" not in page.text and "allow-same-origin" not in page.text
     assert f'src="http://testserver/dev/mailbox/{summary["id"]}/html"' in page.text
-    assert ("X-LBA-Template", "candidature_pro") in page.context["headers"]  # type: ignore[attr-defined]
-    assert page.context["links"] == [  # type: ignore[attr-defined]
+    assert ("X-LBA-Template", "candidature_pro") in template_context(page)["headers"]
+    assert template_context(page)["links"] == [
         {"href": "https://lba.example/r/abc", "text": "Répondre au candidat"}
     ]
     assert "javascript:" not in page.text
@@ -160,13 +172,23 @@ def test_a_subject_with_markup_is_shown_escaped(quiet_client: TestClient, quiet_
     [
         "/dev/mailbox/inconnu",
         "/dev/mailbox/20260101T000000000000Z-deadbeef",
-        "/dev/mailbox/..%2F..%2Fsecret_key",
+        "/dev/mailbox/..%2F..%2Fsecret_key",  # stopped by routing: an id has no "/"
         "/dev/mailbox/20260101T000000000000Z-deadbeef/html",
         "/dev/api/mailbox/20260101T000000000000Z-deadbeef",
     ],
 )
 def test_unknown_messages_are_not_found(quiet_client: TestClient, path: str) -> None:
     assert quiet_client.get(path).status_code == 404
+
+
+def test_only_files_the_transport_wrote_are_shown(quiet_client: TestClient, quiet_settings: Settings) -> None:
+    # Names are the message ids; a file named otherwise (an editor's backup, a
+    # file copied there) is none of the mailbox's business.
+    deliver(quiet_settings, message())
+    (mailbox_dir(quiet_settings) / "notes.eml").write_bytes(message("Pas un message du service").as_bytes())
+    assert [m["subject"] for m in listing(quiet_client)] == ["Nouvelle candidature"]
+    for path in ("/dev/mailbox/notes", "/dev/api/mailbox/notes", "/dev/mailbox/notes/html"):
+        assert quiet_client.get(path).status_code == 404, path
 
 
 def test_the_mailbox_can_be_emptied(quiet_client: TestClient, quiet_settings: Settings) -> None:
@@ -184,7 +206,7 @@ def test_the_mailbox_can_be_emptied(quiet_client: TestClient, quiet_settings: Se
     "overrides",
     [
         {"SMTP_URL": "smtp://127.0.0.1:2525"},
-        {"ENVIRONMENT": "production", "PUBLIC_URL": "https://widget.example"},
+        PRODUCTION,
     ],
 )
 def test_there_is_no_mailbox_when_emails_really_leave_or_in_production(
@@ -209,13 +231,14 @@ def _worker_delivers(client: TestClient) -> None:
 
     async def queue() -> None:
         async with app.state.database.transaction():
-            await outbox.enqueue(app.state.database, msg, template="candidature_pro", request_id=None)
+            await outbox.enqueue(
+                app.state.database,
+                Outgoing(msg, "noreply@lba.example", ("recrutement@boulangerie.example",)),
+                template="candidature_pro",
+                request_id=None,
+            )
         app.state.outbox_worker.wake()
 
-    client.portal.call(queue)  # type: ignore[union-attr]
-    for _ in range(100):  # bounded: 5 s at most
-        messages = listing(client)
-        if messages:
-            break
-        time.sleep(0.05)
-    assert [m["message_id"] for m in messages] == [msg["Message-ID"]]
+    seed.run(client, queue)
+    wait_until(lambda: listing(client), "the worker to deliver")
+    assert [m["message_id"] for m in listing(client)] == [msg["Message-ID"]]

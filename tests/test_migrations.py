@@ -233,3 +233,70 @@ def test_migrate_command(
     assert main(["migrate"]) == 0
     assert "already up to date" in capsys.readouterr().out
     assert run(settings, migrations.applied_versions) == {m.version for m in migrations.MIGRATIONS}
+
+
+def test_version_6_keys_quotas_by_identity_and_renames_sent(settings: Settings) -> None:
+    """Existing requests get their case-folded email and caller origin; `sent`
+    becomes `delivered` where the recruiter's email went, `received` elsewhere."""
+
+    async def work(database: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        await migrations.migrate(database, target=5)
+        requests = tables.contact_requests
+        common = {
+            "kind": "candidature",
+            "target_kind": "offer",
+            "target_ref": "O-1",
+            "caller": "mon-site",
+            "first_name": "Léa",
+            "last_name": "Moreau",
+            "phone": "+33612345678",
+            "contact_email": "rh@example.org",
+            "created_at": NOW,
+            "updated_at": NOW,
+        }
+        for request_id, email, status in (
+            ("delivered", "Lea@Example.org", "sent"),
+            ("waiting", "lea@example.org", "sent"),
+            ("answered", "LEA@EXAMPLE.ORG", "answered"),
+        ):
+            await database.execute(
+                requests.insert().values(id=request_id, email=email, status=status, **common)
+            )
+        await database.execute(
+            tables.outbox.insert().values(
+                request_id="delivered",
+                template="candidature_pro",
+                recipient="rh@example.org",
+                message_id="<1@x>",
+                raw=b"",
+                attach_cv=True,
+                status="sent",
+                attempts=1,
+                next_attempt_at=NOW,
+                created_at=NOW,
+            )
+        )
+        keys = tables.idempotency_keys
+        for key, request_id in (("form:abc", "waiting"), ("partner-1", "answered")):
+            await database.execute(
+                keys.insert().values(
+                    caller="mon-site", key=key, fingerprint="f", request_id=request_id, created_at=NOW
+                )
+            )
+        await migrations.migrate(database)
+        rows = await database.fetch_all(
+            sa.select(requests.c.id, requests.c.status, requests.c.email_key, requests.c.caller_origin)
+        )
+        idempotency = await database.fetch_all(sa.select(keys.c.key, keys.c.caller))
+        return [dict(r._mapping) for r in rows], [dict(r._mapping) for r in idempotency]
+
+    rows, idempotency = run(settings, work)
+    assert sorted(rows, key=lambda r: r["id"]) == [
+        {"id": "answered", "status": "answered", "email_key": "lea@example.org", "caller_origin": "key"},
+        {"id": "delivered", "status": "delivered", "email_key": "lea@example.org", "caller_origin": "key"},
+        {"id": "waiting", "status": "received", "email_key": "lea@example.org", "caller_origin": "form"},
+    ]
+    assert sorted(idempotency, key=lambda r: r["key"]) == [
+        {"key": "form:abc", "caller": "form:mon-site"},
+        {"key": "partner-1", "caller": "key:mon-site"},
+    ]

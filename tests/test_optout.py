@@ -107,7 +107,7 @@ def test_the_undo_link_expires(tmp_path: Path, smtp_server: SMTPServer) -> None:
         assert row["expires_at"] - row["created_at"] == dt.timedelta(days=60)
         seed.run(
             client,
-            client.app.state.database.execute,
+            seed.state(client).database.execute,
             tables.reply_tokens.update()
             .where(tables.reply_tokens.c.action == "optin")
             .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)),

@@ -10,8 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -22,9 +21,9 @@ import sqlalchemy as sa
 from databases import Database
 
 from tests.smtp_server import Accounts, SMTPServer, free_port, running
-from tests.support import make_settings
-from widget_server import mailer, migrations, outbox, tables
-from widget_server.mailer import SMTPConfig, TemporaryFailure, Transport, parse_smtp_url
+from tests.support import eventually, make_settings, wait_until, within
+from widget_server import emails, mailer, migrations, outbox, tables
+from widget_server.mailer import PermanentFailure, SMTPConfig, TemporaryFailure, Transport, parse_smtp_url
 from widget_server.resources import create_database, prepare_sqlite
 from widget_server.settings import Settings
 
@@ -73,7 +72,7 @@ def run(settings: Settings, scenario: Callable[[Database], Awaitable[Any]]) -> A
 def message(
     to: str = "recrutement@boulangerie.example", subject: str = "Nouvelle candidature"
 ) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=emails.SMTP_POLICY)
     msg["From"] = "La bonne alternance <noreply@lba.example>"
     msg["To"] = f"Boulangerie Martin <{to}>"
     msg["Subject"] = subject
@@ -83,6 +82,15 @@ def message(
     return msg
 
 
+def outgoing(msg: EmailMessage, *, attachment_slot: bool = False) -> emails.Outgoing:
+    """`msg` with its envelope: from the service, to the address of its `To`."""
+    if attachment_slot:
+        msg.make_mixed()
+    return emails.Outgoing(
+        msg, "noreply@lba.example", (msg["To"].addresses[0].addr_spec,), attachment_slot=attachment_slot
+    )
+
+
 async def queue(database: Database, *messages: EmailMessage, **options: Any) -> list[int]:
     ids = []
     async with database.transaction():
@@ -90,7 +98,7 @@ async def queue(database: Database, *messages: EmailMessage, **options: Any) -> 
             ids.append(
                 await outbox.enqueue(
                     database,
-                    msg,
+                    outgoing(msg, attachment_slot=options.get("attach_cv", False)),
                     template=options.get("template", "candidature_pro"),
                     request_id=options.get("request_id", "req-1"),
                     attach_cv=options.get("attach_cv", False),
@@ -112,7 +120,9 @@ def text_of(msg: EmailMessage) -> str:
     return str(part.get_content()).replace("\r\n", "\n")
 
 
-def worker(database: Database, settings: Settings, clock: Clock, **options: Any) -> outbox.Worker:
+def worker(
+    database: Database, settings: Settings, clock: Callable[[], dt.datetime], **options: Any
+) -> outbox.Worker:
     return outbox.Worker(
         database,
         options.pop("transport", None) or mailer.transport_from_settings(settings),
@@ -143,12 +153,14 @@ def test_a_message_is_delivered_once_with_headers_and_body_intact(tmp_path: Path
     assert received.message["Message-ID"] == msg["Message-ID"]
     assert received.message["Subject"] == "Léa Moreau candidate à « Vendeur·se en boulangerie »"
     assert text_of(received.message) == text_of(msg)
-    assert "Léa Moreau vous écrit." in received.message.get_body(("html",)).get_content()
+    html_part = received.message.get_body(("html",))
+    assert html_part is not None
+    assert "Léa Moreau vous écrit." in html_part.get_content()
 
 
-def test_an_8_bit_message_is_re_encoded_for_a_server_without_8bitmime(tmp_path: Path) -> None:
+def test_queued_messages_are_7_bit_and_reach_a_server_without_8bitmime(tmp_path: Path) -> None:
     msg = message(subject="Léa candidate")
-    assert not msg.as_bytes().isascii()
+    assert outgoing(msg).as_bytes().isascii()
     with running(eight_bit=False) as server:
         settings = settings_for(tmp_path, server.url)
 
@@ -161,6 +173,15 @@ def test_an_8_bit_message_is_re_encoded_for_a_server_without_8bitmime(tmp_path: 
     assert received.data.isascii()
     assert text_of(received.message) == text_of(msg)
     assert received.message["Message-ID"] == msg["Message-ID"]
+
+
+def test_8_bit_bytes_are_refused_for_good_by_a_server_without_8bitmime() -> None:
+    data = "Subject: é\r\n\r\nLéa\r\n".encode()
+    with running(eight_bit=False) as server:
+        transport = mailer.SMTPTransport(SMTPConfig(server.host, server.port, "none"))
+        with pytest.raises(PermanentFailure, match="8BITMIME"):
+            asyncio.run(transport.send("noreply@lba.example", ["rh@boulangerie.example"], data))
+    assert server.received == []
 
 
 def test_temporary_refusals_are_retried_after_backoff_and_delivered_once(tmp_path: Path) -> None:
@@ -192,14 +213,24 @@ def test_temporary_refusals_are_retried_after_backoff_and_delivered_once(tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("command", "reply"),
+    ("command", "reply", "kind"),
     [
-        ("RCPT", "550 5.1.1 <recrutement@boulangerie.example>: Recipient address rejected"),
-        ("DATA", "554 5.7.1 Message refused"),
+        ("RCPT", "550 5.1.1 <recrutement@boulangerie.example>: Recipient address rejected", "recipient"),
+        ("RCPT", "550 No such user here", "recipient"),
+        ("RCPT", "551 User not local", "recipient"),
+        ("RCPT", "553 Mailbox name not allowed", "recipient"),
+        ("DATA", "550 5.1.1 User unknown (checked after the data)", "recipient"),
+        ("DATA", "552 5.3.4 Message too big for system", "message"),
+        ("DATA", "554 5.7.1 Message refused: content", "message"),
+        ("DATA", "554 Transaction failed", "message"),
+        ("DATA", "550 Message rejected", "message"),
+        ("DATA", "553 5.1.8 Sender address domain does not exist", "message"),
+        ("RCPT", "550 5.7.1 Relaying denied", "message"),
+        ("RCPT", "552 Too many recipients", "message"),
     ],
 )
-def test_a_permanent_refusal_fails_the_message_and_calls_the_hook_once(
-    tmp_path: Path, command: str, reply: str
+def test_only_a_refused_recipient_is_a_bounce_other_refusals_fail_one_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, command: str, reply: str, kind: str
 ) -> None:
     calls: list[tuple[Mapping[str, Any], str]] = []
 
@@ -211,17 +242,33 @@ def test_a_permanent_refusal_fails_the_message_and_calls_the_hook_once(
         server.answer(command, reply)
         settings = settings_for(tmp_path, server.url)
 
-        async def scenario(database: Database) -> None:
+        async def scenario(database: Database) -> dict[str, int]:
             [outbox_id] = await queue(database, msg, template="candidature_pro", request_id="req-9")
-            work = worker(database, settings, Clock(), on_permanent_failure=hook)
+            work = worker(database, settings, Clock(), on_recipient_refused=hook)
             assert await work.run_once() == 1
             assert await work.run_once() == 0
             stored = await row(database, outbox_id)
-            assert stored["status"] == "failed"
+            assert (stored["status"], stored["attempts"]) == ("failed", 1)
             assert stored["last_error"] == reply
+            assert stored["failure_kind"] == f"{kind}_refused"
+            return await outbox.failures_by_kind(database)
 
-        run(settings, scenario)
+        with caplog.at_level(logging.WARNING, logger="widget_server.outbox"):
+            failures = run(settings, scenario)
     assert server.received == []
+    assert failures == {
+        "recipient_refused": int(kind == "recipient"),
+        "message_refused": int(kind == "message"),
+        "too_many_attempts": 0,
+    }
+    # The log line names the message and gives the server's answer (addresses redacted).
+    [line] = [r for r in caplog.records if msg["Message-ID"] in r.getMessage()]
+    assert mailer.redact(reply) in line.getMessage()
+    if kind == "message":
+        assert calls == []  # the contact stays eligible, nobody is told
+        assert line.levelno == logging.ERROR and "not a bounce" in line.getMessage()
+        return
+    assert line.levelno == logging.WARNING and "bounce" in line.getMessage()
     [(failed, error)] = calls
     assert error == reply
     assert failed["message_id"] == msg["Message-ID"]
@@ -246,7 +293,7 @@ def test_a_failing_hook_is_logged_and_the_worker_goes_on(
 
         async def scenario(database: Database) -> None:
             await queue(database, refused, accepted)
-            assert await worker(database, settings, Clock(), on_permanent_failure=hook).run_once() == 2
+            assert await worker(database, settings, Clock(), on_recipient_refused=hook).run_once() == 2
 
         with caplog.at_level(logging.ERROR, logger="widget_server.outbox"):
             run(settings, scenario)
@@ -254,7 +301,9 @@ def test_a_failing_hook_is_logged_and_the_worker_goes_on(
     assert any("hook failed" in r.message and r.exc_info for r in caplog.records)
 
 
-def test_messages_wait_while_the_server_is_down_and_go_when_it_is_back(tmp_path: Path) -> None:
+def test_an_outage_leaves_the_messages_as_they_were_and_they_go_at_the_next_poll(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     port = free_port()
     settings = settings_for(tmp_path, f"smtp://127.0.0.1:{port}", OUTBOX_MAX_ATTEMPTS="2")
     first, second = message(), message("contact@garage-durand.example")
@@ -264,23 +313,87 @@ def test_messages_wait_while_the_server_is_down_and_go_when_it_is_back(tmp_path:
         ids = await queue(database, first, second)
         clock = Clock()
         work = worker(database, settings, clock)
-        for attempt in (1, 2, 3):  # more than OUTBOX_MAX_ATTEMPTS: an outage uses none up
-            assert await work.run_once() == 2
+        for _ in range(3):  # more polls than OUTBOX_MAX_ATTEMPTS: an outage uses none up
+            assert await work.run_once() == 0
+            assert work.server_unavailable is not None
             for outbox_id in ids:
                 stored = await row(database, outbox_id)
-                assert (stored["status"], stored["attempts"]) == ("pending", attempt)
-                assert "refused" in stored["last_error"].lower() or "connect" in stored["last_error"].lower()
-            assert await work.run_once() == 0
-            clock.advance(outbox.BACKOFF_CAP_SECONDS)
+                # Untouched: no attempt counted, no backoff, no lease kept.
+                assert (stored["status"], stored["attempts"]) == ("pending", 0)
+                assert (stored["next_attempt_at"], stored["lease_owner"]) == (T0, None)
+                assert "connect" in stored["last_error"].lower() or "refused" in stored["last_error"].lower()
+            clock.advance(settings.outbox_poll_seconds)
         server.start()
         try:
+            # The server is back: the very next poll sends everything.
             assert await work.run_once() == 2
         finally:
             server.stop()
+        assert work.server_unavailable is None
         assert [(await row(database, i))["status"] for i in ids] == ["sent", "sent"]
 
-    run(settings, scenario)
+    with caplog.at_level(logging.WARNING, logger="widget_server.outbox"):
+        run(settings, scenario)
     assert sorted(server.message_ids()) == sorted([first["Message-ID"], second["Message-ID"]])
+    # One alert for the outage, not one per poll or per message; one when it ends.
+    assert [r.levelno for r in caplog.records if "SMTP server" in r.getMessage()] == [
+        logging.ERROR,
+        logging.WARNING,
+    ]
+
+
+def test_a_running_worker_drains_the_queue_when_the_server_restarts_on_its_port(tmp_path: Path) -> None:
+    server = SMTPServer().start()
+    settings = settings_for(tmp_path, server.url, OUTBOX_POLL_SECONDS="0.05")
+    before, during = message(), [message(f"contact{n}@example.org") for n in range(5)]
+
+    async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+        for _ in range(400):  # bounded: 20 s at most
+            if await condition():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"timed out waiting until {what}")
+
+    async def statuses(database: Database) -> list[tuple[str, int]]:
+        rows = await database.fetch_all(sa.select(tables.outbox.c.status, tables.outbox.c.attempts))
+        return [(r._mapping["status"], r._mapping["attempts"]) for r in rows]
+
+    async def scenario(database: Database) -> None:
+        nonlocal server
+        work = worker(database, settings, _utcnow_clock())
+        await queue(database, before)
+        work.start()
+        try:
+            await until(lambda: _true(len(server.received) == 1), "the first message arrives")
+            server.stop()
+            ids = await queue(database, *during)
+            work.wake()
+            await until(lambda: _true(work.server_unavailable is not None), "the worker sees the outage")
+            # Polls go by (each claims and puts back); the messages keep their attempts and due time.
+            for outbox_id in ids:
+                stored = await row(database, outbox_id)
+                assert stored["status"] in {"pending", "sending"}
+                assert (stored["attempts"], stored["next_attempt_at"]) == (0, T0)
+            server = SMTPServer(server.port).start()
+
+            async def drained() -> bool:
+                return set(await statuses(database)) == {("sent", 0)}
+
+            await until(drained, "the queue drains after the restart")
+        finally:
+            await work.stop()
+            server.stop()
+
+    run(settings, scenario)
+    assert sorted(server.message_ids()) == sorted(m["Message-ID"] for m in during)
+
+
+def _utcnow_clock() -> Callable[[], dt.datetime]:
+    return lambda: dt.datetime.now(dt.UTC)
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 def test_a_dead_workers_message_returns_to_the_queue_when_its_lease_ends(tmp_path: Path) -> None:
@@ -312,7 +425,7 @@ class BlockingTransport(Transport):
     def __init__(self) -> None:
         self.entered = asyncio.Event()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
         self.entered.set()
         await asyncio.Event().wait()
 
@@ -449,7 +562,7 @@ def test_a_message_is_given_up_after_max_attempts(tmp_path: Path) -> None:
         async def scenario(database: Database) -> None:
             [outbox_id] = await queue(database, message())
             clock = Clock()
-            work = worker(database, settings, clock, on_permanent_failure=hook)
+            work = worker(database, settings, clock, on_recipient_refused=hook)
             for _ in range(3):
                 assert await work.run_once() == 1
                 clock.advance(outbox.BACKOFF_CAP_SECONDS)
@@ -457,10 +570,26 @@ def test_a_message_is_given_up_after_max_attempts(tmp_path: Path) -> None:
             stored = await row(database, outbox_id)
             assert (stored["status"], stored["attempts"]) == ("failed", 3)
             assert stored["last_error"] == "452 4.2.2 Mailbox full"
+            assert stored["failure_kind"] == "too_many_attempts"
 
         run(settings, scenario)
     assert server.received == []
     assert calls == []  # a full mailbox is not a bounce
+
+
+class WatchedWorker(outbox.Worker):
+    """A worker that tells when a batch found nothing to do: from then on it
+    waits for `wake()` or its next poll."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle = asyncio.Event()
+
+    async def run_once(self) -> int:
+        handled = await super().run_once()
+        if not handled:
+            self.idle.set()
+        return handled
 
 
 def test_the_worker_wakes_up_when_told_and_stops_cleanly(tmp_path: Path) -> None:
@@ -468,22 +597,16 @@ def test_the_worker_wakes_up_when_told_and_stops_cleanly(tmp_path: Path) -> None
     with running() as server:
         settings = settings_for(tmp_path, server.url, OUTBOX_POLL_SECONDS="600")
 
-        async def wait_for_messages(count: int) -> None:
-            for _ in range(200):  # bounded: 10 s at most
-                if len(server.received) >= count:
-                    return
-                await asyncio.sleep(0.05)
-            raise AssertionError(f"expected {count} messages, got {len(server.received)}")
-
         async def scenario(database: Database) -> None:
-            work = outbox.Worker(database, mailer.transport_from_settings(settings), settings)
+            work = WatchedWorker(database, mailer.transport_from_settings(settings), settings)
             await queue(database, first)
             work.start()
-            await wait_for_messages(1)
-            await asyncio.sleep(0.2)  # let it go back to sleep: the next poll is 10 minutes away
+            await eventually(lambda: len(server.received) == 1, "the first message")
+            # Asleep now, with its next poll 10 minutes away: only wake() brings it back.
+            await within(work.idle.wait(), "the worker to find nothing more to do")
             await queue(database, second)
             work.wake()
-            await wait_for_messages(2)
+            await eventually(lambda: len(server.received) == 2, "the second message")
             await work.stop()
 
         run(settings, scenario)
@@ -500,11 +623,11 @@ def test_login_over_a_real_server(tmp_path: Path) -> None:
         async def scenario(database: Database) -> None:
             [outbox_id] = await queue(database, message())
             clock = Clock()
-            assert await worker(database, wrong, clock).run_once() == 1
+            assert await worker(database, wrong, clock).run_once() == 0
             stored = await row(database, outbox_id)
-            assert stored["status"] == "pending"
+            assert (stored["status"], stored["attempts"], stored["next_attempt_at"]) == ("pending", 0, T0)
             assert "login refused" in stored["last_error"]
-            clock.advance(outbox.BACKOFF_CAP_SECONDS)
+            # Once the login is fixed the message goes at once: the failed login cost it nothing.
             assert await worker(database, settings, clock).run_once() == 1
             assert (await row(database, outbox_id))["status"] == "sent"
 
@@ -552,7 +675,6 @@ def test_smtp_transport_uses_the_url_and_hides_the_password(tmp_path: Path) -> N
     client = transport.client()
     assert (client.hostname, client.port, client.use_tls) == ("mail.example.org", 465, True)
     assert (transport.config.username, transport.config.password) == ("robot", "hunter2")
-    assert transport.sender == "noreply@lba.example"
     assert transport.local_hostname == "widget.example"
     assert "hunter2" not in repr(transport.config)
 
@@ -564,7 +686,7 @@ def test_queueing_needs_a_message_id(tmp_path: Path) -> None:
 
     async def scenario(database: Database) -> None:
         with pytest.raises(ValueError, match="Message-ID"):
-            await outbox.enqueue(database, msg, template="ack", request_id=None)
+            await outbox.enqueue(database, outgoing(msg), template="ack", request_id=None)
 
     run(settings, scenario)
 
@@ -596,10 +718,9 @@ def test_the_worker_command_delivers_and_stops_on_sigterm(tmp_path: Path) -> Non
             text=True,
         )
         try:
-            for _ in range(200):  # bounded: 20 s at most
-                if server.received or process.poll() is not None:
-                    break
-                time.sleep(0.1)
+            wait_until(
+                lambda: server.received or process.poll() is not None, "the worker to deliver", seconds=20
+            )
             process.send_signal(signal.SIGTERM)
             _, errors = process.communicate(timeout=20)
         finally:

@@ -3,6 +3,7 @@ bouncing or opted-out request, never twice."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from tests.smtp_server import SMTPServer
 from tests.support import (
     application,
     appointment,
+    body,
     deliver,
+    eventually,
     form_fields,
     links,
     make_settings,
@@ -23,21 +26,23 @@ from tests.support import (
     smtp_client,
     submit_application,
 )
-from widget_server import bounces, tables
+from widget_server import bounces, delivery, tables
 from widget_server.app import create_app
 from widget_server.reminders import send_due_reminders
+from widget_server.resources import create_database
 
 DAY = dt.timedelta(days=1)
 
 
 def remind(client: TestClient, now: dt.datetime) -> int:
-    state = client.app.state  # type: ignore[attr-defined]
+    state = seed.state(client)
     return int(seed.run(client, send_due_reminders, state.database, state.settings, now))
 
 
 def created_at(client: TestClient) -> dt.datetime:
     [row] = seed.fetch_all(client, sa.select(tables.contact_requests.c.created_at))
-    return row["created_at"]  # type: ignore[no-any-return]
+    created: dt.datetime = row["created_at"]
+    return created
 
 
 def ask_the_cfa(client: TestClient) -> None:
@@ -60,7 +65,7 @@ def test_one_reminder_after_five_days_never_twice(tmp_path: Path, smtp_server: S
         assert remind(client, start + 5 * DAY) == 1
         assert remind(client, start + 9 * DAY) == 0
         [row] = seed.fetch_all(client, tables.contact_requests.select())
-        assert row["reminded_at"] == start + 5 * DAY and row["status"] == "sent"
+        assert row["reminded_at"] == start + 5 * DAY and row["status"] == "delivered"
         deliver(client, now=start + 9 * DAY)
         reminder = smtp_server.received[-1]
         assert reminder.rcpt_tos == ["recrutement@boulangerie.example"]
@@ -105,7 +110,7 @@ def test_a_cfa_is_reminded_too(tmp_path: Path, smtp_server: SMTPServer) -> None:
     reminder = smtp_server.received[-1]
     assert reminder.rcpt_tos == ["rdv@cfa-commerce.example"]
     assert reminder.message["Subject"].startswith("Rappel : Demande de rendez-vous")
-    text = reminder.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = body(reminder.message, "plain")
     assert "J'ai répondu par un autre canal" in text and "Le candidat est injoignable" in text
     assert list(reminder.message.iter_attachments()) == []
 
@@ -132,7 +137,7 @@ def test_no_reminder_for_a_bouncing_or_opted_out_cfa(
 def test_no_reminder_after_a_reported_bounce(tmp_path: Path, smtp_server: SMTPServer) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         ask_the_cfa(client)
-        state = client.app.state
+        state = seed.state(client)
         seed.run(
             client,
             bounces.record_bounce,
@@ -186,3 +191,110 @@ def test_the_remind_command_is_safe_to_run_from_cron(
     assert "Reminders queued: 1" in capsys.readouterr().out
     assert cli.main(["remind"]) == 0
     assert "Reminders queued: 0" in capsys.readouterr().out
+
+
+def test_no_reminder_for_an_offer_that_expired(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client, expires_on=(dt.datetime.now(dt.UTC) + 3 * DAY).date())
+        submit_application(client, smtp_server)
+        start = created_at(client)
+        # Expired on day 3, due on day 5: no reminder for an offer no longer open.
+        assert remind(client, start + 6 * DAY) == 0
+        [row] = seed.fetch_all(client, tables.contact_requests.select())
+        assert row["reminded_at"] is None
+
+
+def test_ineligible_requests_never_hide_the_due_ones_behind_them(
+    tmp_path: Path, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from widget_server import reminders
+
+    monkeypatch.setattr(reminders, "PAGE_SIZE", 1)
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client, "OLD", contact_email="parti@ailleurs.example")
+        seed.offer(client)
+        key = seed.api_key(client)
+        for offer_id in ("OLD", seed.OFFER_ID):
+            response = client.post(
+                "/api/v1/applications",
+                json=application(offer_id=offer_id),
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert response.status_code == 202
+        deliver(client)
+        seed.run(
+            client,
+            seed.state(client).database.execute,
+            sa.text("UPDATE offers SET status = 'closed' WHERE offer_id = 'OLD'"),
+        )
+        latest = max(r["created_at"] for r in seed.fetch_all(client, tables.contact_requests.select()))
+        assert remind(client, latest + 6 * DAY) == 1
+        reminded = {
+            r["target_ref"]
+            for r in seed.fetch_all(client, tables.contact_requests.select())
+            if r["reminded_at"]
+        }
+        assert reminded == {seed.OFFER_ID}
+
+
+def test_reminders_are_a_job_of_the_email_worker_claimed_once_across_workers(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        submit_application(client, smtp_server)
+        later = created_at(client) + 6 * DAY
+        state = seed.state(client)
+
+        async def three_workers() -> list[int]:
+            # Separate connection pools, as three processes would have.
+            databases = [state.database]
+            for _ in range(2):
+                other = create_database(state.settings)
+                await other.connect()
+                databases.append(other)
+            try:
+                workers = [
+                    delivery.create_worker(db, state.settings, clock=lambda: later) for db in databases
+                ]
+                return list(await asyncio.gather(*(w.run_due_jobs() for w in workers)))
+            finally:
+                for other in databases[1:]:
+                    await other.disconnect()
+
+        assert sorted(seed.run(client, three_workers)) == [0, 0, 1]  # one worker ran the job
+        # Not due again within its period, whichever worker asks.
+        same_time = delivery.create_worker(state.database, state.settings, clock=lambda: later)
+        assert seed.run(client, same_time.run_due_jobs) == 0
+        # Due again a period later, but the reminder itself is claimed on its request.
+        again = delivery.create_worker(
+            state.database, state.settings, clock=lambda: later + dt.timedelta(hours=1)
+        )
+        assert seed.run(client, again.run_due_jobs) == 1
+        reminders = seed.fetch_all(
+            client, sa.select(tables.outbox.c.id).where(tables.outbox.c.template == "reminder")
+        )
+        assert len(reminders) == 1
+
+
+def test_a_running_worker_sends_the_reminder_without_serve(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:  # OUTBOX_WORKER=false: serve sends nothing
+        seed.offer(client)
+        submit_application(client, smtp_server)
+        later = created_at(client) + 6 * DAY
+        state = seed.state(client)
+        worker = delivery.create_worker(state.database, state.settings, clock=lambda: later)
+
+        async def run_until_reminded() -> None:
+            worker.start()
+            try:
+                await eventually(
+                    lambda: any(str(r.message["Subject"]).startswith("Rappel") for r in smtp_server.received),
+                    "the reminder",
+                )
+            finally:
+                await worker.stop()
+
+        seed.run(client, run_until_reminded)
+    [reminder] = [r for r in smtp_server.received if str(r.message["Subject"]).startswith("Rappel")]
+    assert reminder.rcpt_tos == ["recrutement@boulangerie.example"]

@@ -16,6 +16,7 @@ from tests import seed
 from tests.smtp_server import SMTPServer
 from tests.support import (
     appointment,
+    body,
     deliver,
     form_fields,
     links,
@@ -69,7 +70,7 @@ def test_scanner_visits_change_nothing_then_one_post_answers_once(
     assert answer.message["Subject"].startswith("Suite donnée à votre candidature")
     assert answer.message["In-Reply-To"] == ack_id
     assert answer.message["Reply-To"].addresses[0].addr_spec == "recrutement@boulangerie.example"
-    text = answer.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = body(answer.message, "plain")
     assert "Votre profil nous intéresse" in text and "04 72 00 00 00" in text
     assert len(smtp_server.received) == 3
 
@@ -86,7 +87,7 @@ def test_refusal_carries_the_chosen_reasons(tmp_path: Path, smtp_server: SMTPSer
         assert "Le candidat a été prévenu" in response.text
         deliver(client)
     answer = smtp_server.received[-1].message
-    text = answer.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = body(answer, "plain")
     assert "Compétences insuffisantes ou non adaptées" in text
     assert "Type de contrat inadapté" in text
     assert "Manque de personnalisation" not in text
@@ -127,7 +128,7 @@ def test_rdv_answers(
         [stored] = seed.fetch_all(client, tables.contact_requests.select())
         assert stored["answer"] == action
     if expected:
-        text = smtp_server.received[-1].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        text = body(smtp_server.received[-1].message, "plain")
         assert expected in text
 
 
@@ -159,7 +160,7 @@ def test_unknown_and_expired_tokens(tmp_path: Path, smtp_server: SMTPServer) -> 
         assert client.post("/reply/not-a-real-token", data={}).status_code == 404
 
         async def expire() -> None:
-            await client.app.state.database.execute(
+            await seed.state(client).database.execute(
                 tables.reply_tokens.update().values(
                     expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
                 )
@@ -225,8 +226,8 @@ def test_the_recruiter_may_switch_answers_and_the_message_is_escaped(
         }
         deliver(client)
     message = smtp_server.received[-1].message
-    html_part = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html_part = body(message, "html")
+    text = body(message, "plain")
     assert (
         "&lt;b&gt;&#34;non&#34;&lt;/b&gt; &amp; merci" in html_part
         or "&lt;b&gt;&quot;non&quot;&lt;/b&gt; &amp; merci" in html_part
@@ -265,7 +266,7 @@ def test_an_expired_link_changes_nothing_whatever_the_method(tmp_path: Path, smt
         fields = form_fields(client.get(url).text)
         seed.run(
             client,
-            client.app.state.database.execute,
+            seed.state(client).database.execute,
             tables.reply_tokens.update().values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)),
         )
         before = snapshot(client)

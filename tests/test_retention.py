@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from tests import seed
+from tests import seed, support
 from tests.support import application
 from widget_server import cli, tables
 from widget_server.retention import purge
@@ -28,15 +28,13 @@ def submit(client: TestClient, **overrides: Any) -> str:
 
 def mark_sent(client: TestClient, at: dt.datetime) -> None:
     async def go() -> None:
-        await client.app.state.database.execute(  # type: ignore[attr-defined]
-            tables.outbox.update().values(status="sent", sent_at=at)
-        )
+        await seed.state(client).database.execute(tables.outbox.update().values(status="sent", sent_at=at))
 
     seed.run(client, go)
 
 
 def do_purge(client: TestClient, now: dt.datetime) -> Any:
-    state = client.app.state  # type: ignore[attr-defined]
+    state = seed.state(client)
     return seed.run(client, purge, state.database, state.settings, now)
 
 
@@ -73,11 +71,16 @@ def test_stats_counts_requests_by_kind_and_status(client: TestClient) -> None:
     seed.offer(client)
     submit(client)
     submit(client, email="autre@example.org")
-    text = seed.run(client, stats, client.app.state.database)  # type: ignore[attr-defined]
-    assert "candidature  sent              2" in text
+    text = seed.run(client, stats, seed.state(client).database)
+    assert "candidature  received          2" in text
     assert "mon-site" in text
-    emails = text.split("Emails by status:\n")[1].splitlines()
-    assert sum(int(line.split()[-1]) for line in emails) == 4
+    emails = text.split("Emails by status:\n")[1].split("Failed emails by kind:\n")
+    assert sum(int(line.split()[-1]) for line in emails[0].splitlines()) == 4
+    assert [line.split() for line in emails[1].splitlines()] == [
+        ["recipient_refused", "0"],
+        ["message_refused", "0"],
+        ["too_many_attempts", "0"],
+    ]
 
 
 @pytest.fixture
@@ -108,3 +111,47 @@ def test_purge_and_stats_commands_run(cli_env: Path, capsys: pytest.CaptureFixtu
     assert "CVs deleted: 0" in capsys.readouterr().out
     assert cli.main(["stats"]) == 0
     assert "Requests by kind" in capsys.readouterr().out
+
+
+def test_purge_dry_run_prints_exactly_what_purge_then_does_and_changes_nothing(client: TestClient) -> None:
+    seed.offer(client)
+    seed.company(client)
+    old = [submit(client), submit(client, email="autre@example.org")]
+    recent = submit(client, email="recent@example.org")
+    delivered = dt.datetime.now(dt.UTC)
+    mark_sent(client, delivered)
+    # Two old requests (anonymised, their CVs deleted), one recent whose CV is due too.
+    later = delivered + dt.timedelta(days=731)
+
+    async def touch_recent() -> None:
+        await client.app.state.database.execute(  # type: ignore[attr-defined]
+            tables.contact_requests.update()
+            .where(tables.contact_requests.c.id == recent)
+            .values(updated_at=later - dt.timedelta(days=1))
+        )
+
+    seed.run(client, touch_recent)
+    before = support.every_row(client)
+    state = client.app.state  # type: ignore[attr-defined]
+    planned = seed.run(client, lambda: purge(state.database, state.settings, later, dry_run=True))
+    assert support.every_row(client) == before
+    done = seed.run(client, purge, state.database, state.settings, later)
+    assert planned.lines() == done.lines()
+    assert planned.summary() == "Dry run: nothing was changed. `purge` would do this now:\n" + done.summary()
+    assert sorted(done.cv_requests) == sorted([*old, recent])
+    assert sorted(done.anonymised_requests) == sorted(old)
+    assert done.emails_deleted == 4 and done.tokens_deleted > 0
+    assert support.every_row(client) != before
+    # Nothing is due any more: a second dry run says so.
+    again = seed.run(client, lambda: purge(state.database, state.settings, later, dry_run=True))
+    assert again.lines() == [
+        "CVs deleted: 0",
+        "Requests anonymised: 0",
+        "Finished emails deleted: 0",
+        "Reply tokens deleted: 0",
+    ]
+
+
+def test_purge_dry_run_command(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["purge", "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("Dry run: nothing was changed.")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import zipfile
+from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from widget_server.problems import Problem
@@ -20,6 +21,7 @@ from widget_server.validation import (
     clean_message,
     clean_name,
     clean_phone,
+    email_identity,
     safe_filename,
 )
 
@@ -33,7 +35,14 @@ def test_any_name_is_either_clean_or_an_error_never_a_crash(value: str) -> None:
         assert not any(c in cleaned for c in "\r\n<")
 
 
-@given(st.text())
+# Arbitrary text is almost never a phone number or an email address: without
+# these, the "clean" branch of the properties below would hardly ever run.
+PHONE_LIKE = st.from_regex(r"(\+33 ?|0033|0)[1-9]([ .]?[0-9]{2}){4}", fullmatch=True)
+EMAIL_LIKE = st.emails().flatmap(lambda e: st.sampled_from([e, e.upper(), e.swapcase()]))
+
+
+@given(st.one_of(st.text(), PHONE_LIKE))
+@example("06 12 34 56 78")
 def test_any_phone_is_e164_or_an_error(value: str) -> None:
     errors = FieldErrors()
     cleaned = clean_phone(errors, "phone", value)
@@ -66,7 +75,8 @@ def test_premium_and_shared_cost_numbers_are_refused(raw: str) -> None:
     assert errors.errors and "surtaxés" in errors.errors[0]["message"]
 
 
-@given(st.text(max_size=200))
+@given(st.one_of(st.text(max_size=200), EMAIL_LIKE))
+@example("Lea.Moreau@Example.ORG")
 def test_any_email_is_normalised_or_an_error(value: str) -> None:
     errors = FieldErrors()
     cleaned = clean_email(errors, "email", value)
@@ -121,3 +131,66 @@ def test_safe_filename_is_always_plain(name: str) -> None:
     cleaned = safe_filename(name, PDF)
     assert cleaned.endswith(".pdf") and "/" not in cleaned and "\\" not in cleaned
     assert cleaned.isascii() and len(cleaned) <= 64
+
+
+# --- one normaliser per field: the form and the directory import agree ------------
+
+PHONES = [
+    "06 12 34 56 78",
+    "+33 6 12 34 56 78",
+    "0262 12 34 56",  # La Réunion
+    "0590 12 34 56",  # Guadeloupe
+    "+687 28 12 34",  # Nouvelle-Calédonie, with its own country code
+    "08 99 12 34 56",  # premium rate
+    "+44 20 7946 0958",  # not French
+    "12",
+    "",
+]
+EMAILS = ["Lea.Moreau@Example.ORG", "pas-un-email", "a@mailinator.com", "x@ex ample.org", ""]
+
+
+def _import_parser(kind: str, column: str) -> Any:
+    from widget_server.directory import SPECS
+
+    [field] = [f for f in SPECS[kind].columns if f.name == column]
+    return field.parse
+
+
+def _import_accepts(kind: str, column: str, value: str) -> str | None:
+    from widget_server.directory import _Invalid
+
+    try:
+        return str(_import_parser(kind, column)(value.strip()))
+    except _Invalid:
+        return None
+
+
+@pytest.mark.parametrize("value", PHONES)
+def test_the_form_and_the_import_accept_the_same_phone_numbers(value: str) -> None:
+    errors = FieldErrors()
+    from_form = clean_phone(errors, "phone", value)
+    from_import = _import_accepts("formations", "cfa_phone", value) if value else None
+    assert (from_form if not errors else None) == from_import
+
+
+@given(st.text(alphabet="0123456789 +.()-", max_size=20))
+def test_any_phone_is_judged_alike_by_the_form_and_the_import(value: str) -> None:
+    errors = FieldErrors()
+    from_form = clean_phone(errors, "phone", value)
+    from_import = _import_accepts("formations", "cfa_phone", value) if value.strip() else None
+    assert (from_form if not errors else None) == from_import
+
+
+@pytest.mark.parametrize("value", EMAILS)
+@pytest.mark.parametrize("kind", ["formations", "offers", "companies"])
+def test_the_form_and_the_import_accept_the_same_emails(kind: str, value: str) -> None:
+    errors = FieldErrors()
+    from_form = clean_email(errors, "email", value)
+    from_import = _import_accepts(kind, "contact_email", value) if value else None
+    # The import stores a contact by identity (case-folded): it is the key of opt-outs.
+    assert (email_identity(from_form) if not errors else None) == from_import
+
+
+def test_email_identity_folds_letter_case_only() -> None:
+    assert email_identity("Lea.Moreau@example.org") == email_identity("LEA.MOREAU@example.org")
+    assert email_identity("lea@example.org") != email_identity("lea2@example.org")

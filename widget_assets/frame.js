@@ -2,7 +2,7 @@
 // widget's iframe, i.e. when framed and the page names its embed id and the
 // host's origin. Messages go to that explicit origin, never "*", and only
 // messages from it, from the parent window, for this embed id, are read.
-// Served compacted by widget_server/minify.py: whole-line comments only.
+// Minified at start-up (widget_server/minifier.py).
 (function () {
   "use strict";
   var body = document.body, doc = document.documentElement;

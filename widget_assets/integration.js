@@ -1,6 +1,6 @@
 // The live preview of /integration: builds the snippet from the form, puts a
 // real placeholder on the page (the loader picks it up by itself) and lists
-// the lba:* events it receives. Served compacted by widget_server/minify.py.
+// the lba:* events it receives. Minified at start-up (widget_server/minifier.py).
 (function () {
   "use strict";
   var form = document.getElementById("preview-form");

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,13 +13,15 @@ from starlette.routing import Route, request_response
 from . import (
     api,
     bounces,
+    delivery,
     forms,
+    integration,
     mailbox,
     migrations,
     openapi,
     optout,
     pages,
-    reminders,
+    readiness,
     replies,
     slash_redirect,
     widget,
@@ -31,6 +31,8 @@ from .body_limit import BodyLimitMiddleware
 from .form_tokens import FormTokens
 from .framing import FramingMiddleware
 from .kinds import CANDIDATURE, RDV
+from .logs import configure_logging
+from .metrics import Metrics, RequestMetricsMiddleware
 from .problems import EXCEPTION_HANDLERS, RequestIdMiddleware
 from .read_timeouts import BodyTimeoutMiddleware
 from .resources import OneConnectionPerRequest, create_database, create_templates, prepare_sqlite
@@ -48,28 +50,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
     templates.env.globals["asset_url"] = assets.url
     templates.env.filters["phone"] = display_phone
     # Delivers the outbox; the request pipeline wakes it through app.state.outbox_worker.
-    worker = bounces.create_worker(database, settings)
+    worker = delivery.create_worker(database, settings)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await database.connect()
         await prepare_sqlite(database)
         await migrations.migrate(database)
-        stop = asyncio.Event()
-        background = []
         if settings.outbox_worker:
-            worker.start()
-            background.append(asyncio.create_task(reminders.run_periodically(database, settings, stop)))
+            worker.start()  # the reminders are one of its periodic jobs
         try:
             yield
         finally:
-            stop.set()
-            await asyncio.gather(*background)
             await worker.stop()
             await database.disconnect()
 
     routes = [
         Route("/healthz", api.healthz, methods=["GET"], name="healthz"),
+        Route("/readyz", readiness.readyz, methods=["GET"], name="readyz"),
+        Route("/metrics", metrics.endpoint, methods=["GET"], name="metrics"),
         # Compressed: a listing page asks about many targets before anyone clicks.
         Route(
             "/api/v1/eligibility",
@@ -90,11 +90,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/optout/{token}", optout.optout_page, methods=["GET", "POST"], name="optout"),
         *mailbox.routes(settings),
         *widget.routes,
+        *integration.routes,
     ]
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(RequestMetricsMiddleware, metrics=metrics, routes=routes),
             Middleware(FramingMiddleware, frame_ancestors=settings.frame_ancestors),
             Middleware(BodyTimeoutMiddleware, seconds=settings.request_body_timeout_seconds),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
@@ -110,7 +112,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.assets = assets
     app.state.outbox_worker = worker
     app.state.form_tokens = FormTokens(
-        settings.secret_key, settings.form_token_ttl_seconds, settings.form_min_fill_seconds
+        settings.secret_key.reveal(), settings.form_token_ttl_seconds, settings.form_min_fill_seconds
     )
     app.state.openapi = openapi.document(settings)
     app.state.throttle = Throttle(
@@ -119,5 +121,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         key_rate=settings.api_key_rate_limit,
         trusted_proxies=settings.trusted_proxies,
     )
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app.state.metrics = metrics
+    configure_logging(settings)
     return app

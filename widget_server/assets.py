@@ -12,14 +12,14 @@ import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 
-from rjsmin import jsmin
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .bundled import data_dir
+from .minifier import minify_js
 from .problems import Problem
-from .settings import ROOT
 
-ASSETS_DIR = ROOT / "widget_assets"
+ASSETS_DIR = data_dir("widget_assets")
 PREFIX = "/widget/v1/assets/"
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -42,7 +42,7 @@ class Assets:
                 continue
             body = path.read_bytes()
             if path.suffix == ".js":
-                body = jsmin(body.decode()).encode()
+                body = minify_js(body.decode()).encode()
             digest = hashlib.sha256(body).hexdigest()[:10]
             stem, _, suffix = path.name.rpartition(".")
             hashed = f"{stem}.{digest}.{suffix}"

@@ -13,26 +13,19 @@ from databases import Database
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import callers, emails, outbox, tables
-from .contact_requests import ack_message_id, load
+from . import callers, contacts, emails, outbox, tables
+from .contact_requests import BOUNCED, OPEN, ack_message_id, load
 from .json_body import parse_json
 from .kinds import PRO_EMAILS
-from .mailer import transport_from_settings
 from .problems import Problem
 from .resources import write_transaction
 from .settings import Settings
-from .validation import FieldErrors, clean_email
+from .validation import FieldErrors, clean_email, email_identity
 
 log = logging.getLogger("widget_server.bounces")
 
 # Emails whose recipient is a directory contact; a bounce of any other is the candidate's.
 PRO_TEMPLATES = frozenset({*PRO_EMAILS, "reminder"})
-
-_UPSERT = sa.text(
-    "INSERT INTO contacts (email, bounced_at, bounce_reason) VALUES (:email, :at, :reason) "
-    "ON CONFLICT (email) DO UPDATE SET bounced_at = excluded.bounced_at, "
-    "bounce_reason = excluded.bounce_reason"
-).bindparams(sa.bindparam("at", type_=tables.UTCDateTime()))
 
 
 async def record_bounce(
@@ -47,16 +40,16 @@ async def record_bounce(
     """Marks `email` as bouncing and tells the candidates of its open requests
     (only `request_ids` when given). Returns how many candidates were told."""
     now = now or dt.datetime.now(dt.UTC)
-    email = email.strip().lower()
+    email = email_identity(email)
     requests = tables.contact_requests
     query = sa.select(requests).where(
-        sa.func.lower(requests.c.contact_email) == email, requests.c.status == "sent"
+        sa.func.lower(requests.c.contact_email) == email, requests.c.status.in_(OPEN)
     )
     if request_ids is not None:
         query = query.where(requests.c.id.in_(request_ids))
     told = 0
     async with write_transaction(database):
-        await database.execute(_UPSERT.bindparams(email=email, at=now, reason=reason[:500]))
+        await contacts.mark(database, email, {"bounced_at": now, "bounce_reason": reason[:500]})
         for row in await database.fetch_all(query):
             await _tell_candidate(database, settings, dict(row._mapping), now)
             told += 1
@@ -80,26 +73,15 @@ async def _tell_candidate(
     await database.execute(
         tables.contact_requests.update()
         .where(tables.contact_requests.c.id == row["id"])
-        .values(status="bounced", updated_at=now)
+        .values(status=BOUNCED, updated_at=now)
     )
 
 
-def create_worker(database: Database, settings: Settings, **options: Any) -> outbox.Worker:
-    """The service's email worker: SMTP or the dev mailbox as configured, and
-    bounces handled. `options` go to `outbox.Worker` (batch size, clock…)."""
-    return outbox.Worker(
-        database,
-        transport_from_settings(settings),
-        settings,
-        on_permanent_failure=on_permanent_failure(database, settings),
-        **options,
-    )
-
-
-def on_permanent_failure(
+def on_recipient_refused(
     database: Database, settings: Settings
 ) -> Callable[[Mapping[str, Any], str], Awaitable[None]]:
-    """The outbox worker's hook for a 5xx answer to one of our messages."""
+    """The outbox worker's hook for a refused recipient (a bounce); other refusals
+    only fail their message (see `outbox`)."""
 
     async def hook(row: Mapping[str, Any], error: str) -> None:
         if row["template"] not in PRO_TEMPLATES:

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from databases import Database
@@ -16,6 +16,10 @@ from . import tables
 from .problems import Problem
 
 ROLES = ("partner", "operator")
+
+# Where a request's caller name comes from: an API key, or a form token (which
+# anyone can have signed for any partner name by opening its form page).
+CallerOrigin = Literal["key", "form"]
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ def uvicorn_config(app: Any, settings: Settings) -> Any:
         forwarded_allow_ips=list(settings.trusted_proxies),
         http=header_timeout_protocol(settings.request_header_timeout_seconds),
         server_header=False,
+        # uvicorn's loggers propagate to the root handler, in LOG_FORMAT.
+        log_config=None,
     )
 
 
@@ -74,7 +76,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     from . import host_page
+    from .logs import configure_logging
 
+    configure_logging(settings)
     server = uvicorn.Server(uvicorn_config(app, settings))
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run does
         asyncio.run(host_page.serve(settings, server))
@@ -82,12 +86,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    import logging
     import signal
 
-    from .bounces import create_worker
+    from .delivery import create_worker
+    from .logs import configure_logging
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
 
     async def work(database: Database) -> None:
         worker = create_worker(database, settings)
@@ -164,7 +168,7 @@ def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
     from .retention import purge
 
     async def work(database: Database) -> str:
-        return (await purge(database, settings)).summary()
+        return (await purge(database, settings, dry_run=args.dry_run)).summary()
 
     print(asyncio.run(with_database(settings, work)))
     return 0
@@ -195,7 +199,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     "keys": ("create, list or revoke partner API keys", cmd_keys),
     "purge": ("delete delivered CVs and anonymise old requests (cron-safe)", cmd_purge),
     "stats": ("print request, answer and delivery counts", cmd_stats),
-    "remind": ("queue the reminders that are due (serve does it every 5 minutes)", cmd_remind),
+    "remind": ("queue the reminders that are due (the email workers do it on their own)", cmd_remind),
 }
 
 
@@ -213,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="a .csv (header row) or .jsonl file")
     imp.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
     imp.add_argument("--quiet", action="store_true", help="no progress display")
+    parsers["purge"].add_argument(
+        "--dry-run", action="store_true", help="print what would be deleted or anonymised, change nothing"
+    )
     keys = parsers["keys"].add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="print a new key for CALLER, once")
     create.add_argument("caller", help="the partner's name, e.g. mon-site")

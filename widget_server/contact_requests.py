@@ -13,20 +13,21 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from databases import Database
 from starlette.datastructures import State
 
 from . import eligibility, emails, outbox, reply_tokens, tables
+from .callers import CallerOrigin
 from .kinds import KINDS, TOPIC_LABELS, Quota, RequestKind
+from .local_time import PARIS
 from .migrations import dialect_of
 from .problems import Problem
 from .resources import write_transaction
 from .settings import Settings
 from .targets import BadTarget, Target, make_target
-from .validation import CV, FieldErrors, check_cv, clean_email, clean_name, clean_phone
+from .validation import CV, FieldErrors, check_cv, clean_email, clean_name, clean_phone, email_identity
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,16 @@ class Submission:
     kind: RequestKind
     fields: Mapping[str, Any]
     caller: str
+    # "key": named by an API key; "form": signed into a form token. The two never
+    # share quota counters (anyone can open a form page in a partner's name).
+    caller_origin: CallerOrigin
     cv_filename: str = ""
     cv_data: bytes | None = None
     idempotency_key: str | None = None
+
+    @property
+    def caller_identity(self) -> str:
+        return f"{self.caller_origin}:{self.caller}"
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,12 @@ class Accepted:
     created: bool
 
 
-PARIS = ZoneInfo("Europe/Paris")
+# A request's status: stored, its email not yet accepted by the mail server;
+# accepted by it; answered; its contact's address bounced.
+RECEIVED, DELIVERED, ANSWERED, BOUNCED = "received", "delivered", "answered", "bounced"
+STATUSES = (RECEIVED, DELIVERED, ANSWERED, BOUNCED)
+# Waiting for an answer.
+OPEN = (RECEIVED, DELIVERED)
 
 
 @dataclass(frozen=True)
@@ -107,18 +120,34 @@ def _fingerprint(clean: _Clean, kind: RequestKind) -> str:
 
 
 async def submit(state: State, submission: Submission, now: dt.datetime | None = None) -> Accepted:
+    """Validate, then in one write transaction: check the target (once, so that
+    nothing can change it between the check and the write), the quotas and the
+    offer's application cap, and store the request with its tokens and emails."""
     settings, database = state.settings, state.database
     now = now or dt.datetime.now(dt.UTC)
-    kind = submission.kind
     clean = validate(submission, settings.max_cv_bytes)
-    fingerprint = _fingerprint(clean, kind)
+    fingerprint = _fingerprint(clean, submission.kind)
     if submission.idempotency_key:
-        replay = await _replayed(database, submission.caller, submission.idempotency_key, fingerprint)
+        replay = await _replayed(
+            database, submission.caller_identity, submission.idempotency_key, fingerprint
+        )
         if replay is not None:
             return replay
+    async with write_transaction(database):
+        record = await _eligible_record(database, clean.target, settings)
+        row = _request_row(submission, clean, record, now)
+        await _check_quotas(database, submission.kind, row, settings, now)
+        await _count_application(database, clean.target, settings.offer_max_applications)
+        await _store(database, settings, submission, clean, row, record, fingerprint, now)
+    worker = getattr(state, "outbox_worker", None)
+    if worker is not None:
+        worker.wake()
+    return Accepted(row["id"], row["status"], True)
 
+
+async def _eligible_record(database: Database, target: Target, settings: Settings) -> dict[str, Any]:
     verdict = await eligibility.check(
-        database, clean.target, max_offer_applications=settings.offer_max_applications
+        database, target, max_offer_applications=settings.offer_max_applications
     )
     if verdict.reason == "unknown_target":
         raise Problem(404, "Cette offre, entreprise ou formation est introuvable.", code="unknown_target")
@@ -127,28 +156,66 @@ async def submit(state: State, submission: Submission, now: dt.datetime | None =
             409, NOT_ELIGIBLE.get(verdict.reason or "", NOT_ELIGIBLE["closed"]), code=verdict.reason
         )
     assert verdict.record is not None
-    record = dict(verdict.record)
-    target_view = describe_target(clean.target, record)
-    request_id = secrets.token_hex(10)
-    row = {
-        "id": request_id,
-        "kind": kind.name,
+    return dict(verdict.record)
+
+
+def _request_row(
+    submission: Submission, clean: _Clean, record: Mapping[str, Any], now: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "id": secrets.token_hex(10),
+        "kind": submission.kind.name,
         "target_kind": clean.target.kind,
         "target_ref": clean.target.ref,
-        "siret": target_view["siret"],
+        "siret": clean.target.spec.describe(record, clean.target.ref)["siret"],
         "caller": submission.caller,
+        "caller_origin": submission.caller_origin,
         "first_name": clean.values["first_name"],
         "last_name": clean.values["last_name"],
         "email": clean.values["email"],
+        "email_key": email_identity(clean.values["email"]),
         "phone": clean.values["phone"],
         "role": clean.values.get("role"),
         "topics": json.dumps(clean.values["topics"]) if "topics" in clean.values else None,
         "message": clean.values.get("message"),
         "contact_email": record["contact_email"],
-        "status": "sent",
+        "status": RECEIVED,
         "created_at": now,
         "updated_at": now,
     }
+
+
+async def _count_application(database: Database, target: Target, cap: int) -> None:
+    """One more application to an offer, refused past its cap. The condition is
+    in the UPDATE itself: concurrent transactions that all read the count below
+    the cap still take the last places one by one (PostgreSQL re-checks the
+    condition on the row it waited for)."""
+    if target.kind != "offer":
+        return
+    offers = tables.offers
+    counted = await database.fetch_val(
+        offers.update()
+        .where(offers.c.offer_id == target.ref, offers.c.application_count < cap)
+        .values(application_count=offers.c.application_count + 1)
+        .returning(offers.c.offer_id)
+    )
+    if counted is None:
+        raise Problem(409, NOT_ELIGIBLE["closed"], code="closed")
+
+
+async def _store(
+    database: Database,
+    settings: Settings,
+    submission: Submission,
+    clean: _Clean,
+    row: dict[str, Any],
+    record: Mapping[str, Any],
+    fingerprint: str,
+    now: dt.datetime,
+) -> None:
+    """The request, its CV, its reply tokens, its two emails and its idempotency key."""
+    kind, request_id = submission.kind, row["id"]
+    target_view = clean.target.spec.describe(record, clean.target.ref)
     tokens = reply_tokens.issue_set(
         request_id,
         record["contact_email"],
@@ -157,70 +224,41 @@ async def submit(state: State, submission: Submission, now: dt.datetime | None =
         public_url=settings.public_url,
         now=now,
     )
-    context = request_context(kind, row, target_view, settings.public_url)
-    context["buttons"] = tokens.buttons
-    context["optout_url"] = tokens.optout_url
-    pro = emails.compose(
-        settings,
-        kind.pro_email,
-        context,
-        to=emails.address(target_view["contact_name"], record["contact_email"]),
-        reply_to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
-        unsubscribe_url=tokens.optout_url,
-        now=now,
-    )
+    stored = StoredRequest(row, kind, clean.target, target_view)
+    pro = compose_pro_email(settings, stored, tokens, now=now)
     ack = emails.compose(
         settings,
         kind.ack_email,
-        context,
+        stored.context(settings.public_url),
         to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
         now=now,
     )
-
-    async with write_transaction(database):
-        await _check_quotas(database, kind, row, settings, now)
-        await database.execute(tables.contact_requests.insert().values(**row))
-        if clean.cv is not None:
-            await database.execute(
-                tables.cv_files.insert().values(
-                    request_id=request_id,
-                    filename=clean.cv.filename,
-                    content_type=clean.cv.content_type,
-                    size=len(clean.cv.data),
-                    data=clean.cv.data,
-                )
+    await database.execute(tables.contact_requests.insert().values(**row))
+    if clean.cv is not None:
+        await database.execute(
+            tables.cv_files.insert().values(
+                request_id=request_id,
+                filename=clean.cv.filename,
+                content_type=clean.cv.content_type,
+                size=len(clean.cv.data),
+                data=clean.cv.data,
             )
-        await reply_tokens.store(database, tokens.rows)
-        await outbox.enqueue(
-            database,
-            pro,
-            template=kind.pro_email,
-            request_id=request_id,
-            attach_cv=clean.cv is not None,
-            now=now,
         )
-        await outbox.enqueue(database, ack, template=kind.ack_email, request_id=request_id, now=now)
-        if clean.target.kind == "offer":
-            offers = tables.offers
-            await database.execute(
-                offers.update()
-                .where(offers.c.offer_id == clean.target.ref)
-                .values(application_count=offers.c.application_count + 1)
+    await reply_tokens.store(database, tokens.rows)
+    await outbox.enqueue(
+        database, pro, template=kind.pro_email, request_id=request_id, attach_cv=clean.cv is not None, now=now
+    )
+    await outbox.enqueue(database, ack, template=kind.ack_email, request_id=request_id, now=now)
+    if submission.idempotency_key:
+        await database.execute(
+            tables.idempotency_keys.insert().values(
+                caller=submission.caller_identity,
+                key=submission.idempotency_key,
+                fingerprint=fingerprint,
+                request_id=request_id,
+                created_at=now,
             )
-        if submission.idempotency_key:
-            await database.execute(
-                tables.idempotency_keys.insert().values(
-                    caller=submission.caller,
-                    key=submission.idempotency_key,
-                    fingerprint=fingerprint,
-                    request_id=request_id,
-                    created_at=now,
-                )
-            )
-    worker = getattr(state, "outbox_worker", None)
-    if worker is not None:
-        worker.wake()
-    return Accepted(request_id, "sent", True)
+        )
 
 
 NOT_ELIGIBLE = {
@@ -249,7 +287,7 @@ async def _replayed(database: Database, caller: str, key: str, fingerprint: str)
             tables.contact_requests.c.id == row._mapping["request_id"]
         )
     )
-    return Accepted(row._mapping["request_id"], status or "sent", False)
+    return Accepted(row._mapping["request_id"], status or RECEIVED, False)
 
 
 async def _check_quotas(
@@ -259,7 +297,7 @@ async def _check_quotas(
     if dialect_of(database) == "postgresql":
         # Serialise concurrent requests of one candidate, so two can't both pass a quota.
         await database.execute(
-            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"{row['email']}|{kind.name}")))
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"{row['email_key']}|{kind.name}")))
         )
     quotas = kind.quotas(settings)
     columns = []
@@ -267,12 +305,16 @@ async def _check_quotas(
     for quota in quotas:
         scope: dict[str, Any] = {
             "email_target": {
-                "email": row["email"],
+                "email_key": row["email_key"],
                 "target_kind": row["target_kind"],
                 "target_ref": row["target_ref"],
             },
-            "email": {"email": row["email"]},
-            "caller_company": {"caller": row["caller"], "siret": row["siret"]},
+            "email": {"email_key": row["email_key"]},
+            "caller_company": {
+                "caller_origin": row["caller_origin"],
+                "caller": row["caller"],
+                "siret": row["siret"],
+            },
         }[quota.scope]
         condition = sa.and_(*(requests.c[name] == value for name, value in scope.items()))
         if quota.window is not None:
@@ -315,13 +357,6 @@ def _when(moment: dt.datetime) -> str:
     return f"{emails.date_fr(local)} à {local.hour} h {local.minute:02d}"
 
 
-_DIRECTORY = {
-    "offer": (tables.offers, tables.offers.c.offer_id),
-    "company": (tables.companies, tables.companies.c.siret),
-    "formation": (tables.formations, tables.formations.c.cle_ministere_educatif),
-}
-
-
 @dataclass(frozen=True)
 class StoredRequest:
     """A stored request with what the pages and emails about it need."""
@@ -343,22 +378,15 @@ async def load(database: Database, request_id: str) -> StoredRequest | None:
         return None
     data = dict(row._mapping)
     target = Target(data["target_kind"], data["target_ref"])
-    table, key = _DIRECTORY[target.kind]
-    record = await database.fetch_one(sa.select(table).where(key == target.ref))
-    view = (
-        describe_target(target, dict(record._mapping))
-        if record
-        else {
-            "kind": target.kind,
-            "name": target.ref,
-            "company_name": "",
-            "city": "",
-            "siret": None,
-            "contact_name": "",
-            "phone": None,
-        }
-    )
+    view = target.spec.describe(await directory_record(database, target), target.ref)
     return StoredRequest(data, KINDS[data["kind"]], target, view)
+
+
+async def directory_record(database: Database, target: Target) -> dict[str, Any] | None:
+    """The target's directory row as it is now, or None when it is gone."""
+    spec = target.spec
+    record = await database.fetch_one(sa.select(spec.table).where(spec.key_column == target.ref))
+    return dict(record._mapping) if record else None
 
 
 async def ack_message_id(database: Database, stored: StoredRequest) -> str | None:
@@ -372,38 +400,35 @@ async def ack_message_id(database: Database, stored: StoredRequest) -> str | Non
     return str(value) if value else None
 
 
-def describe_target(target: Target, record: Mapping[str, Any]) -> dict[str, Any]:
-    """What the pages and emails say about a target, whatever its kind."""
-    if target.kind == "offer":
-        return {
-            "kind": "offer",
-            "name": record["title"],
-            "company_name": record["company_name"],
-            "city": record["city"],
-            "siret": record["siret"],
-            "contact_name": record["company_name"],
-            "phone": None,
-        }
-    if target.kind == "company":
-        return {
-            "kind": "company",
-            "name": record["name"],
-            "company_name": record["name"],
-            "city": record["city"],
-            "siret": record["siret"],
-            "contact_name": record["name"],
-            "phone": None,
-        }
-    return {
-        "kind": "formation",
-        "name": record["title"],
-        "company_name": record["cfa_name"],
-        "city": record["city"],
-        "siret": record["cfa_siret"],
-        "contact_name": record["cfa_name"],
-        "phone": record["cfa_phone"],
-        "address": record["cfa_address"],
+def compose_pro_email(
+    settings: Settings,
+    stored: StoredRequest,
+    tokens: reply_tokens.TokenSet,
+    *,
+    reminder_of: str | None = None,
+    now: dt.datetime,
+) -> emails.Outgoing:
+    """The recruiter's or CFA's email, on submission and as the reminder
+    (`reminder_of`: the first one's Message-ID, to thread under it). Complete
+    either way: the recruiter may have deleted the first, so the CV comes again."""
+    row = stored.row
+    context = {
+        **stored.context(settings.public_url),
+        "reminder": reminder_of is not None,
+        "buttons": tokens.buttons,
+        "optout_url": tokens.optout_url,
     }
+    return emails.compose(
+        settings,
+        stored.kind.pro_email,
+        context,
+        to=emails.address(stored.view["contact_name"], row["contact_email"]),
+        reply_to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
+        in_reply_to=reminder_of,
+        unsubscribe_url=tokens.optout_url,
+        attachment_slot=stored.kind.needs_cv,
+        now=now,
+    )
 
 
 def request_context(

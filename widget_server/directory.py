@@ -22,21 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-import phonenumbers
 import sqlalchemy as sa
 from databases import Database
-from email_validator import EmailNotValidError, validate_email
 
+from . import contacts as contact_marks
 from . import migrations, tables
-from .settings import ROOT
-from .targets import BadTarget, is_valid_siret, make_target
+from .bundled import data_dir
+from .targets import TARGETS, BadTarget, TargetSpec, is_valid_siret, make_target
+from .validation import InvalidValue, email_identity, normalise_email, normalise_phone
 
 log = logging.getLogger("widget_server.directory")
 
 DirectoryKind = Literal["formations", "offers", "companies"]
 Progress = Callable[[int, int | None], None]
 
-DEMO_DIR = ROOT / "examples" / "data"
+DEMO_DIR = data_dir("demo_data")
 BATCH_SIZE = 1000
 SUMMARY_MAX_REJECTED = 50
 TEXT_MAX = 300
@@ -44,7 +44,6 @@ BOUNCE_REASON = "marked as bouncing by a directory import"
 
 _CSV_SUFFIXES = {".csv"}
 _JSONL_SUFFIXES = {".jsonl", ".ndjson"}
-_FRENCH_REGIONS = {"FR", "GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF", "NC", "PF", "WF"}
 _POSTCODE = re.compile(r"^\d{5}$")
 _NAF = re.compile(r"^(\d{2})\.?(\d{2})([A-Z])$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -110,26 +109,19 @@ def _reference(kind: Literal["offer", "formation"]) -> Callable[[str], str]:
 
 @functools.lru_cache(maxsize=65536)
 def _email(value: str) -> str:
-    # Cached: a recruiter or a CFA is the contact of many rows.
+    # Cached: a recruiter or a CFA is the contact of many rows. Stored as its
+    # identity (case-folded): it is the key of the contact's opt-outs and bounces.
     try:
-        result = validate_email(value, check_deliverability=False)
-    except EmailNotValidError:
-        raise _Invalid(f"{_show(value)} is not a valid email address") from None
-    return result.normalized.lower()
+        return email_identity(normalise_email(value))
+    except InvalidValue as exc:
+        raise _Invalid(f"{_show(value)} is {exc.reason}") from None
 
 
 def _phone(value: str) -> str:
     try:
-        number = phonenumbers.parse(value, "FR")
-    except phonenumbers.NumberParseException:
-        number = None
-    if (
-        number is None
-        or not phonenumbers.is_valid_number(number)
-        or phonenumbers.region_code_for_number(number) not in _FRENCH_REGIONS
-    ):
-        raise _Invalid(f"{_show(value)} is not a valid French phone number")
-    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+        return normalise_phone(value)
+    except InvalidValue as exc:
+        raise _Invalid(f"{_show(value)} is {exc.reason}") from None
 
 
 def _date(value: str) -> dt.date:
@@ -191,10 +183,21 @@ class Field:
 class Spec:
     """The columns of one kind of import file and where they are stored."""
 
-    table: sa.Table
-    key: str
+    target: TargetSpec
     columns: tuple[Field, ...]
-    opt_out: str | None  # the contacts column an opted-out flag sets; None: refused
+
+    @property
+    def table(self) -> sa.Table:
+        return self.target.table
+
+    @property
+    def key(self) -> str:
+        return self.target.key
+
+    @property
+    def opt_out(self) -> str | None:
+        """The contacts column an opted-out flag sets; None: refused."""
+        return self.target.opt_out_column
 
     @property
     def stored(self) -> tuple[Field, ...]:
@@ -212,58 +215,45 @@ _CONTACT = (
     Field("contact_bounced", _flag, header=False, value=False),
 )
 
-SPECS: dict[str, Spec] = {
-    "formations": Spec(
-        tables.formations,
-        "cle_ministere_educatif",
-        (
-            Field("cle_ministere_educatif", _reference("formation")),
-            Field("title", _text),
-            Field("address", _text),
-            Field("postcode", _postcode),
-            Field("city", _text),
-            Field("cfa_siret", _siret),
-            Field("cfa_name", _text),
-            Field("cfa_address", _text),
-            Field("cfa_phone", _phone),
-            *_CONTACT,
-        ),
-        opt_out="formation_opt_out_at",
+_COLUMNS: dict[str, tuple[Field, ...]] = {
+    "formation": (
+        Field("cle_ministere_educatif", _reference("formation")),
+        Field("title", _text),
+        Field("address", _text),
+        Field("postcode", _postcode),
+        Field("city", _text),
+        Field("cfa_siret", _siret),
+        Field("cfa_name", _text),
+        Field("cfa_address", _text),
+        Field("cfa_phone", _phone),
+        *_CONTACT,
     ),
-    "offers": Spec(
-        tables.offers,
-        "offer_id",
-        (
-            Field("offer_id", _reference("offer")),
-            Field("title", _text),
-            Field("siret", _siret),
-            Field("company_name", _text),
-            Field("address", _text),
-            Field("postcode", _postcode),
-            Field("city", _text),
-            Field("status", _status),
-            Field("posted_on", _date),
-            Field("expires_on", _date, header=False, value=False),
-            *_CONTACT,
-        ),
-        opt_out=None,
+    "offer": (
+        Field("offer_id", _reference("offer")),
+        Field("title", _text),
+        Field("siret", _siret),
+        Field("company_name", _text),
+        Field("address", _text),
+        Field("postcode", _postcode),
+        Field("city", _text),
+        Field("status", _status),
+        Field("posted_on", _date),
+        Field("expires_on", _date, header=False, value=False),
+        *_CONTACT,
     ),
-    "companies": Spec(
-        tables.companies,
-        "siret",
-        (
-            Field("siret", _siret),
-            Field("name", _text),
-            Field("address", _text),
-            Field("postcode", _postcode),
-            Field("city", _text),
-            Field("naf_code", _naf),
-            Field("hiring_score", _score),
-            *_CONTACT,
-        ),
-        opt_out="company_opt_out_at",
+    "company": (
+        Field("siret", _siret),
+        Field("name", _text),
+        Field("address", _text),
+        Field("postcode", _postcode),
+        Field("city", _text),
+        Field("naf_code", _naf),
+        Field("hiring_score", _score),
+        *_CONTACT,
     ),
 }
+# One import file kind per target kind: `formations`, `offers`, `companies`.
+SPECS: dict[str, Spec] = {t.file_kind: Spec(t, _COLUMNS[t.name]) for t in TARGETS.values()}
 
 
 @dataclass
@@ -452,18 +442,6 @@ def _upsert_sql(spec: Spec) -> tuple[str, list[str]]:
     return sql, names
 
 
-def _contacts_sql(spec: Spec) -> str:
-    # COALESCE: a flag sets a state that is not set yet, and never clears one.
-    opt = spec.opt_out or "company_opt_out_at"
-    return (
-        f"INSERT INTO contacts (email, {opt}, bounced_at, bounce_reason) VALUES (?, ?, ?, ?) "
-        f"ON CONFLICT (email) DO UPDATE SET {opt} = COALESCE(contacts.{opt}, excluded.{opt}), "
-        "bounced_at = COALESCE(contacts.bounced_at, excluded.bounced_at), "
-        "bounce_reason = CASE WHEN contacts.bounced_at IS NULL THEN excluded.bounce_reason "
-        "ELSE contacts.bounce_reason END"
-    )
-
-
 @dataclass
 class ImportReport:
     """What an import did (or, with `dry_run`, would do)."""
@@ -511,7 +489,6 @@ class _Writer:
         self.report = report
         self.upsert_sql, self.upsert_names = _upsert_sql(spec)
         self.dates = [i for i, c in enumerate(spec.stored) if c.parse is _date]
-        self.contacts_sql = _contacts_sql(spec)
         self.compared = [spec.table.c[c.name] for c in spec.stored]
         # A dry run writes nothing, so remembers what it would have marked.
         self.marked: set[tuple[str, str]] = set()
@@ -522,16 +499,19 @@ class _Writer:
             contacts = await self._contacts(batch)
             if self.report.dry_run:
                 return
-            now = _db_value(dt.datetime.now(dt.UTC), self.dialect)
+            marked_at = dt.datetime.now(dt.UTC)
+            now = _db_value(marked_at, self.dialect)
             if changed:
                 rows = [self._params(row, now) for row in changed]
                 await _executemany(self.connection, self.dialect, self.upsert_sql, rows)
-            if contacts:
-                params = [
-                    (email, now if opt else None, now if bounce else None, BOUNCE_REASON if bounce else None)
-                    for email, opt, bounce in contacts
-                ]
-                await _executemany(self.connection, self.dialect, self.contacts_sql, params)
+            # Few rows carry a flag: one statement each is fine here.
+            for email, opt, bounce in contacts:
+                marks: dict[str, Any] = {}
+                if opt and self.spec.opt_out:
+                    marks[self.spec.opt_out] = marked_at
+                if bounce:
+                    marks.update(bounced_at=marked_at, bounce_reason=BOUNCE_REASON)
+                await contact_marks.mark(self.connection, email, marks, overwrite=False)
 
     def _params(self, row: _Row, now: Any) -> list[Any]:
         values = [row.values[name] for name in self.upsert_names[:-1]]
@@ -673,10 +653,10 @@ def terminal_progress(done: int, total: int | None) -> None:
 
 async def load_demo(database: Database) -> bool:
     """Import the fictional demo directory when the directory tables are all empty."""
-    for table in (tables.formations, tables.offers, tables.companies):
-        if await database.fetch_val(sa.select(sa.func.count()).select_from(table)):
+    for target in TARGETS.values():
+        if await database.fetch_val(sa.select(sa.func.count()).select_from(target.table)):
             return False
-    for kind in ("formations", "companies", "offers"):
+    for kind in SPECS:
         report = await import_file(database, kind, DEMO_DIR / f"{kind}.csv")
         if report.rejected:
             log.warning("demo %s: %s", kind, report.summary())

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from databases import Database
 
 from . import tables
-from .targets import Target, TargetKind
+from .targets import TARGETS, Target, TargetKind
 
 # The order in which reasons are checked; the first that applies is given.
 REASONS = ("unknown_target", "closed", "no_contact", "opted_out", "bounced")
@@ -43,17 +43,6 @@ class Eligibility:
         }
 
 
-_TABLES: dict[TargetKind, tuple[sa.Table, sa.Column[Any], sa.Column[Any] | None]] = {
-    "offer": (tables.offers, tables.offers.c.offer_id, None),
-    "company": (tables.companies, tables.companies.c.siret, tables.contacts.c.company_opt_out_at),
-    "formation": (
-        tables.formations,
-        tables.formations.c.cle_ministere_educatif,
-        tables.contacts.c.formation_opt_out_at,
-    ),
-}
-
-
 async def check_many(
     database: Database,
     targets: Iterable[Target],
@@ -68,19 +57,17 @@ async def check_many(
         by_kind[target.kind].add(target.ref)
     found: dict[Target, Mapping[str, Any]] = {}
     for kind, refs in by_kind.items():
-        table, key, opt_out = _TABLES[kind]
+        spec = TARGETS[kind]
+        contacts = tables.contacts
+        opt_out = contacts.c[spec.opt_out_column] if spec.opt_out_column else sa.null()
         query = (
-            sa.select(
-                table,
-                (opt_out if opt_out is not None else sa.null()).label("opted_out_at"),
-                tables.contacts.c.bounced_at,
-            )
-            .select_from(table.outerjoin(tables.contacts, tables.contacts.c.email == table.c.contact_email))
-            .where(key.in_(sorted(refs)))
+            sa.select(spec.table, opt_out.label("opted_out_at"), contacts.c.bounced_at)
+            .select_from(spec.table.outerjoin(contacts, contacts.c.email == spec.table.c.contact_email))
+            .where(spec.key_column.in_(sorted(refs)))
         )
         for row in await database.fetch_all(query):
             mapping = dict(row._mapping)
-            found[Target(kind, mapping[key.name])] = mapping
+            found[Target(kind, mapping[spec.key])] = mapping
     return [_judge(t, found.get(t), max_offer_applications, today) for t in targets]
 
 
@@ -94,8 +81,8 @@ def _judge(
 ) -> Eligibility:
     if row is None:
         return Eligibility(target, "unknown_target")
-    name = row.get("title") if target.kind != "company" else row["name"]
-    info = {"name": name, "city": row["city"], "record": row}
+    view = target.spec.describe(row, target.ref)
+    info = {"name": view["name"], "city": view["city"], "record": row}
     if target.kind == "offer" and (
         row["status"] != "active"
         or (row["expires_on"] is not None and row["expires_on"] < today)

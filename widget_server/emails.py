@@ -1,17 +1,27 @@
 """Emails: Jinja2 renders the MJML and text templates of `templates/emails/`,
-mjml-python turns MJML into HTML, and `compose` builds the message.
+mjml-python turns MJML into HTML, and `compose` builds an `Outgoing` email: the
+message and its envelope, fixed once, here.
 
 Each email `NAME` has `NAME.mjml` (HTML part) and `NAME.txt` (plain-text part,
-whose first line is `Subject: …`). Messages are built from `Address` objects
-only, so no header can be injected through a name or an address.
+whose first line is `Subject: …`).
+
+No header can be injected, in three layers: the fields that reach a header are
+checked on input (`validation`); names and subjects are made one line and
+RFC 2047 markers neutralised here (directory data is not checked like a form);
+and the bytes are generated with a policy that refuses any header that would
+not come out as exactly one header. The envelope (sender, recipients) is fixed
+here and stored beside the bytes: nothing ever reads recipients back from
+headers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
+from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,10 +29,12 @@ from urllib.parse import urlsplit
 import jinja2
 from mjml import mjml2html
 
-from .settings import ROOT, Settings
-from .validation import display_phone
+from .bundled import data_dir
+from .problems import Problem
+from .settings import Settings
+from .validation import display_phone, unsafe_char
 
-EMAILS_DIR = ROOT / "templates" / "emails"
+EMAILS_DIR = data_dir("emails")
 
 
 @dataclass(frozen=True)
@@ -68,14 +80,51 @@ def date_fr(value: dt.date | dt.datetime) -> str:
 _ENV = _environment()
 
 
+class EmailRefused(Problem):
+    """What a person typed cannot go out as an email (it breaks the rendering, or a
+    header would not stay one header): a 422 for them, never a 500, and nothing
+    queued."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            422,
+            "Votre texte contient des caractères que nous ne pouvons pas envoyer par e-mail : "
+            "retirez les caractères spéciaux, puis renvoyez.",
+            code="unsendable",
+        )
+        self.reason = reason
+
+
 def render(name: str, context: dict[str, Any]) -> Rendered:
     text = _ENV.get_template(f"{name}.txt").render(context)
     first, _, body = text.partition("\n")
     if not first.startswith("Subject: "):
         raise ValueError(f"{name}.txt must start with 'Subject: '")
-    subject = " ".join(first.removeprefix("Subject: ").split())
-    html = str(mjml2html(_ENV.get_template(f"{name}.mjml").render(context), fonts={}))
+    subject = header_text(first.removeprefix("Subject: "))
+    try:
+        # mjml-python refuses some code points (U+FFFE, NUL…) and cannot encode
+        # lone surrogates. Free text is cleaned before it comes here; whatever
+        # still slips through ends as a 422, not a 500.
+        html = str(mjml2html(_ENV.get_template(f"{name}.mjml").render(context), fonts={}))
+    except (ValueError, UnicodeError) as exc:
+        raise EmailRefused(f"{name}.mjml: {exc}") from exc
     return Rendered(subject, html, body.lstrip("\n"))
+
+
+_ENCODED_WORD_MARKER = re.compile(r"=\?|\?=")
+
+
+def header_text(value: str) -> str:
+    """One line of text safe in a header, for names and subjects that come from
+    the directory as well as from forms: line breaks become spaces; controls,
+    format characters and noncharacters go; RFC 2047 markers are broken apart
+    (the email package would decode `=?utf-8?q?=0D=0A…?=` into a raw line break
+    when writing the header)."""
+    text = "".join((" " if c.isspace() else "") if unsafe_char(c) else c for c in value)
+    text = " ".join(text.split())
+    while _ENCODED_WORD_MARKER.search(text):
+        text = _ENCODED_WORD_MARKER.sub(lambda m: " ".join(m.group()), text)
+    return text
 
 
 def mail_from(settings: Settings) -> Address:
@@ -83,9 +132,77 @@ def mail_from(settings: Settings) -> Address:
     return address(name, addr)
 
 
+def envelope_sender(settings: Settings) -> str:
+    """The SMTP `MAIL FROM` of every email: the address of `MAIL_FROM`."""
+    return parseaddr(settings.mail_from)[1]
+
+
 def address(display_name: str, email: str) -> Address:
     local, _, domain = email.rpartition("@")
-    return Address(display_name=" ".join(display_name.split()), username=local, domain=domain)
+    return Address(display_name=header_text(display_name), username=local, domain=domain)
+
+
+# --- generating the bytes --------------------------------------------------------
+
+
+class _VerifyingPolicy(EmailPolicy):
+    """`policy.SMTP` that refuses to write a header which would not come out as
+    exactly one header: the equivalent of `verify_generated_headers` (Python
+    3.11.10+, 3.12.5+), which this service's Python (3.11.7) lacks."""
+
+    def fold(self, name: str, value: str) -> str:
+        folded: str = super().fold(name, value)
+        _verify_folded(name, folded.encode("utf-8", "surrogateescape"), self.linesep.encode())
+        return folded
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        folded = super().fold_binary(name, value)
+        _verify_folded(name, folded, self.linesep.encode())
+        return folded
+
+
+def _verify_folded(name: str, folded: bytes, linesep: bytes) -> None:
+    lines = folded.split(linesep)
+    # One header: "Name: …" then only continuation lines (starting with blank
+    # space), ending with the line separator, and no other CR or LF anywhere.
+    if lines[-1] != b"" or not lines[0].lower().startswith(name.lower().encode() + b":"):
+        raise EmailRefused(f"header {name} badly folded")
+    for index, line in enumerate(lines[:-1]):
+        if b"\r" in line or b"\n" in line or (index and not line.startswith((b" ", b"\t"))):
+            raise EmailRefused(f"header {name} would not stay one header")
+
+
+#: How every message is written: CRLF, 7 bit (any server takes it, so there is
+#: never a reason to parse a queued message again), headers verified.
+SMTP_POLICY = _VerifyingPolicy(linesep="\r\n", cte_type="7bit")
+
+_ADDRESS = re.compile(r"^[^\s<>,;:\"\\()\[\]@]+@[^\s<>,;:\"\\()\[\]@]+$")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A composed email and its envelope, fixed when it is composed: what the
+    outbox stores and the transport sends, as they are."""
+
+    message: EmailMessage
+    sender: str
+    recipients: tuple[str, ...]
+    #: A CV is attached when sent (`with_attachment`), not stored twice.
+    attachment_slot: bool = False
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message.get("Message-ID", "")).strip()
+
+    def as_bytes(self) -> bytes:
+        """The message as sent; raises `EmailRefused` for a header that would not
+        stay one header or an envelope address that is not one plain address."""
+        for envelope_address in (self.sender, *self.recipients):
+            if not _ADDRESS.match(envelope_address):
+                raise EmailRefused("envelope address is not one plain address")
+        if not self.recipients:
+            raise EmailRefused("no recipient")
+        return self.message.as_bytes(policy=SMTP_POLICY)
 
 
 def compose(
@@ -97,12 +214,15 @@ def compose(
     reply_to: Address | None = None,
     in_reply_to: str | None = None,
     unsubscribe_url: str | None = None,
+    attachment_slot: bool = False,
     now: dt.datetime | None = None,
-) -> EmailMessage:
-    """Render `template` and build the message, with its Message-ID fixed now."""
+) -> Outgoing:
+    """Render `template` and build the message, with its Message-ID and envelope
+    fixed now: the one recipient is `to`, whatever the headers say.
+    `attachment_slot` makes room for a file attached when sent (the CV)."""
     context = {"operator_name": settings.operator_name, "public_url": settings.public_url, **context}
     rendered = render(template, context)
-    message = EmailMessage()
+    message = EmailMessage(policy=SMTP_POLICY)
     message["Subject"] = rendered.subject
     message["From"] = mail_from(settings)
     message["To"] = to
@@ -121,4 +241,27 @@ def compose(
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
-    return message
+    if attachment_slot:
+        message.make_mixed()
+    return Outgoing(message, envelope_sender(settings), (to.addr_spec,), attachment_slot)
+
+
+def with_attachment(data: bytes, filename: str, content_type: str, content: bytes) -> bytes:
+    """`data` (a message composed with `attachment_slot`, as queued) with a file
+    added as its last part. The headers are not parsed again: the part goes in
+    just before the closing boundary of the multipart/mixed body."""
+    head, _, closing = data.rstrip(b"\r\n").rpartition(b"\r\n")
+    if not (closing.startswith(b"--") and closing.endswith(b"--") and len(closing) > 4):
+        raise ValueError("the message has no attachment slot")
+    part = MIMEPart(policy=SMTP_POLICY)
+    maintype, _, subtype = content_type.partition("/")
+    part.set_content(
+        content,
+        maintype=maintype or "application",
+        subtype=subtype or "octet-stream",
+        filename=header_text(filename) or "piece-jointe",
+    )
+    delimiter = closing[:-2]
+    return b"".join(
+        (head, b"\r\n", delimiter, b"\r\n", part.as_bytes(policy=SMTP_POLICY), b"\r\n", closing, b"\r\n")
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import contact_requests, eligibility
-from .form_tokens import InvalidFormToken
+from .form_tokens import FormToken, InvalidFormToken
 from .kinds import ROLES, TOPICS, RequestKind
 from .problems import Problem
 from .targets import BadTarget, Target, make_target
@@ -91,85 +92,144 @@ def form_page(kind: RequestKind) -> Any:
 
 
 async def _handle(request: Request, kind: RequestKind, source: Any, form: FormData | None) -> Response:
+    if form is None:
+        return await _show(request, kind, source)
+    return await _post(request, kind, form)
+
+
+async def _show(request: Request, kind: RequestKind, source: Any) -> Response:
+    """GET: the form, or why this target can't be written to."""
     state = request.app.state
-    frame = _frame_params(source)
     field_name, target = _target_of(kind, source)
     verdict = await eligibility.check(
         state.database, target, max_offer_applications=state.settings.offer_max_applications
     )
     if verdict.reason == "unknown_target":
-        raise Problem(
-            404, "Cette offre, entreprise ou formation est introuvable : elle a peut-être été retirée."
-        )
-    page: dict[str, Any] = {
-        "kind": kind,
-        "frame": frame,
-        "target_field": field_name,
-        "target_ref": target.ref,
-        "target": contact_requests.describe_target(target, verdict.record or {}),
-        "topics": TOPICS,
-        "roles": ROLES,
-        "values": {},
-        "errors": {},
-        "summary": [],
-        "max_cv_mb": state.settings.max_cv_bytes // (1024 * 1024),
-        "honeypot": HONEYPOT,
-    }
+        raise _gone()
+    page = _page(request, kind, _frame_params(source), field_name, target, verdict.record)
     if not verdict.eligible:
-        page["unavailable"] = UNAVAILABLE.get(verdict.reason or "", UNAVAILABLE["no_contact"])
-        return _render(request, "pages/unavailable.html", page, 409)
-    if form is None:
-        return _render(request, "pages/form.html", _with_token(state, page, kind, target), 200)
+        return _unavailable(request, page, verdict.reason)
+    return _render(request, "pages/form.html", _with_token(state, page), 200)
 
-    page["values"] = {name: str(form.get(name) or "") for name in _KEPT}
-    page["values"]["topics"] = [t for t in form.getlist("topics") if isinstance(t, str)]
+
+async def _post(request: Request, kind: RequestKind, form: FormData) -> Response:
+    """POST: honeypot, form token, then the one pipeline (which checks the target
+    inside its write transaction)."""
+    state = request.app.state
+    field_name, target = _target_of(kind, form)
+    record = await contact_requests.directory_record(state.database, target)
+    if record is None:
+        raise _gone()
+    page = _page(request, kind, _frame_params(form), field_name, target, record)
+    page["values"] = _kept_values(form)
     if form.get(HONEYPOT):
         # A bot filled the hidden field: it sees a success and nothing is stored.
         return _render(request, "pages/sent.html", {**page, "request_id": "0"}, 200)
-    tokens = state.form_tokens
-    try:
-        token = tokens.read(str(form.get("form_token") or ""))
-        if token.kind != kind.name or token.target != str(target):
-            raise InvalidFormToken("other form")
-    except InvalidFormToken:
+    token = _signed_token(state, kind, target, form)
+    if token is None:
         page["summary"] = [
             {"field": "", "message": "Ce formulaire a expiré. Vérifiez vos informations et renvoyez-le."}
         ]
-        return _render(request, "pages/form.html", _with_token(state, page, kind, target), 400)
-    upload = form.get("cv")
-    cv_name, cv_data = "", None
-    if isinstance(upload, UploadFile):
-        cv_name, cv_data = upload.filename or "cv", (await upload.read()) or None
-    submission = contact_requests.Submission(
-        kind=kind,
-        fields={**page["values"], field_name: target.ref},
-        caller=frame["caller"],
-        cv_filename=cv_name,
-        cv_data=cv_data,
-        # The form token doubles as an idempotency key: a re-posted page creates nothing.
-        idempotency_key="form:" + hashlib.sha256(token_text(form).encode()).hexdigest(),
-    )
+        return _render(request, "pages/form.html", _with_token(state, page), 400)
+    # The caller is the one the server signed into the token, never a posted field.
+    page["frame"]["caller"] = token.caller
+    submission = await _submission(kind, form, page, field_name, target, token.caller)
     try:
-        if tokens.filled_too_fast(token):
+        if state.form_tokens.filled_too_fast(token):
             # Sent faster than a person can type: likely a bot. A person who just
             # clicked "Envoyer" on an empty form still sees which fields to fill.
             contact_requests.validate(submission, state.settings.max_cv_bytes)
             raise Problem(400, "Vérifiez vos informations, puis renvoyez le formulaire.")
         accepted = await contact_requests.submit(state, submission)
     except Problem as problem:
-        if problem.status >= 500 or problem.status == 404:
-            raise
-        errors = sorted(problem.errors, key=lambda e: _order(e.get("field", "")))
-        page["errors"] = {e["field"]: e["message"] for e in errors}
-        page["summary"] = errors or [{"field": "", "message": problem.detail}]
-        return _render(
-            request,
-            "pages/form.html",
-            _with_token(state, page, kind, target),
-            problem.status,
-            problem.headers,
-        )
+        return _refused(request, page, problem)
     return _render(request, "pages/sent.html", {**page, "request_id": accepted.id}, 200)
+
+
+def _gone() -> Problem:
+    return Problem(
+        404, "Cette offre, entreprise ou formation est introuvable : elle a peut-être été retirée."
+    )
+
+
+def _page(
+    request: Request,
+    kind: RequestKind,
+    frame: dict[str, str],
+    field_name: str,
+    target: Target,
+    record: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "frame": frame,
+        "target_field": field_name,
+        "target_ref": target.ref,
+        "target_id": str(target),
+        "target": target.spec.describe(record, target.ref),
+        "topics": TOPICS,
+        "roles": ROLES,
+        "values": {},
+        "errors": {},
+        "summary": [],
+        "max_cv_mb": request.app.state.settings.max_cv_bytes // (1024 * 1024),
+        "honeypot": HONEYPOT,
+    }
+
+
+def _kept_values(form: FormData) -> dict[str, Any]:
+    values: dict[str, Any] = {name: str(form.get(name) or "") for name in _KEPT}
+    values["topics"] = [t for t in form.getlist("topics") if isinstance(t, str)]
+    return values
+
+
+def _signed_token(state: Any, kind: RequestKind, target: Target, form: FormData) -> FormToken | None:
+    """The form token when it is genuine, unexpired and for this very form."""
+    try:
+        token: FormToken = state.form_tokens.read(token_text(form))
+    except InvalidFormToken:
+        return None
+    if token.kind != kind.name or token.target != str(target):
+        return None
+    return token
+
+
+async def _submission(
+    kind: RequestKind, form: FormData, page: dict[str, Any], field_name: str, target: Target, caller: str
+) -> contact_requests.Submission:
+    upload = form.get("cv")
+    cv_name, cv_data = "", None
+    if isinstance(upload, UploadFile):
+        cv_name, cv_data = upload.filename or "cv", (await upload.read()) or None
+    return contact_requests.Submission(
+        kind=kind,
+        fields={**page["values"], field_name: target.ref},
+        caller=caller,
+        caller_origin="form",
+        cv_filename=cv_name,
+        cv_data=cv_data,
+        # The form token doubles as an idempotency key: a re-posted page creates nothing.
+        idempotency_key="form:" + hashlib.sha256(token_text(form).encode()).hexdigest(),
+    )
+
+
+def _refused(request: Request, page: dict[str, Any], problem: Problem) -> Response:
+    """The page for a refused submission: the target turned unavailable, or the
+    form again with every error next to its field and the input kept."""
+    if problem.status >= 500 or problem.status == 404:
+        raise problem
+    if problem.status == 409 and problem.code in UNAVAILABLE:
+        return _unavailable(request, page, problem.code)
+    errors = sorted(problem.errors, key=lambda e: _order(e.get("field", "")))
+    page["errors"] = {e["field"]: e["message"] for e in errors}
+    page["summary"] = errors or [{"field": "", "message": problem.detail}]
+    state = request.app.state
+    return _render(request, "pages/form.html", _with_token(state, page), problem.status, problem.headers)
+
+
+def _unavailable(request: Request, page: dict[str, Any], reason: str | None) -> Response:
+    page["unavailable"] = UNAVAILABLE.get(reason or "", UNAVAILABLE["no_contact"])
+    return _render(request, "pages/unavailable.html", page, 409)
 
 
 def token_text(form: FormData) -> str:
@@ -180,8 +240,10 @@ def _order(field: str) -> int:
     return FIELD_ORDER.index(field) if field in FIELD_ORDER else len(FIELD_ORDER)
 
 
-def _with_token(state: Any, page: dict[str, Any], kind: RequestKind, target: Target) -> dict[str, Any]:
-    page["form_token"] = state.form_tokens.issue(kind.name, str(target), page["frame"]["caller"])
+def _with_token(state: Any, page: dict[str, Any]) -> dict[str, Any]:
+    page["form_token"] = state.form_tokens.issue(
+        page["kind"].name, page["target_id"], page["frame"]["caller"]
+    )
     return page
 
 

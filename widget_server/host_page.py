@@ -18,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from .bundled import data_dir
 from .framing import host_policy
-from .settings import ROOT, Settings
+from .settings import Settings
 
-HOST_PAGE_DIR = ROOT / "examples" / "host-page"
+HOST_PAGE_DIR = data_dir("host_page")
 TEXT_SUFFIXES = {".html", ".css", ".js", ".svg", ".txt"}
 SERVED_SUFFIXES = TEXT_SUFFIXES | {".png", ".ico", ".webp"}
 
@@ -69,6 +70,7 @@ async def serve(settings: Settings, main: uvicorn.Server) -> None:
                 host=settings.host,
                 port=settings.example_host_page_port,
                 lifespan="off",
+                log_config=None,  # logs go to the root handler, as the service's do
                 log_level=settings.log_level.lower(),
                 server_header=False,
             )

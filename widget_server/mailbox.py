@@ -18,20 +18,23 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .framing import EMAIL_HTML_POLICY
-from .mailer import mailbox_dir
+from .local_time import PARIS
 from .problems import Problem
 from .settings import Settings
 
-PARIS = ZoneInfo("Europe/Paris")
 _ID = re.compile(r"\d{8}T\d{12}Z-[0-9a-f]{8}")
 _PARSER = BytesParser(policy=policy.default)
+
+
+def mailbox_dir(settings: Settings) -> Path:
+    """Where the dev mailbox transport writes emails and the mailbox page reads them."""
+    return settings.var_dir / "mailbox"
 
 
 def routes(settings: Settings) -> list[Route]:

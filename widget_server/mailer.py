@@ -1,17 +1,20 @@
 """Email transports: SMTP through aiosmtplib when `SMTP_URL` is set, otherwise the
 dev mailbox, a folder of `.eml` files shown at `/dev/mailbox`.
 
-A transport sends one message or raises `TemporaryFailure` (try again later) or
-`PermanentFailure` (the server refused this message for good). `session()` keeps
-one SMTP connection for a batch of messages.
+A transport has one way to send: `send(sender, recipients, data)`, the envelope
+and the bytes exactly as the outbox stored them (nothing is parsed again, and
+recipients never come from headers). It raises a `DeliveryError` saying what went
+wrong: `ServerUnavailable` (the server could not be used at all: the message is not
+to blame), `TemporaryFailure` (try this message again later), `RecipientRefused`
+(the address does not exist: a bounce) or `MessageRefused` (this message was
+refused for good, the address may be fine). `session()` keeps one SMTP connection
+for a batch of messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email
-import email.policy
 import logging
 import os
 import re
@@ -19,15 +22,13 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from email.headerregistry import AddressHeader
-from email.message import EmailMessage
-from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
+from .mailbox import mailbox_dir
 from .settings import Settings
 
 log = logging.getLogger("widget_server.mailer")
@@ -54,28 +55,62 @@ class DeliveryError(Exception):
 
 
 class TemporaryFailure(DeliveryError):
-    """Try again later. `unreachable` means the server could not be used at all
-    (connection, TLS or login), which says nothing about the message itself."""
+    """Try this message again later (a 4xx answer, a connection lost mid-message)."""
 
-    def __init__(self, text: str, *, code: int | None = None, unreachable: bool = False) -> None:
-        super().__init__(text, code=code)
-        self.unreachable = unreachable
+
+class ServerUnavailable(TemporaryFailure):
+    """The server could not be used at all (connection, TLS or login): this says
+    nothing about the message, which waits for the server without using up attempts."""
 
 
 class PermanentFailure(DeliveryError):
-    """The server refused the recipient or the message for good (5xx)."""
+    """The server refused for good (5xx); `kind` names what was refused."""
+
+    kind = "refused"
+
+
+class RecipientRefused(PermanentFailure):
+    """The recipient's address was refused: the contact bounces."""
+
+    kind = "recipient_refused"
+
+
+class MessageRefused(PermanentFailure):
+    """This message was refused (too large, content, policy…); the address may be
+    fine, so only this message fails."""
+
+    kind = "message_refused"
+
+
+# RFC 3463 enhanced status code at the start of the answer's text, e.g. "5.1.1".
+_ENHANCED_STATUS = re.compile(r"\s*5\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+# 550 mailbox unavailable, 551 user not local, 553 mailbox name not allowed.
+_RECIPIENT_CODES = frozenset({550, 551, 553})
+# X.1.7 and X.1.8 are about the sender's address, not the recipient's.
+_SENDER_DETAILS = frozenset({"7", "8"})
+
+
+def refusal(code: int, text: str, *, at: Literal["RCPT", "DATA", "other"]) -> PermanentFailure:
+    """Classifies a 5xx answer. The enhanced status, when the server gives one, is
+    the most precise word: 5.1.x (addressing) is a refused recipient wherever it
+    comes, and any other one (5.7.1 policy, 5.3.4 too big…) refuses the message
+    even at RCPT — a relay refusing us with "550 5.7.1" must not turn every contact
+    into a bounce. Without it, 550/551/553 at RCPT refuse the recipient."""
+    enhanced = _ENHANCED_STATUS.match(text)
+    if enhanced is not None:
+        is_recipient = enhanced[1] == "1" and enhanced[2] not in _SENDER_DETAILS
+    else:
+        is_recipient = at == "RCPT" and code in _RECIPIENT_CODES
+    return (RecipientRefused if is_recipient else MessageRefused)(text, code=code)
 
 
 class Transport:
     """Base of the transports; `session()` defaults to no shared state."""
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
+        """Send `data` (a message serialized for SMTP, CRLF) from `sender` to
+        `recipients`, as they are."""
         raise NotImplementedError
-
-    async def send_bytes(self, data: bytes, recipients: Sequence[str]) -> None:
-        """Send a message already serialized for SMTP (CRLF), as is: what the outbox
-        stores. Transports that can skip parsing it again override this."""
-        await self.send(email.message_from_bytes(data, policy=email.policy.default))
 
     def session(self) -> AbstractAsyncContextManager[Transport]:
         return _self_session(self)
@@ -84,17 +119,6 @@ class Transport:
 @asynccontextmanager
 async def _self_session(transport: Transport) -> AsyncIterator[Transport]:
     yield transport
-
-
-def envelope_recipients(message: EmailMessage) -> list[str]:
-    addresses: list[str] = []
-    for name in ("To", "Cc", "Bcc"):
-        for header in message.get_all(name, []):
-            if isinstance(header, AddressHeader):
-                addresses.extend(a.addr_spec for a in header.addresses if a.addr_spec)
-            else:
-                addresses.extend(a for _, a in getaddresses([str(header)]) if a)
-    return addresses
 
 
 def redact(text: str) -> str:
@@ -137,18 +161,16 @@ class SMTPTransport(Transport):
         self,
         config: SMTPConfig,
         *,
-        sender: str,
         local_hostname: str = "localhost",
         timeout: float = SMTP_TIMEOUT_SECONDS,
     ) -> None:
         self.config = config
-        self.sender = sender
         self.local_hostname = local_hostname
         self.timeout = timeout
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
         async with self.session() as session:
-            await session.send(message)
+            await session.send(sender, recipients, data)
 
     def session(self) -> AbstractAsyncContextManager[Transport]:
         return _smtp_session(self)
@@ -184,7 +206,7 @@ class _SMTPSession(Transport):
     def __init__(self, transport: SMTPTransport) -> None:
         self._transport = transport
         self._client: aiosmtplib.SMTP | None = None
-        self._unreachable: TemporaryFailure | None = None
+        self._unreachable: ServerUnavailable | None = None
 
     async def _connected(self) -> aiosmtplib.SMTP:
         if self._unreachable is not None:
@@ -195,67 +217,60 @@ class _SMTPSession(Transport):
         try:
             await client.connect()
         except aiosmtplib.SMTPAuthenticationError as exc:
-            self._unreachable = TemporaryFailure(
-                f"login refused: {exc.message}", code=exc.code, unreachable=True
-            )
+            self._unreachable = ServerUnavailable(f"login refused: {exc.message}", code=exc.code)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            self._unreachable = TemporaryFailure(_describe(exc), unreachable=True)
+            self._unreachable = ServerUnavailable(_describe(exc))
         if self._unreachable is not None:
             client.close()
             raise self._unreachable
         self._client = client
         return client
 
-    async def send(self, message: EmailMessage) -> None:
-        recipients = envelope_recipients(message)
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
         if not recipients:
-            raise PermanentFailure("the message has no recipient")
-        client = await self._connected()
-        await self._answered(
-            client.send_message(message, sender=self._transport.sender, recipients=recipients)
-        )
-
-    async def send_bytes(self, data: bytes, recipients: Sequence[str]) -> None:
-        if not recipients:
-            raise PermanentFailure("the message has no recipient")
+            raise MessageRefused("the message has no recipient")
         client = await self._connected()
         options = []
         if not data.isascii():
+            # The service writes 7-bit messages (`emails.SMTP_POLICY`); 8-bit data
+            # is only sent as is to a server that says it takes it.
             if not client.supports_extension("8bitmime"):
-                # aiosmtplib re-encodes a parsed message to 7 bit for such a server.
-                await self.send(email.message_from_bytes(data, policy=email.policy.default))
-                return
+                raise MessageRefused("8-bit message and the server does not announce 8BITMIME")
             options.append("BODY=8BITMIME")
-        if not all(address.isascii() for address in [self._transport.sender, *recipients]):
+        if not all(address.isascii() for address in [sender, *recipients]):
             options.append("SMTPUTF8")
-        await self._answered(
-            client.sendmail(self._transport.sender, list(recipients), data, mail_options=options)
-        )
+        await self._answered(client.sendmail(sender, list(recipients), data, mail_options=options))
 
     async def _answered(self, sending: Awaitable[object]) -> None:
         """Awaits `sending`, turning aiosmtplib's errors into ours."""
         try:
             await sending
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [refused.code for refused in exc.recipients]
-            if len(codes) == 1:
-                text, code = exc.recipients[0].message, codes[0]
+            refused = exc.recipients
+            if len(refused) == 1:
+                text, code = refused[0].message, refused[0].code
             else:
-                text, code = "; ".join(f"{r.code} {r.message}" for r in exc.recipients), None
-            if all(c >= 500 for c in codes):
-                raise PermanentFailure(text, code=code) from exc
+                text, code = "; ".join(f"{r.code} {r.message}" for r in refused), None
+            if all(r.code >= 500 for r in refused):
+                # Several addresses: a bounce only if every one of them is refused as a recipient.
+                kinds = {type(refusal(r.code, r.message, at="RCPT")) for r in refused}
+                failure = RecipientRefused if kinds == {RecipientRefused} else MessageRefused
+                raise failure(text, code=code) from exc
             raise TemporaryFailure(text, code=code) from exc
         except aiosmtplib.SMTPSenderRefused as exc:
             # Our own address refused: a configuration problem, not the recipient's.
             raise TemporaryFailure(f"sender refused: {exc.message}", code=exc.code) from exc
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code >= 500:
-                raise PermanentFailure(exc.message, code=exc.code) from exc
+                at: Literal["DATA", "other"] = (
+                    "DATA" if isinstance(exc, aiosmtplib.SMTPDataError) else "other"
+                )
+                raise refusal(exc.code, exc.message, at=at) from exc
             raise TemporaryFailure(exc.message, code=exc.code) from exc
         except aiosmtplib.SMTPNotSupported as exc:
-            raise PermanentFailure(str(exc)) from exc
+            raise MessageRefused(str(exc)) from exc
         except ValueError as exc:  # an address aiosmtplib refuses to put on the wire
-            raise PermanentFailure(str(exc)) from exc
+            raise MessageRefused(str(exc)) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             self._drop()
             raise TemporaryFailure(_describe(exc)) from exc
@@ -283,10 +298,6 @@ def _describe(exc: BaseException) -> str:
 # --- dev mailbox ---------------------------------------------------------------
 
 
-def mailbox_dir(settings: Settings) -> Path:
-    return settings.var_dir / "mailbox"
-
-
 class DevMailboxTransport(Transport):
     """Writes each message to `directory/<UTC time>-<random>.eml`: names sort by time,
     and a message appears whole or not at all (written aside, then renamed)."""
@@ -294,10 +305,7 @@ class DevMailboxTransport(Transport):
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def send(self, message: EmailMessage) -> None:
-        await asyncio.to_thread(self._write, message.as_bytes(policy=email.policy.SMTP))
-
-    async def send_bytes(self, data: bytes, recipients: Sequence[str]) -> None:
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
         await asyncio.to_thread(self._write, data)
 
     def _write(self, data: bytes) -> Path:
@@ -317,8 +325,7 @@ def transport_from_settings(settings: Settings) -> Transport:
             log.warning("SMTP_URL is unset: emails are only written to %s", mailbox_dir(settings))
         return DevMailboxTransport(mailbox_dir(settings))
     return SMTPTransport(
-        parse_smtp_url(settings.smtp_url),
-        sender=parseaddr(settings.mail_from)[1],
+        parse_smtp_url(settings.smtp_url.reveal()),
         local_hostname=urlsplit(settings.public_url).hostname or "localhost",
         # A send must end well within the lease, or another worker could take the message.
         timeout=min(SMTP_TIMEOUT_SECONDS, settings.outbox_lease_seconds / 4),

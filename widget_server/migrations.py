@@ -114,6 +114,44 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX contact_requests_contact ON contact_requests (contact_email, status)",
         ),
     ),
+    Migration(
+        4,
+        "outbox envelope sender, fixed at queue time",
+        # NULL for rows queued before: the worker uses MAIL_FROM's address for them.
+        ("ALTER TABLE outbox ADD COLUMN envelope_sender TEXT",),
+    ),
+    Migration(
+        5,
+        "failure kinds of the outbox, periodic jobs",
+        (
+            "ALTER TABLE outbox ADD COLUMN failure_kind TEXT",
+            """CREATE TABLE jobs (
+            name TEXT PRIMARY KEY, next_run_at {ts} NOT NULL, lease_owner TEXT, lease_until {ts})""",
+        ),
+    ),
+    Migration(
+        6,
+        "quota identity (case-folded email, caller origin); status sent → received",
+        (
+            "ALTER TABLE contact_requests ADD COLUMN email_key TEXT",
+            # Python case-folds new rows; lower() is the same for the ASCII addresses
+            # nearly everyone has.
+            "UPDATE contact_requests SET email_key = lower(email)",
+            "CREATE INDEX contact_requests_email_key ON contact_requests (email_key, created_at)",
+            "ALTER TABLE contact_requests ADD COLUMN caller_origin TEXT NOT NULL DEFAULT 'key'",
+            # Every form submission carries a `form:` idempotency key.
+            "UPDATE contact_requests SET caller_origin = 'form' WHERE id IN "
+            "(SELECT request_id FROM idempotency_keys WHERE substr(key, 1, 5) = 'form:')",
+            "UPDATE idempotency_keys SET caller = 'form:' || caller WHERE substr(key, 1, 5) = 'form:'",
+            "UPDATE idempotency_keys SET caller = 'key:' || caller WHERE substr(key, 1, 5) <> 'form:'",
+            # "sent" was recorded before anything was sent: it is "delivered" once the
+            # first email to the recruiter or CFA was, "received" until then.
+            "UPDATE contact_requests SET status = 'delivered' WHERE status = 'sent' AND EXISTS "
+            "(SELECT 1 FROM outbox WHERE outbox.request_id = contact_requests.id "
+            "AND outbox.template IN ('candidature_pro', 'rdv_pro') AND outbox.status = 'sent')",
+            "UPDATE contact_requests SET status = 'received' WHERE status = 'sent'",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .api import MAX_TARGETS
+from .contact_requests import STATUSES
 from .eligibility import REASONS
 from .kinds import REFUSAL_REASONS, ROLES, TOPICS
 from .settings import Settings
@@ -308,7 +309,10 @@ def document(settings: Settings) -> dict[str, Any]:
                 "Accepted": {
                     "type": "object",
                     "required": ["id", "status"],
-                    "properties": {"id": {"type": "string"}, "status": {"type": "string", "enum": ["sent"]}},
+                    "properties": {
+                        "id": {"type": "string"},
+                        "status": {"type": "string", "enum": list(STATUSES)},
+                    },
                 },
                 "Eligibility": {
                     "type": "object",

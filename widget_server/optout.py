@@ -10,7 +10,6 @@ link to undo it.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +17,7 @@ from databases import Database
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import emails, outbox, reply_tokens, tables
+from . import contacts, emails, outbox, reply_tokens, tables
 from .contact_requests import StoredRequest, load
 from .problems import Problem
 from .replies import private_page
@@ -27,38 +26,15 @@ from .resources import write_transaction
 UNDO_DAYS = 60
 
 
-@dataclass(frozen=True)
-class Scope:
-    """What an opt-out stops, per target kind."""
-
-    what: str  # "vous ne recevrez plus …"
-    column: str | None  # the contacts column; None: the offer itself closes
-
-
-SCOPES = {
-    "company": Scope("de candidatures spontanées", "company_opt_out_at"),
-    "formation": Scope("de demandes de rendez-vous pour vos formations", "formation_opt_out_at"),
-    "offer": Scope("de candidatures pour cette offre", None),
-}
-
-
-def _upsert(column: str) -> sa.TextClause:
-    # `column` comes from SCOPES, never from a request.
-    return sa.text(
-        f"INSERT INTO contacts (email, {column}) VALUES (:email, :at) "
-        f"ON CONFLICT (email) DO UPDATE SET {column} = excluded.{column}"
-    ).bindparams(sa.bindparam("at", type_=tables.UTCDateTime()))
-
-
 async def is_opted_out(database: Database, stored: StoredRequest, email: str) -> bool:
-    scope = SCOPES[stored.target.kind]
-    if scope.column is None:
+    column = stored.target.spec.opt_out_column
+    if column is None:
         status = await database.fetch_val(
             sa.select(tables.offers.c.status).where(tables.offers.c.offer_id == stored.target.ref)
         )
         return bool(status == "closed")
     value = await database.fetch_val(
-        sa.select(tables.contacts.c[scope.column]).where(tables.contacts.c.email == email)
+        sa.select(tables.contacts.c[column]).where(tables.contacts.c.email == email)
     )
     return value is not None
 
@@ -66,8 +42,8 @@ async def is_opted_out(database: Database, stored: StoredRequest, email: str) ->
 async def set_opt_out(
     database: Database, stored: StoredRequest, email: str, on: bool, now: dt.datetime
 ) -> None:
-    scope = SCOPES[stored.target.kind]
-    if scope.column is None:
+    column = stored.target.spec.opt_out_column
+    if column is None:
         offers = tables.offers
         await database.execute(
             offers.update()
@@ -75,11 +51,9 @@ async def set_opt_out(
             .values(status="closed" if on else "active", updated_at=now)
         )
     elif on:
-        await database.execute(_upsert(scope.column).bindparams(email=email, at=now))
+        await contacts.mark(database, email, {column: now})
     else:
-        await database.execute(
-            tables.contacts.update().where(tables.contacts.c.email == email).values({scope.column: None})
-        )
+        await contacts.clear(database, email, column)
 
 
 async def optout_page(request: Request) -> Response:
@@ -96,8 +70,12 @@ async def optout_page(request: Request) -> Response:
     if undo and found["expires_at"] < now:
         raise Problem(410, "Ce lien a expiré. Écrivez-nous pour recevoir à nouveau les demandes.")
     email = found["contact_email"]
-    scope = SCOPES[stored.target.kind]
-    page: dict[str, Any] = {"target": stored.view, "scope": scope, "undo": undo, "one_click": False}
+    page: dict[str, Any] = {
+        "target": stored.view,
+        "scope": stored.target.spec.opt_out_scope,
+        "undo": undo,
+        "one_click": False,
+    }
     if request.method != "POST":
         page["state"] = "opted_out" if await is_opted_out(state.database, stored, email) else "in"
         return _render(request, page)
@@ -133,7 +111,7 @@ async def _confirm(state: Any, stored: StoredRequest, email: str, now: dt.dateti
     context = {
         **stored.context(settings.public_url),
         "undo_url": undo_url,
-        "scope": SCOPES[stored.target.kind].what,
+        "scope": stored.target.spec.opt_out_scope,
     }
     message = emails.compose(
         settings, "optout_confirmed", context, to=emails.address(stored.view["contact_name"], email), now=now

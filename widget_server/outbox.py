@@ -7,28 +7,49 @@ lease: the message of a worker that died returns to the queue when the lease run
 out. Delivery is therefore at least once — a worker that dies after the server took
 a message but before recording it makes it go out again after the lease — and the
 Message-ID, fixed at queue time, lets mail systems spot such a duplicate.
+
+A row holds the message bytes and its envelope (`envelope_sender`, `recipient`),
+both fixed when it is queued; the worker sends them as they are and never reads
+an address back from the stored headers. A CV is not stored twice: it is added
+to the bytes when sent (`emails.with_attachment`), without parsing them.
+
+What a refusal means is decided once, here: a refused recipient is a bounce (the
+`on_recipient_refused` hook marks the contact), a refused message only fails that
+message, and an unavailable server leaves every message as it was — same attempts,
+same due time — so the queue drains at the first poll after the server is back.
+Failed messages keep their `failure_kind` for `stats` and the metrics.
+
+The worker loop also runs the periodic jobs it is given (the reminders), each
+claimed by one worker at a time through `jobs.claim`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email
-import email.policy
 import logging
 import os
 import random
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from email.message import EmailMessage
 from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
 
-from . import tables
-from .mailer import DeliveryError, PermanentFailure, TemporaryFailure, Transport, envelope_recipients, redact
+from . import jobs, tables
+from .emails import Outgoing, envelope_sender, with_attachment
+from .mailer import (
+    DeliveryError,
+    MessageRefused,
+    PermanentFailure,
+    RecipientRefused,
+    ServerUnavailable,
+    TemporaryFailure,
+    Transport,
+    redact,
+)
 from .migrations import dialect_of
 from .settings import Settings
 
@@ -39,7 +60,14 @@ BACKOFF_BASE_SECONDS = 30.0
 BACKOFF_CAP_SECONDS = 3600.0
 
 Clock = Callable[[], dt.datetime]
-PermanentFailureHook = Callable[[Mapping[str, Any], str], Awaitable[None]]
+BounceHook = Callable[[Mapping[str, Any], str], Awaitable[None]]
+SentHook = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+# `outbox.failure_kind` of a failed message.
+RECIPIENT_REFUSED = RecipientRefused.kind
+MESSAGE_REFUSED = MessageRefused.kind
+TOO_MANY_ATTEMPTS = "too_many_attempts"
+FAILURE_KINDS = (RECIPIENT_REFUSED, MESSAGE_REFUSED, TOO_MANY_ATTEMPTS)
 
 _outbox = tables.outbox
 
@@ -50,31 +78,34 @@ def _utcnow() -> dt.datetime:
 
 async def enqueue(
     database: Database,
-    message: EmailMessage,
+    outgoing: Outgoing,
     *,
     template: str,
     request_id: str | None,
     attach_cv: bool = False,
     now: dt.datetime | None = None,
 ) -> int:
-    """Queue `message` (its Message-ID already set) for delivery; returns the outbox id.
-    Call it inside the transaction that stores what the message is about."""
-    message_id = str(message.get("Message-ID", "")).strip()
+    """Queue `outgoing` (its Message-ID already set) for delivery; returns the outbox
+    id. Call it inside the transaction that stores what the message is about: a
+    message refused here (`emails.EmailRefused`: a header that would not stay one
+    header) rolls it all back."""
+    message_id = outgoing.message_id
     if not message_id:
         raise ValueError("set the Message-ID before queueing: it must not change on retries")
-    recipients = envelope_recipients(message)
-    if not recipients:
-        raise ValueError("the message has no recipient")
+    if attach_cv and not outgoing.attachment_slot:
+        raise ValueError("compose the message with attachment_slot=True to attach the CV")
+    raw = outgoing.as_bytes()
     now = now or _utcnow()
     query = (
         _outbox.insert()
         .values(
-            # The envelope recipients (one, in practice), ", "-separated.
             request_id=request_id,
             template=template,
-            recipient=", ".join(recipients),
+            # The envelope, fixed now (addresses hold no comma: `Outgoing.as_bytes`).
+            envelope_sender=outgoing.sender,
+            recipient=", ".join(outgoing.recipients),
             message_id=message_id,
-            raw=message.as_bytes(policy=email.policy.SMTP),
+            raw=raw,
             attach_cv=attach_cv,
             status="pending",
             attempts=0,
@@ -84,6 +115,20 @@ async def enqueue(
         .returning(_outbox.c.id)
     )
     return int(await database.fetch_val(query))
+
+
+async def failures_by_kind(database: Database) -> dict[str, int]:
+    """Failed messages by `failure_kind` (every kind present, zero included);
+    those failed before kinds were recorded count as `unclassified`."""
+    kind = sa.func.coalesce(_outbox.c.failure_kind, "unclassified")
+    rows = await database.fetch_all(
+        sa.select(kind.label("kind"), sa.func.count().label("count"))
+        .where(_outbox.c.status == "failed")
+        .group_by(kind)
+    )
+    counts = dict.fromkeys(FAILURE_KINDS, 0)
+    counts.update({str(r._mapping["kind"]): int(r._mapping["count"]) for r in rows})
+    return counts
 
 
 def backoff_seconds(attempts: int, rng: random.Random) -> float:
@@ -102,7 +147,9 @@ class Worker:
         transport: Transport,
         settings: Settings,
         *,
-        on_permanent_failure: PermanentFailureHook | None = None,
+        on_recipient_refused: BounceHook | None = None,
+        on_sent: SentHook | None = None,
+        periodic_jobs: Sequence[jobs.PeriodicJob] = (),
         clock: Clock | None = None,
         worker_id: str | None = None,
         batch_size: int = BATCH_SIZE,
@@ -110,12 +157,18 @@ class Worker:
     ) -> None:
         self.database = database
         self.transport = transport
-        self.on_permanent_failure = on_permanent_failure
+        self.on_recipient_refused = on_recipient_refused
+        self.on_sent = on_sent
+        self.periodic_jobs = tuple(periodic_jobs)
+        # Set while the SMTP server cannot be used: the failure that says so.
+        self.server_unavailable: ServerUnavailable | None = None
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.batch_size = batch_size
         self._clock = clock or _utcnow
         self._rng = rng or random.Random()
         self._lease = dt.timedelta(seconds=settings.outbox_lease_seconds)
+        # For rows queued before the envelope sender was stored with them.
+        self._default_sender = envelope_sender(settings)
         self._poll_seconds = settings.outbox_poll_seconds
         self._max_attempts = settings.outbox_max_attempts
         self._wakeup = asyncio.Event()
@@ -143,12 +196,14 @@ class Worker:
         while not stop.is_set():
             # Cleared before the batch, so a wake() during the batch is not lost.
             self._wakeup.clear()
+            await self.run_due_jobs()
             try:
                 handled = await self.run_once()
             except Exception:
                 log.exception("email worker %s: batch failed", self.worker_id)
                 handled = 0
-            if handled:
+            # While the server is unavailable, try again at the next poll, not at once.
+            if handled and self.server_unavailable is None:
                 continue
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wakeup.wait())]
             _, pending = await asyncio.wait(
@@ -174,6 +229,30 @@ class Worker:
             await asyncio.wait_for(task, grace_seconds)
         except TimeoutError:
             log.warning("email worker %s cancelled while sending", self.worker_id)
+
+    # --- periodic jobs --------------------------------------------------------
+
+    async def run_due_jobs(self) -> int:
+        """Run the periodic jobs that are due and that this worker claims first;
+        returns how many ran. A failing job is logged and runs again when next due."""
+        ran = 0
+        for job in self.periodic_jobs:
+            try:
+                async with self.database.connection():
+                    now = self._clock()
+                    if not await jobs.claim(self.database, job, self.worker_id, now, lease=self._lease):
+                        continue
+                    try:
+                        done = await job.run(now)
+                    finally:
+                        await jobs.release(self.database, job, self.worker_id)
+            except Exception:
+                log.exception("email worker %s: job %s failed", self.worker_id, job.name)
+                continue
+            ran += 1
+            if done:
+                log.info("job %s: %d done", job.name, done)
+        return ran
 
     # --- one batch ----------------------------------------------------------
 
@@ -225,47 +304,59 @@ class Worker:
                     break
                 try:
                     await self._deliver(sender, row)
+                except ServerUnavailable as exc:
+                    await self._wait_for_server(rows[index:], exc)
+                    return tried
                 except asyncio.CancelledError:
                     # The message in flight keeps its lease: it may have been sent.
                     await self._release(rows[index + 1 :])
                     raise
                 tried += 1
+                self._server_back()
         return tried
 
     async def _deliver(self, sender: Transport, row: dict[str, Any]) -> None:
         try:
+            # The bytes and envelope queued go out as they are: same Message-ID, and
+            # recipients never read from headers.
+            data = bytes(row["raw"])
             if row["attach_cv"]:
-                await sender.send(await self._with_cv(row))
-            else:
-                # The bytes queued go out as they are: no parsing, same Message-ID.
-                await sender.send_bytes(bytes(row["raw"]), str(row["recipient"]).split(", "))
+                data = await self._with_cv(row, data)
+            await sender.send(
+                row.get("envelope_sender") or self._default_sender, str(row["recipient"]).split(", "), data
+            )
+        except ServerUnavailable:
+            raise  # not this message's fault: the batch waits for the server
         except TemporaryFailure as exc:
             await self._retry(row, exc)
+        except RecipientRefused as exc:
+            await self._bounced(row, exc)
         except PermanentFailure as exc:
-            await self._fail(row, exc)
+            await self._refused(row, exc)
         except Exception as exc:
             log.exception("message %s: unexpected error", row["message_id"])
             await self._retry(row, TemporaryFailure(f"{type(exc).__name__}: {exc}"))
         else:
             await self._sent(row)
 
-    async def _with_cv(self, row: Mapping[str, Any]) -> EmailMessage:
-        message = email.message_from_bytes(row["raw"], policy=email.policy.default)
+    async def _with_cv(self, row: Mapping[str, Any], data: bytes) -> bytes:
         cv_files = tables.cv_files
         cv = await self.database.fetch_one(
             sa.select(cv_files).where(cv_files.c.request_id == row["request_id"])
         )
         if cv is None or cv._mapping["deleted_at"] is not None or cv._mapping["data"] is None:
             log.warning("message %s: the CV is gone, sending without it", row["message_id"])
-            return message
-        maintype, _, subtype = str(cv._mapping["content_type"]).partition("/")
-        message.add_attachment(
-            bytes(cv._mapping["data"]),
-            maintype=maintype or "application",
-            subtype=subtype or "octet-stream",
-            filename=cv._mapping["filename"],
-        )
-        return message
+            return data
+        try:
+            return with_attachment(
+                data,
+                str(cv._mapping["filename"]),
+                str(cv._mapping["content_type"]),
+                bytes(cv._mapping["data"]),
+            )
+        except ValueError:
+            log.warning("message %s: no room for the CV, sending without it", row["message_id"])
+            return data
 
     # --- outcomes -------------------------------------------------------------
     # Each update only applies while this worker still holds the lease.
@@ -287,15 +378,20 @@ class Worker:
         return updated
 
     async def _sent(self, row: Mapping[str, Any]) -> None:
-        await self._update(row, status="sent", sent_at=self._clock())
+        if await self._update(row, status="sent", sent_at=self._clock()) and self.on_sent is not None:
+            await self.on_sent(row)
         log.info("message %s (%s) to %s: sent", row["message_id"], row["template"], _domains(row))
 
     async def _retry(self, row: Mapping[str, Any], failure: TemporaryFailure) -> None:
         attempts = row["attempts"] + 1
-        # An unreachable server says nothing about the message: it waits for the
-        # server to come back instead of using up its attempts.
-        if not failure.unreachable and attempts >= self._max_attempts:
-            await self._update(row, status="failed", attempts=attempts, last_error=_text(failure))
+        if attempts >= self._max_attempts:
+            await self._update(
+                row,
+                status="failed",
+                failure_kind=TOO_MANY_ATTEMPTS,
+                attempts=attempts,
+                last_error=_text(failure),
+            )
             log.error(
                 "message %s (%s) to %s: given up after %d attempts: %s",
                 row["message_id"],
@@ -323,23 +419,74 @@ class Worker:
             redact(str(failure)),
         )
 
-    async def _fail(self, row: Mapping[str, Any], failure: PermanentFailure) -> None:
+    async def _bounced(self, row: Mapping[str, Any], failure: RecipientRefused) -> None:
         error = _text(failure)
-        if not await self._update(row, status="failed", attempts=row["attempts"] + 1, last_error=error):
+        failed = await self._update(
+            row,
+            status="failed",
+            failure_kind=RECIPIENT_REFUSED,
+            attempts=row["attempts"] + 1,
+            last_error=error,
+        )
+        if not failed:
             return
-        log.error(
-            "message %s (%s) to %s: refused: %s",
+        log.warning(
+            "message %s (%s) to %s: recipient refused (bounce): %s",
             row["message_id"],
             row["template"],
             _domains(row),
             redact(error),
         )
-        if self.on_permanent_failure is None:
+        if self.on_recipient_refused is None:
             return
         try:
-            await self.on_permanent_failure({**row, "status": "failed", "last_error": error}, error)
+            await self.on_recipient_refused({**row, "status": "failed", "last_error": error}, error)
         except Exception:
-            log.exception("message %s: the permanent failure hook failed", row["message_id"])
+            log.exception("message %s: the bounce hook failed", row["message_id"])
+
+    async def _refused(self, row: Mapping[str, Any], failure: PermanentFailure) -> None:
+        # The address may be fine: the contact stays eligible, but someone should look.
+        error = _text(failure)
+        failed = await self._update(
+            row,
+            status="failed",
+            failure_kind=MESSAGE_REFUSED,
+            attempts=row["attempts"] + 1,
+            last_error=error,
+        )
+        if failed:
+            log.error(
+                "message %s (%s) to %s: message refused, not a bounce (the contact stays eligible): %s",
+                row["message_id"],
+                row["template"],
+                _domains(row),
+                redact(error),
+            )
+
+    async def _wait_for_server(self, rows: Sequence[Mapping[str, Any]], failure: ServerUnavailable) -> None:
+        """Put `rows` back in the queue as they were (attempts, due time): they go as
+        soon as the server answers again, at the next poll."""
+        ids = [row["id"] for row in rows]
+        await self.database.execute(
+            _outbox.update()
+            .where(
+                _outbox.c.id.in_(ids), _outbox.c.lease_owner == self.worker_id, _outbox.c.status == "sending"
+            )
+            .values(status="pending", lease_owner=None, lease_until=None, last_error=_text(failure))
+        )
+        if self.server_unavailable is None:
+            log.error(
+                "email worker %s: SMTP server unavailable, messages wait for it (trying every %g s): %s",
+                self.worker_id,
+                self._poll_seconds,
+                redact(str(failure)),
+            )
+        self.server_unavailable = failure
+
+    def _server_back(self) -> None:
+        if self.server_unavailable is not None:
+            self.server_unavailable = None
+            log.warning("email worker %s: SMTP server available again", self.worker_id)
 
     async def _release(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:

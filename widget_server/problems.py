@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .logs import REQUEST_ID
+
 log = logging.getLogger("widget_server")
 
 TITLES = {
@@ -177,6 +179,10 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         rid = request_id(scope)
+        # Log lines written while this request is answered carry its id (logs.py).
+        # Not reset on the way out: the server error handler logs outside this
+        # middleware, and each request runs in a task of its own, whose context dies with it.
+        REQUEST_ID.set(rid)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

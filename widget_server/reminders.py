@@ -1,138 +1,146 @@
 """One reminder to the recruiter or CFA for a request still unanswered after
 `REMINDER_DAYS`: never for an answered, bouncing or opted-out one, never twice.
-Runs inside `serve` every few minutes and as `widget-server remind` (cron-safe)."""
+A periodic job of the email workers (`serve`'s or `worker`'s, whichever claims it),
+and `widget-server remind` (cron-safe): each reminder is claimed on its request."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
 
-from . import emails, outbox, reply_tokens, tables
-from .contact_requests import load
-from .kinds import PRO_EMAILS
-from .optout import is_opted_out
+from . import eligibility, outbox, reply_tokens, tables
+from .contact_requests import OPEN, StoredRequest, compose_pro_email
+from .jobs import PeriodicJob
+from .kinds import KINDS, PRO_EMAILS
 from .resources import write_transaction
 from .settings import Settings
+from .targets import Target
 
 log = logging.getLogger("widget_server.reminders")
-EVERY_SECONDS = 300
+PAGE_SIZE = 500
 
 
 async def send_due_reminders(database: Database, settings: Settings, now: dt.datetime | None = None) -> int:
-    """Queues the reminders that are due; returns how many."""
+    """Queues the reminders that are due; returns how many.
+
+    Due: delivered, unanswered, never reminded, older than REMINDER_DAYS. Whether
+    the recruiter or CFA may still be written to is eligibility's answer (closed
+    or expired offer, opt-out, bounce), asked for a page of requests at once."""
     now = now or dt.datetime.now(dt.UTC)
-    requests, contacts, offers = tables.contact_requests, tables.contacts, tables.offers
-    # Filtered in SQL as far as possible, so that requests which will never be
-    # reminded (opted out, first email undelivered) cannot fill the batch forever;
-    # `is_opted_out` below stays the authority.
-    delivered = sa.exists().where(
-        tables.outbox.c.request_id == requests.c.id,
-        tables.outbox.c.template.in_(PRO_EMAILS),
-        tables.outbox.c.status == "sent",
-    )
-    closed = sa.exists().where(offers.c.offer_id == requests.c.target_ref, offers.c.status == "closed")
-    due = await database.fetch_all(
-        sa.select(requests.c.id)
-        .select_from(requests.outerjoin(contacts, contacts.c.email == requests.c.contact_email))
+    sent = 0
+    after: tuple[dt.datetime, str] | None = None
+    # Page by page through every due request: ineligible ones stay due (an
+    # opt-out may be undone) and must not hide the others behind them.
+    while page := await _due_page(database, settings, now, after):
+        after = (page[-1]["created_at"], page[-1]["id"])
+        targets = {Target(r["target_kind"], r["target_ref"]) for r in page}
+        verdicts = {
+            v.target: v
+            for v in await eligibility.check_many(
+                database, targets, max_offer_applications=settings.offer_max_applications, today=now.date()
+            )
+        }
+        for row in page:
+            verdict = verdicts[Target(row["target_kind"], row["target_ref"])]
+            # The reminder goes to whom the first email went: not when the
+            # directory now names another contact.
+            if (
+                verdict.eligible
+                and verdict.record
+                and verdict.record["contact_email"] == row["contact_email"]
+            ):
+                sent += await _remind(database, settings, row, verdict.target, verdict.record, now)
+    return sent
+
+
+async def _due_page(
+    database: Database, settings: Settings, now: dt.datetime, after: tuple[dt.datetime, str] | None
+) -> list[dict[str, Any]]:
+    requests, outbox_ = tables.contact_requests, tables.outbox
+    query = (
+        sa.select(requests, outbox_.c.message_id.label("first_message_id"))
+        .select_from(
+            # The first email to the recruiter or CFA, which the reminder is threaded under.
+            requests.join(
+                outbox_,
+                sa.and_(
+                    outbox_.c.request_id == requests.c.id,
+                    outbox_.c.template.in_(PRO_EMAILS),
+                    outbox_.c.status == "sent",
+                ),
+            )
+        )
         .where(
-            requests.c.status == "sent",
+            requests.c.status.in_(OPEN),
             requests.c.answered_at.is_(None),
             requests.c.reminded_at.is_(None),
             requests.c.anonymised_at.is_(None),
             requests.c.created_at <= now - dt.timedelta(days=settings.reminder_days),
-            contacts.c.bounced_at.is_(None),
-            delivered,
+        )
+        .order_by(requests.c.created_at, requests.c.id)
+        .limit(PAGE_SIZE)
+    )
+    if after is not None:
+        query = query.where(
             sa.or_(
-                sa.and_(requests.c.target_kind == "company", contacts.c.company_opt_out_at.is_(None)),
-                sa.and_(requests.c.target_kind == "formation", contacts.c.formation_opt_out_at.is_(None)),
-                sa.and_(requests.c.target_kind == "offer", ~closed),
-            ),
-        )
-        .order_by(requests.c.created_at)
-        .limit(500)
-    )
-    sent = 0
-    for (request_id,) in (tuple(r._mapping.values()) for r in due):
-        stored = await load(database, request_id)
-        if stored is None or await is_opted_out(database, stored, stored.row["contact_email"]):
-            continue
-        row, kind = stored.row, stored.kind
-        # No reminder of an email that never arrived (mail server down for days):
-        # it comes once the first one is delivered.
-        first = await _delivered_pro_message_id(database, row["id"], kind.pro_email)
-        if first is None:
-            continue
-        tokens = reply_tokens.issue_set(
-            row["id"],
-            row["contact_email"],
-            kind.actions_for(stored.target.kind),
-            ttl=dt.timedelta(days=kind.token_days),
-            public_url=settings.public_url,
-            now=now,
-        )
-        context = {
-            **stored.context(settings.public_url),
-            "reminder": True,
-            "buttons": tokens.buttons,
-            "optout_url": tokens.optout_url,
-        }
-        # Threaded under the first email, and complete without it: the recruiter
-        # may have deleted it, so the CV is attached again.
-        message = emails.compose(
-            settings,
-            kind.pro_email,
-            context,
-            to=emails.address(stored.view["contact_name"], row["contact_email"]),
-            reply_to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
-            in_reply_to=first,
-            unsubscribe_url=tokens.optout_url,
-            now=now,
-        )
-        async with write_transaction(database):
-            # Claimed atomically: two instances running this never remind twice.
-            claimed = await database.fetch_val(
-                requests.update()
-                .where(
-                    requests.c.id == row["id"],
-                    requests.c.reminded_at.is_(None),
-                    requests.c.answered_at.is_(None),
-                )
-                .values(reminded_at=now)
-                .returning(requests.c.id)
+                requests.c.created_at > after[0],
+                sa.and_(requests.c.created_at == after[0], requests.c.id > after[1]),
             )
-            if claimed is None:
-                continue
-            await reply_tokens.store(database, tokens.rows)
-            await outbox.enqueue(
-                database, message, template="reminder", request_id=row["id"], attach_cv=kind.needs_cv, now=now
-            )
-        sent += 1
-    return sent
-
-
-async def _delivered_pro_message_id(database: Database, request_id: str, template: str) -> str | None:
-    outbox_ = tables.outbox
-    value = await database.fetch_val(
-        sa.select(outbox_.c.message_id).where(
-            outbox_.c.request_id == request_id, outbox_.c.template == template, outbox_.c.status == "sent"
         )
+    return [dict(r._mapping) for r in await database.fetch_all(query)]
+
+
+async def _remind(
+    database: Database,
+    settings: Settings,
+    row: dict[str, Any],
+    target: Target,
+    record: Mapping[str, Any],
+    now: dt.datetime,
+) -> int:
+    kind = KINDS[row["kind"]]
+    stored = StoredRequest(row, kind, target, target.spec.describe(record, target.ref))
+    tokens = reply_tokens.issue_set(
+        row["id"],
+        row["contact_email"],
+        kind.actions_for(target.kind),
+        ttl=dt.timedelta(days=kind.token_days),
+        public_url=settings.public_url,
+        now=now,
     )
-    return str(value) if value else None
+    # Threaded under the first email.
+    message = compose_pro_email(settings, stored, tokens, reminder_of=row["first_message_id"], now=now)
+    requests = tables.contact_requests
+    async with write_transaction(database):
+        # Claimed atomically: two instances running this never remind twice.
+        claimed = await database.fetch_val(
+            requests.update()
+            .where(
+                requests.c.id == row["id"],
+                requests.c.reminded_at.is_(None),
+                requests.c.answered_at.is_(None),
+            )
+            .values(reminded_at=now)
+            .returning(requests.c.id)
+        )
+        if claimed is None:
+            return 0
+        await reply_tokens.store(database, tokens.rows)
+        await outbox.enqueue(
+            database, message, template="reminder", request_id=row["id"], attach_cv=kind.needs_cv, now=now
+        )
+    return 1
 
 
-async def run_periodically(database: Database, settings: Settings, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            async with database.connection():
-                count = await send_due_reminders(database, settings)
-            if count:
-                log.info("queued %d reminders", count)
-        except Exception:
-            log.exception("reminders failed; trying again later")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), EVERY_SECONDS)
+def job(database: Database, settings: Settings) -> PeriodicJob:
+    """The reminders as a periodic job of the email workers."""
+
+    async def run(now: dt.datetime) -> int:
+        return await send_due_reminders(database, settings, now)
+
+    return PeriodicJob("reminders", dt.timedelta(seconds=settings.reminders_every_seconds), run)

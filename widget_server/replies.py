@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import emails, outbox, reply_tokens, tables
-from .contact_requests import StoredRequest, ack_message_id, load
+from .contact_requests import ANSWERED, StoredRequest, ack_message_id, load
 from .form_tokens import InvalidFormToken
 from .framing import PAGE_POLICY
 from .kinds import REFUSAL_REASONS
@@ -202,7 +202,7 @@ async def _answer(
             requests.update()
             .where(requests.c.id == stored.row["id"], requests.c.answered_at.is_(None))
             .values(
-                status="answered",
+                status=ANSWERED,
                 answer=code,
                 answer_message=message or None,
                 answer_details=json.dumps(details, ensure_ascii=False),

@@ -7,15 +7,72 @@ and `load_settings`, the only place that reads the environment.
 from __future__ import annotations
 
 import ipaddress
+import math
 import secrets
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from starlette.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A key made of 32 random bytes, written in hex or base64, measures 180 bits or
+# more by the estimate of `_estimated_bits`; a phrase or a repeated pattern does not.
+MIN_SECRET_BITS = 160
+MIN_SECRET_LENGTH = 32
+PLACEHOLDERS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "secret",
+    "password",
+    "example",
+    "placeholder",
+    "insecure",
+)
+
+
+class Secret:
+    """A setting that must never print: `repr` and `str` mask it (a URL keeps all
+    but its password), so settings can be logged or shown in a traceback.
+    `reveal()` is the one way to the value."""
+
+    __slots__ = ("_shown", "_value")
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        self._shown = _mask_url_password(value) if "://" in value else ("**********" if value else "")
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __str__(self) -> str:
+        return self._shown
+
+    def __repr__(self) -> str:
+        return f"Secret({self._shown!r})"
+
+
+def _mask_url_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:**********@{netloc}"))
 
 
 @dataclass(frozen=True)
@@ -32,6 +89,12 @@ def _bool(value: str) -> bool:
     if value.strip().lower() in {"0", "false", "no", "off", ""}:
         return False
     raise ValueError(f"not a boolean: {value!r}")
+
+
+def _log_format(value: str) -> str:
+    if value not in {"text", "json"}:
+        raise ValueError(f"not 'text' or 'json': {value!r}")
+    return value
 
 
 def _origins(value: str) -> tuple[str, ...]:
@@ -54,22 +117,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ENVIRONMENT",
         "development",
-        "`development` or `production`. Production refuses to start without `SECRET_KEY` and `PUBLIC_URL`.",
+        "`development` or `production`. Production refuses to start, with one line per problem, unless `PUBLIC_URL` is https, `SECRET_KEY` holds at least 32 random bytes and `SMTP_URL` is set; it never loads the demo directory and has no dev mailbox.",
     ),
     Setting(
         "DATABASE_URL",
-        "sqlite+aiosqlite:///var/widget.db",
-        "SQLite file (default) or `postgresql+asyncpg://user:pass@host/db`.",
+        "",
+        "`postgresql+asyncpg://user:pass@host/db`, or a SQLite file. Unset: `sqlite+aiosqlite:///VAR_DIR/widget.db`.",
     ),
     Setting(
         "PUBLIC_URL",
-        "http://localhost:8000",
-        "Base URL the service is reached at; used in emails, the loader and form tokens.",
+        "",
+        "Base URL the service is reached at; used in emails, the loader and form tokens. Unset (development only): `http://localhost:PORT`.",
     ),
     Setting(
         "SECRET_KEY",
         "",
-        "Signs form tokens. Unset in development: generated once and kept in `VAR_DIR/secret_key`.",
+        "Signs form tokens; at least 32 random bytes, e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`. Unset (development only): generated once and kept in `VAR_DIR/secret_key`.",
     ),
     Setting("HOST", "127.0.0.1", "Interface `serve` listens on."),
     Setting("PORT", "8000", "Port `serve` listens on.", int),
@@ -165,6 +228,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "REMINDER_DAYS", "5", "Days without an answer before the one reminder to the recruiter or CFA.", int
     ),
+    Setting(
+        "REMINDERS_EVERY_SECONDS",
+        "300",
+        "How often one of the email workers looks for reminders to send (whichever claims the job first).",
+        int,
+    ),
     Setting("CV_RETENTION_DAYS", "30", "CV files are deleted this many days after delivery.", int),
     Setting(
         "PERSONAL_DATA_RETENTION_DAYS",
@@ -173,7 +242,21 @@ SETTINGS: tuple[Setting, ...] = (
         int,
     ),
     Setting("LOG_LEVEL", "INFO", "Python logging level."),
+    Setting(
+        "LOG_FORMAT",
+        "text",
+        "`text` (one readable line) or `json` (one JSON object per line, with the request id).",
+        _log_format,
+    ),
+    Setting(
+        "METRICS_TOKEN",
+        "",
+        "Bearer token `GET /metrics` asks for (`Authorization: Bearer …`). Unset: `/metrics` is open in development and absent (404) in production.",
+    ),
 )
+
+# Settings whose value must never be printed.
+SECRETS = frozenset({"secret_key", "smtp_url", "metrics_token"})
 
 
 @dataclass(frozen=True)
@@ -181,11 +264,11 @@ class Settings:
     environment: str
     database_url: str
     public_url: str
-    secret_key: str
+    secret_key: Secret
     host: str
     port: int
     var_dir: Path
-    smtp_url: str
+    smtp_url: Secret
     mail_from: str
     operator_name: str
     demo_data: bool
@@ -211,9 +294,12 @@ class Settings:
     outbox_max_attempts: int
     outbox_worker: bool
     reminder_days: int
+    reminders_every_seconds: int
     cv_retention_days: int
     personal_data_retention_days: int
     log_level: str
+    log_format: str
+    metrics_token: Secret
 
     @property
     def production(self) -> bool:
@@ -221,8 +307,19 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
+        values.update(
+            {
+                name: Secret(value) if name in SECRETS and isinstance(value, str) else value
+                for name, value in changes.items()
+            }
+        )
         return Settings(**values)
+
+    def __repr__(self) -> str:
+        # The database URL stays a plain string for the query layer; only its password is masked.
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["database_url"] = _mask_url_password(self.database_url)
+        return "Settings(" + ", ".join(f"{name}={value!r}" for name, value in shown.items()) + ")"
 
 
 class SettingsError(Exception):
@@ -230,25 +327,86 @@ class SettingsError(Exception):
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
-    """Read every setting from `environ` (default: the process environment), then `.env`."""
+    """Read every setting from `environ` (default: the process environment), then `.env`.
+
+    In production, every missing or weak setting is named, one per line, in
+    the `SettingsError`: an operator fixes them all in one go.
+    """
     env_path = env_file if env_file and Path(env_file).exists() else None
     config = Config(env_path) if environ is None else Config(env_path, environ=environ)
     values: dict[str, Any] = {}
+    given: set[str] = set()
     for setting in SETTINGS:
-        raw = config(setting.name, default=setting.default)
+        raw = config(setting.name, default=None)
+        if raw is not None:
+            given.add(setting.name)
         try:
-            values[setting.name.lower()] = setting.cast(raw)
+            values[setting.name.lower()] = setting.cast(setting.default if raw is None else raw)
         except ValueError as exc:
             raise SettingsError(f"{setting.name}: {exc}") from exc
-    values["var_dir"] = Path(values["var_dir"])
-    values["public_url"] = values["public_url"].rstrip("/")
     if values["environment"] not in {"development", "production"}:
         raise SettingsError("ENVIRONMENT must be 'development' or 'production'")
+    var_dir = values["var_dir"] = Path(values["var_dir"])
+    if not values["database_url"]:
+        values["database_url"] = f"sqlite+aiosqlite:///{var_dir / 'widget.db'}"
+    if values["environment"] == "production":
+        problems = production_problems(values, given)
+        if problems:
+            raise SettingsError("\n".join(["production mode refuses to start:", *problems]))
+        values["demo_data"] = False
+    if not values["public_url"]:
+        values["public_url"] = f"http://localhost:{values['port']}"
+    values["public_url"] = values["public_url"].rstrip("/")
     if not values["secret_key"]:
-        if values["environment"] == "production":
-            raise SettingsError("SECRET_KEY is required in production")
-        values["secret_key"] = _dev_secret(values["var_dir"])
+        values["secret_key"] = _dev_secret(var_dir)
+    for name in SECRETS:
+        values[name] = Secret(values[name])
     return Settings(**values)
+
+
+def production_problems(values: Mapping[str, Any], given: set[str]) -> list[str]:
+    """One line per setting production cannot run with."""
+    problems = []
+    public_url = urlsplit(values["public_url"])
+    if public_url.scheme != "https" or not public_url.hostname:
+        problems.append(
+            "PUBLIC_URL must be the https:// address the service is reached at (emails link to it)"
+        )
+    weakness = secret_weakness(values["secret_key"])
+    if weakness:
+        problems.append(f"SECRET_KEY {weakness}: form tokens signed with it could be forged")
+    if not values["smtp_url"]:
+        problems.append("SMTP_URL must be set: production never writes emails to the dev mailbox")
+    if "DEMO_DATA" in given and values["demo_data"]:
+        problems.append(
+            "DEMO_DATA=true is refused: the fictional demo directory is never loaded in production"
+        )
+    if values["metrics_token"]:
+        weakness = secret_weakness(values["metrics_token"])
+        if weakness:
+            problems.append(f"METRICS_TOKEN {weakness}")
+    return [f"  - {problem}" for problem in problems]
+
+
+def secret_weakness(value: str) -> str | None:
+    """Why `value` cannot pass for 32 random bytes, or None."""
+    if not value:
+        return "is missing"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is too short ({len(value)} characters; at least 32 random bytes are needed)"
+    lowered = value.lower()
+    if any(word in lowered for word in PLACEHOLDERS):
+        return "looks like a placeholder"
+    if _estimated_bits(value) < MIN_SECRET_BITS:
+        return "is not random enough (repeated or predictable characters)"
+    return None
+
+
+def _estimated_bits(value: str) -> float:
+    """Shannon entropy of the characters, times the length: an upper bound of the
+    randomness a string can hold, low for repetitions and small alphabets."""
+    counts = Counter(value)
+    return -sum(n * math.log2(n / len(value)) for n in counts.values())
 
 
 def _dev_secret(var_dir: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from databases import Database
 
+from . import outbox as outbox_
 from . import tables
 
 
@@ -43,4 +44,7 @@ async def stats(database: Database) -> str:
         )
     ):
         lines.append(f"  {status:<12} {count:>8}")
+    lines.append("Failed emails by kind:")
+    for kind, count in (await outbox_.failures_by_kind(database)).items():
+        lines.append(f"  {kind:<20} {count:>8}")
     return "\n".join(lines)

@@ -45,6 +45,7 @@ def submit_endpoint(kind: RequestKind) -> Any:
                 kind=kind,
                 fields=fields,
                 caller=caller.name,
+                caller_origin="key",
                 cv_filename=filename,
                 cv_data=data,
                 idempotency_key=key,

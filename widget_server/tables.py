@@ -145,6 +145,10 @@ contact_requests = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("anonymised_at", UTCDateTime),
+    # Who the candidate is for quotas: the case-folded address (`email` keeps what they typed).
+    sa.Column("email_key", sa.Text),
+    # "key" or "form": a form caller never shares quota counters with the API key of that name.
+    sa.Column("caller_origin", sa.Text, nullable=False, server_default="key"),
 )
 
 cv_files = sa.Table(
@@ -164,6 +168,9 @@ outbox = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("request_id", sa.Text),
     sa.Column("template", sa.Text, nullable=False),
+    # The envelope, fixed at queue time: MAIL FROM, and the RCPT TO addresses
+    # (", "-separated; one in practice). Never read back from the stored headers.
+    sa.Column("envelope_sender", sa.Text),
     sa.Column("recipient", sa.Text, nullable=False),
     sa.Column("message_id", sa.Text, nullable=False, unique=True),
     sa.Column("raw", sa.LargeBinary, nullable=False),
@@ -176,6 +183,18 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("sent_at", UTCDateTime),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # Why a failed message failed: see outbox.FAILURE_KINDS.
+    sa.Column("failure_kind", sa.Text),
+)
+
+# Periodic work claimed by one worker at a time (see jobs.py).
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("next_run_at", UTCDateTime, nullable=False),
+    sa.Column("lease_owner", sa.Text),
+    sa.Column("lease_until", UTCDateTime),
 )
 
 reply_tokens = sa.Table(

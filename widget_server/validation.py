@@ -7,6 +7,7 @@ import io
 import re
 import unicodedata
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,36 @@ from .problems import Problem
 
 NAME_MAX = 50
 MESSAGE_MAX = 3000
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+
+
+def _is_noncharacter(code_point: int) -> bool:
+    """U+FDD0–U+FDEF and the last two code points of every plane (U+FFFE, U+FFFF…)."""
+    return 0xFDD0 <= code_point <= 0xFDEF or code_point & 0xFFFE == 0xFFFE
+
+
+def unsafe_char(char: str) -> bool:
+    """Never in a name or a header: controls (CR, LF, NUL…), format characters
+    (bidi overrides, zero-width…), line and paragraph separators, surrogates
+    and noncharacters."""
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs") or _is_noncharacter(ord(char))
+
+
+def _unrenderable(char: str) -> bool:
+    """What free text may not carry into a page or an email: controls other than
+    tab and line feed, line and paragraph separators, surrogates (JSON can carry
+    them) and noncharacters (mjml-python chokes on U+FFFE)."""
+    if char in "\t\n":
+        return False
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs") or _is_noncharacter(ord(char))
+
+
+def strip_unrenderable(text: str) -> str:
+    return "".join(c for c in text if not _unrenderable(c))
+
+
+# RFC 2047 encoded words start with `=?` and end with `?=`: either half is refused,
+# since a first and a last name could each bring one.
+_ENCODED_WORD_MARKER = re.compile(r"=\?|\?=")
 
 
 class FieldErrors(Exception):
@@ -52,67 +82,128 @@ def clean_name(errors: FieldErrors, field: str, value: Any, label: str) -> str:
     text = " ".join(_text(value).split())
     if not text:
         errors.add(field, f"Indiquez votre {label}.")
+    elif any(unsafe_char(c) for c in _text(value)) or _ENCODED_WORD_MARKER.search(text):
+        # A name goes into headers (To, Reply-To, Subject): nothing that could end a line there.
+        errors.add(
+            field,
+            f"Votre {label} contient des caractères non acceptés (retours à la ligne, "
+            "caractères invisibles ou suites « =? » et « ?= »).",
+        )
     elif len(text) > NAME_MAX:
         errors.add(field, f"Votre {label} doit faire au plus {NAME_MAX} caractères.")
-    elif _CONTROL.search(_text(value)) or not any(c.isalpha() for c in text) or "<" in text:
+    elif not any(c.isalpha() for c in text) or "<" in text:
         errors.add(field, f"Votre {label} contient des caractères non acceptés.")
     return text
 
 
-def clean_email(errors: FieldErrors, field: str, value: Any) -> str:
+class InvalidValue(ValueError):
+    """A value one of the normalisers below refuses: `message` for candidates
+    (French, shown next to the field), `reason` for operators (English, in the
+    import report)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(reason)
+        self.message = message
+        self.reason = reason
+
+
+# --- email: one normaliser for forms, API, bounce reports and imports -------------
+
+
+def normalise_email(value: Any) -> str:
+    """The address to write to: the local part as given (it may be case-sensitive
+    for the receiving server), the domain in lower case. Disposable domains are
+    refused."""
     text = _text(value)
     if not text:
-        errors.add(field, "Indiquez votre adresse e-mail.")
-        return text
+        raise InvalidValue("Indiquez votre adresse e-mail.", "empty")
     try:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError:
-        errors.add(field, "Cette adresse e-mail n'est pas valide (exemple : prenom.nom@exemple.fr).")
-        return text
+        raise InvalidValue(
+            "Cette adresse e-mail n'est pas valide (exemple : prenom.nom@exemple.fr).",
+            "not a valid email address",
+        ) from None
     domain = result.domain.lower()
     if domain in _DISPOSABLE or domain.split(".", 1)[-1] in _DISPOSABLE:
-        errors.add(
-            field,
+        raise InvalidValue(
             "Les adresses e-mail jetables ne sont pas acceptées : indiquez une adresse que vous consultez.",
+            "a disposable email domain",
         )
     return f"{result.local_part}@{domain}"
 
 
-def clean_phone(errors: FieldErrors, field: str, value: Any) -> str:
+def email_identity(address: str) -> str:
+    """Who an address belongs to, whatever its letter case: what quotas count a
+    candidate by, and the key of a directory contact. `X@Example.org` and
+    `x@example.org` are one person."""
+    return address.strip().casefold()
+
+
+def _collect(errors: FieldErrors, field: str, normalise: Callable[[Any], str], value: Any) -> str:
+    """A normaliser's answer, or its refusal noted next to the field (the text as
+    given is kept, for the page to show it again)."""
+    try:
+        return normalise(value)
+    except InvalidValue as exc:
+        errors.add(field, exc.message)
+        return _text(value)
+
+
+def clean_email(errors: FieldErrors, field: str, value: Any) -> str:
+    return _collect(errors, field, normalise_email, value)
+
+
+# --- phone: one normaliser for forms, API and imports ------------------------------
+
+# Overseas departments dial like mainland France (0262…, 0690…) but are regions of
+# their own, so a national number is tried against each in turn.
+_DIALLED_LIKE_FRANCE = ("FR", "RE", "GP", "MQ", "GF", "YT", "PM", "BL", "MF")
+# …and these, with their own country codes, are French too when written with it.
+_FRENCH_REGIONS = frozenset({*_DIALLED_LIKE_FRANCE, "NC", "PF", "WF"})
+_REFUSED_TYPES = (phonenumbers.PhoneNumberType.PREMIUM_RATE, phonenumbers.PhoneNumberType.SHARED_COST)
+
+
+def normalise_phone(value: Any) -> str:
+    """A French number (mainland or overseas) in E.164; premium-rate and
+    shared-cost numbers are refused."""
     text = _text(value)
     if not text:
-        errors.add(field, "Indiquez votre numéro de téléphone.")
-        return text
+        raise InvalidValue("Indiquez votre numéro de téléphone.", "empty")
     number = _parse_french_number(text)
     if number is None:
-        errors.add(field, "Ce numéro de téléphone n'est pas valide (exemple : 06 12 34 56 78).")
-        return text
-    if phonenumbers.number_type(number) in (
-        phonenumbers.PhoneNumberType.PREMIUM_RATE,
-        phonenumbers.PhoneNumberType.SHARED_COST,
-    ):
-        errors.add(field, "Les numéros surtaxés ne sont pas acceptés.")
-        return text
+        raise InvalidValue(
+            "Ce numéro de téléphone n'est pas valide (exemple : 06 12 34 56 78).",
+            "not a valid French phone number",
+        )
+    if phonenumbers.number_type(number) in _REFUSED_TYPES:
+        raise InvalidValue("Les numéros surtaxés ne sont pas acceptés.", "a premium-rate number")
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
-# Overseas departments dial like mainland France (0262…, 0690…) but are regions of their own.
-_FRENCH_REGIONS = ("FR", "RE", "GP", "MQ", "GF", "YT", "PM", "BL", "MF")
+def clean_phone(errors: FieldErrors, field: str, value: Any) -> str:
+    return _collect(errors, field, normalise_phone, value)
 
 
 def _parse_french_number(text: str) -> Any:
-    for region in _FRENCH_REGIONS:
+    digits = re.sub(r"\D", "", text)
+    # Only a full national number (0 and nine digits) is tried as an overseas one:
+    # "200000" is not a Saint-Pierre-et-Miquelon number typed on purpose.
+    national = not text.startswith(("+", "00")) and len(digits) == 10 and digits.startswith("0")
+    for region in _DIALLED_LIKE_FRANCE if national else _DIALLED_LIKE_FRANCE[:1]:
         try:
             number = phonenumbers.parse(text, region)
         except phonenumbers.NumberParseException:
             return None
         if phonenumbers.is_valid_number(number):
+            if phonenumbers.region_code_for_number(number) not in _FRENCH_REGIONS:
+                return None
             return number
     return None
 
 
 def clean_message(errors: FieldErrors, field: str, value: Any, *, required: bool = False) -> str:
-    text = _CONTROL.sub("", _text(value).replace("\r\n", "\n"))
+    text = strip_unrenderable(_text(value).replace("\r\n", "\n"))
     if required and not text:
         errors.add(field, "Écrivez votre message.")
     elif len(text) > MESSAGE_MAX:

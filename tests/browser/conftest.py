@@ -32,6 +32,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--no-first-run",
+    # `gc()` in pages: the leak test checks that a removed placeholder can be collected.
+    "--js-flags=--expose-gc",
 ]
 
 # Targets of the demo directory (examples/data), as the example site shows them.
@@ -46,9 +48,18 @@ OPTED_OUT_FORMATION = "020555P011052650350001110526503500011-31555#L01"
 UNKNOWN_OFFER = "LBA-0000-00000"
 BAD_SIRET = "12345678901235"  # fails the SIRET check digit
 
-# Records every lba:* event of the page, from its first line on.
+# Records every lba:* event of the page, from its first line on, and every
+# eligibility request at the moment the page makes it (`fetch` called), so
+# that a count read after the page's own signal is exact, not a race with
+# the network events Playwright reports later.
 EVENTS_SCRIPT = """
 window.__lba = [];
+window.__eligibility = [];
+const pageFetch = window.fetch;
+window.fetch = function (url, options) {
+  if (String(url).includes("/api/v1/eligibility")) window.__eligibility.push(String(url));
+  return pageFetch.call(this, url, options);
+};
 ["ready", "open", "submitted", "close", "unavailable", "error"].forEach(function (type) {
   document.addEventListener("lba:" + type, function (event) {
     var el = event.target;
@@ -127,10 +138,9 @@ def fixture_pages(directory: Path) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # A shared 2-core machine sometimes stalls Chromium; one more try, never more.
+    # No rerun: a browser test that fails once is a failure to look at.
     for item in items:
         if item.get_closest_marker("browser"):
-            item.add_marker(pytest.mark.flaky(reruns=1))
             item.add_marker(pytest.mark.timeout(60))
 
 
@@ -237,6 +247,12 @@ def page(context: BrowserContext) -> Iterator[Page]:
 def events(page: Page, kind: str | None = None) -> list[dict[str, Any]]:
     recorded: list[dict[str, Any]] = page.evaluate("window.__lba")
     return [e for e in recorded if kind is None or e["type"] == kind]
+
+
+def eligibility_requests(page: Page) -> list[str]:
+    """The eligibility requests the page has made so far, in order."""
+    made: list[str] = page.evaluate("window.__eligibility")
+    return made
 
 
 def wait_events(page: Page, kind: str, count: int = 1) -> list[dict[str, Any]]:

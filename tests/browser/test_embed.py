@@ -21,6 +21,7 @@ from tests.browser.conftest import (
     SIRET,
     UNKNOWN_OFFER,
     Servers,
+    eligibility_requests,
     events,
     wait_events,
 )
@@ -36,22 +37,18 @@ def slot(ref: str) -> str:
     return f'[{attribute}="{ref}"]'
 
 
-def eligibility_requests(page: Page) -> list[str]:
-    found: list[str] = []
-    page.on("request", lambda request: ELIGIBILITY in request.url and found.append(request.url))
-    return found
-
-
-def form_frame(page: Page) -> Frame:
-    """The form's iframe (in a shadow root, so not in `window.frames`), once loaded."""
-    for _ in range(100):
-        frames = [f for f in page.frames if "/widget/v1/" in f.url]
-        if frames:
-            break
-        page.wait_for_timeout(50)
-    assert len(frames) == 1
-    frames[0].wait_for_load_state()
-    return frames[0]
+def form_frame(page: Page, placeholder: str = "[data-lba-widget]") -> Frame:
+    """The form's iframe (in a shadow root: CSS locators pierce open ones), once its page loaded."""
+    iframe = page.locator(f"{placeholder} iframe")
+    iframe.wait_for()
+    assert iframe.count() == 1
+    handle = iframe.element_handle()
+    frame = handle.content_frame()
+    handle.dispose()  # a handle would keep the element alive (see the leak test)
+    assert frame is not None
+    frame.wait_for_url("**/widget/v1/**")
+    frame.wait_for_load_state()
+    return frame
 
 
 def focused_in_slot(page: Page) -> str:
@@ -67,11 +64,10 @@ def focused_in_slot(page: Page) -> str:
 
 
 def test_buttons_appear_for_eligible_targets_after_one_request(page: Page, servers: Servers) -> None:
-    requests = eligibility_requests(page)
     page.goto(servers.site + "/")
     ready = wait_events(page, "ready", 10)
     unavailable = wait_events(page, "unavailable", 4)
-    assert len(requests) == 1
+    assert len(eligibility_requests(page)) == 1
     assert {e["ref"] for e in ready} >= {OFFER, OTHER_OFFER, SIRET, FORMATION}
     assert {e["ref"]: e["detail"]["reason"] for e in unavailable} == {
         CLOSED_OFFER: "closed",
@@ -100,7 +96,6 @@ def test_buttons_appear_for_eligible_targets_after_one_request(page: Page, serve
 
 
 def test_unknown_or_malformed_targets_stay_empty(page: Page, servers: Servers) -> None:
-    requests = eligibility_requests(page)
     page.goto(servers.fixtures + "/unavailable.html")
     wait_events(page, "ready")
     unavailable = wait_events(page, "unavailable")
@@ -114,7 +109,8 @@ def test_unknown_or_malformed_targets_stay_empty(page: Page, servers: Servers) -
     assert page.locator(f"{slot(SIRET)} button").count() == 1
     assert page.locator(f"{slot(UNKNOWN_OFFER)} a.fallback").is_hidden()
     assert page.locator("[data-lba-widget] button").count() == 1
-    assert len(requests) == 2  # the batch, then the batch without the malformed target
+    # The batch, then the batch without the malformed target.
+    assert len(eligibility_requests(page)) == 2
 
 
 def test_the_fallback_link_stays_when_the_service_is_unreachable(page: Page, servers: Servers) -> None:
@@ -126,15 +122,14 @@ def test_the_fallback_link_stays_when_the_service_is_unreachable(page: Page, ser
 
 
 def test_loader_twice_and_two_widgets_on_a_page(page: Page, servers: Servers) -> None:
-    requests = eligibility_requests(page)
-    page.goto(servers.fixtures + "/twice.html")
+    page.goto(servers.fixtures + "/twice.html")  # returns once both copies of the loader have run
     wait_events(page, "ready", 2)
-    page.wait_for_timeout(300)  # a second copy of the loader would have drawn by now
-    assert len(requests) == 1
+    # A second copy that ran would have asked (synchronously, as it started) and drawn.
+    assert len(eligibility_requests(page)) == 1
     assert len(events(page, "ready")) == 2
     assert page.locator(f"{slot(OFFER)} button").count() == 1
     assert page.locator(f"{slot(FORMATION)} button").inner_text() == "Poser une question"
-    assert page.evaluate("() => Object.keys(window.LBAWidget).sort()") == ["open", "scan", "v"]
+    assert page.evaluate("() => Object.keys(window.LBAWidget).sort()") == ["open", "scan"]
 
     page.locator(f"{slot(FORMATION)} button").click()
     frame = form_frame(page)
@@ -146,6 +141,9 @@ def test_loader_twice_and_two_widgets_on_a_page(page: Page, servers: Servers) ->
     frame = form_frame(page)
     assert f"/widget/v1/candidature?offer_id={OFFER}&caller=fixture" in frame.url
     assert [e["ref"] for e in events(page, "open")] == [FORMATION, OFFER]
+    # The modal code is loaded now: still one global, with nothing more on it.
+    assert page.evaluate("() => Object.getOwnPropertyNames(window.LBAWidget).sort()") == ["open", "scan"]
+    assert page.evaluate("() => Object.keys(window).filter(k => k.startsWith('LBA'))") == ["LBAWidget"]
 
 
 def test_inline_forms_are_sized_by_their_own_messages(page: Page, servers: Servers) -> None:
@@ -171,19 +169,17 @@ def test_inline_forms_are_sized_by_their_own_messages(page: Page, servers: Serve
 
 
 def test_placeholders_added_later_are_batched(page: Page, servers: Servers) -> None:
-    requests = eligibility_requests(page)
     page.goto(servers.site + "/recherche.html")
     wait_events(page, "ready", 3)
-    assert len(requests) == 1
+    assert len(eligibility_requests(page)) == 1
     page.get_by_role("button", name="Afficher plus de résultats").click()
     wait_events(page, "ready", 6)
-    assert len(requests) == 2
+    assert len(eligibility_requests(page)) == 2
     assert page.locator("#results [data-lba-widget] button").count() == 6
 
-    page.goto(servers.fixtures + "/empty.html")
-    requests.clear()
-    page.wait_for_load_state("networkidle")
-    assert requests == []
+    page.goto(servers.fixtures + "/empty.html")  # the loader has run when it returns
+    assert page.evaluate("() => typeof LBAWidget") == "object"
+    assert eligibility_requests(page) == []
     page.evaluate(
         """refs => refs.forEach(ref => {
         const el = document.createElement("div");
@@ -195,7 +191,7 @@ def test_placeholders_added_later_are_batched(page: Page, servers: Servers) -> N
     )
     wait_events(page, "ready", 2)
     wait_events(page, "unavailable")
-    assert len(requests) == 1
+    assert len(eligibility_requests(page)) == 1
 
 
 def test_modal_takes_focus_closes_on_escape_and_gives_it_back(page: Page, servers: Servers) -> None:
@@ -270,14 +266,20 @@ def test_messages_from_elsewhere_are_ignored(page: Page, servers: Servers) -> No
     }""",
         embed,
     )
-    # The real iframe, but another embed id.
+    # The real iframe, but another embed id, or not the widget's message format.
     frame.evaluate(
-        """origin => parent.postMessage(
-        {source: "lba-widget", v: 1, id: "w999", type: "close", payload: {}}, origin)""",
-        servers.fixtures,
+        """([origin, id]) => {
+        parent.postMessage({source: "lba-widget", v: 1, id: "w999", type: "close", payload: {}}, origin);
+        parent.postMessage({source: "other", v: 1, id, type: "close", payload: {}}, origin);
+        const real = {source: "lba-widget", v: 1, id, type: "submitted", payload: {id: "real"}};
+        parent.postMessage(real, origin);
+    }""",
+        [servers.fixtures, embed],
     )
-    page.wait_for_timeout(300)
-    assert events(page, "submitted") == []
+    # The last, genuine message is read: the page has processed all the others
+    # (the host's own were queued before it, the frame's are delivered in order).
+    wait_events(page, "submitted")
+    assert [e["detail"]["id"] for e in events(page, "submitted")] == ["real"]
     assert events(page, "close") == []
     assert page.locator(f"{slot(OFFER)} dialog").evaluate("d => d.open")
 
@@ -328,3 +330,160 @@ def test_integration_page_live_preview(page: Page, servers: Servers) -> None:
     wait_events(page, "unavailable")
     assert "lba:unavailable" in page.locator("#p-log").inner_text()
     assert page.locator("#p-stage button").count() == 0
+
+
+ADD = """([ref, mode]) => {
+    const el = document.createElement("div");
+    el.dataset.lbaWidget = "candidature";
+    el.dataset.offerId = ref;
+    if (mode) el.dataset.mode = mode;
+    document.getElementById("slot").append(el);
+}"""
+
+
+def seen(page: Page) -> list[tuple[str, str]]:
+    """The page's lba:* events so far, as (type, placeholder's id)."""
+    return [(e["type"], e["ref"]) for e in events(page)]
+
+
+def slot_buttons(page: Page) -> list[str | None]:
+    """The accessible names of the widget buttons in #slot, in order."""
+    return [
+        b.get_attribute("aria-label")
+        for b in page.locator("#slot [data-lba-widget] button").element_handles()
+    ]
+
+
+def test_single_page_app_re_renders_removes_and_adds_back(page: Page, servers: Servers) -> None:
+    page.goto(servers.fixtures + "/empty.html")
+    page.evaluate(ADD, [OFFER, ""])
+    wait_events(page, "ready")
+    assert slot_buttons(page) == ["Je candidate : Apprenti boulanger (H/F) – CAP Boulanger"]
+
+    # The framework re-renders the same element with another offer.
+    page.evaluate(f"() => document.querySelector('#slot {slot(OFFER)}').dataset.offerId = '{OTHER_OFFER}'")
+    wait_events(page, "ready", 2)
+    assert slot_buttons(page) == ["Je candidate : Apprenti mécanicien automobile (H/F)"]
+    page.locator(f"#slot {slot(OTHER_OFFER)} button").click()
+    assert f"offer_id={OTHER_OFFER}&" in form_frame(page).url
+    page.keyboard.press("Escape")
+    wait_events(page, "close")
+
+    # Then with one that cannot be contacted: no button left, the reason told.
+    page.evaluate(
+        f"() => document.querySelector('#slot {slot(OTHER_OFFER)}').dataset.offerId = '{CLOSED_OFFER}'"
+    )
+    wait_events(page, "unavailable")
+    assert slot_buttons(page) == []
+
+    # The list is emptied, then the very same element comes back.
+    page.evaluate(
+        "() => { window.__kept = document.querySelector('#slot [data-lba-widget]'); window.__kept.remove(); }"
+    )
+    page.evaluate(ADD, [OFFER, ""])  # a new element meanwhile: proves the removal was processed
+    wait_events(page, "ready", 3)
+    page.evaluate(
+        "ref => { __kept.dataset.offerId = ref; document.getElementById('slot').append(__kept); }",
+        OTHER_OFFER,
+    )
+    wait_events(page, "ready", 4)
+    assert slot_buttons(page) == [
+        "Je candidate : Apprenti boulanger (H/F) – CAP Boulanger",
+        "Je candidate : Apprenti mécanicien automobile (H/F)",
+    ]
+    # A move (removed and added back in one go) is not a new placeholder.
+    page.evaluate(
+        "() => { const slot = document.getElementById('slot'); slot.append(slot.firstElementChild); }"
+    )
+    page.evaluate(ADD, [UNKNOWN_OFFER, ""])
+    wait_events(page, "unavailable", 2)
+    assert seen(page) == [
+        ("ready", OFFER),
+        ("ready", OTHER_OFFER),
+        ("open", OTHER_OFFER),
+        ("close", OTHER_OFFER),
+        ("unavailable", CLOSED_OFFER),
+        ("ready", OFFER),
+        ("ready", OTHER_OFFER),
+        ("unavailable", UNKNOWN_OFFER),
+    ]
+    assert len(slot_buttons(page)) == 2
+    assert [e["detail"]["target"] for e in events(page, "ready")] == [
+        f"offer:{OFFER}",
+        f"offer:{OTHER_OFFER}",
+        f"offer:{OFFER}",
+        f"offer:{OTHER_OFFER}",
+    ]
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_removed_placeholders_and_their_frames_are_forgotten(page: Page, servers: Servers) -> None:
+    page.goto(servers.fixtures + "/empty.html")
+    page.evaluate(ADD, [OFFER, "inline"])
+    page.evaluate(ADD, [OTHER_OFFER, ""])
+    wait_events(page, "ready", 2)  # the inline form's page has loaded and said so
+    page.locator(f"{slot(OTHER_OFFER)} button").click()
+    form_frame(page, slot(OTHER_OFFER)).wait_for_function("() => document.activeElement.id === 'last_name'")
+    assert page.locator("[data-lba-widget] iframe").count() == 2
+    page.evaluate(
+        """() => {
+        window.__gone = [...document.querySelectorAll("#slot [data-lba-widget]")].map(el => new WeakRef(el));
+        document.getElementById("slot").replaceChildren();
+    }"""
+    )
+    assert page.locator("iframe").count() == 0
+    # Chromium itself keeps the last clicked node until the next click.
+    page.locator("h1").click()
+    # Nothing in the widget holds on to the removed placeholders (their frames
+    # registered for messages included): the garbage collector takes them.
+    collected = page.evaluate(
+        """async () => {
+        for (let i = 0; i < 20 && window.__gone.some(ref => ref.deref()); i++) {
+            await new Promise(done => setTimeout(done, 50));
+            gc();
+        }
+        return window.__gone.map(ref => !ref.deref());
+    }"""
+    )
+    assert collected == [True, True]
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_ids_are_trimmed(page: Page, servers: Servers) -> None:
+    page.goto(servers.fixtures + "/empty.html")
+    page.evaluate(ADD, [f"  {OFFER}\n ", ""])
+    [ready] = wait_events(page, "ready")
+    assert ready["detail"]["target"] == f"offer:{OFFER}"
+    page.locator("#slot [data-lba-widget] button").click()
+    assert f"offer_id={OFFER}&caller=fixture" in form_frame(page).url
+
+
+def test_dom_changes_are_not_answered_by_searching_the_whole_page(page: Page, servers: Servers) -> None:
+    page.goto(servers.fixtures + "/empty.html")
+    page.evaluate(
+        """() => {
+        window.__searches = 0;
+        const search = Document.prototype.querySelectorAll;
+        Document.prototype.querySelectorAll = function (selector) {
+            if (String(selector).includes("data-lba-widget")) window.__searches++;
+            return search.call(this, selector);
+        };
+    }"""
+    )
+    for n in range(5):  # five separate batches of changes that are not placeholders
+        page.evaluate(
+            """n => {
+            const p = document.createElement("p");
+            p.textContent = "Résultat " + n;
+            p.dataset.offerId = "not-a-placeholder";
+            document.querySelector("main").append(p);
+            document.querySelector("h1").title = "changed " + n;
+        }""",
+            n,
+        )
+    page.evaluate(ADD, [OFFER, ""])
+    wait_events(page, "ready")  # every batch before it has been handled
+    assert page.evaluate("() => window.__searches") == 0
+    # The explicit API still looks at the whole page.
+    page.evaluate("() => LBAWidget.scan()")
+    assert page.evaluate("() => window.__searches") == 1

@@ -28,7 +28,7 @@ WCAG = {
 def axe_violations(target: Page | Frame) -> list[str]:
     # Axe only calls `evaluate`, which frames have too: each document is checked
     # on its own (the form is another origin than the host page).
-    results = Axe().run(target, options=WCAG)  # type: ignore[arg-type]
+    results = Axe().run(target, options=WCAG)
     return [f"{v['id']}: {[n['target'] for n in v['nodes']]}" for v in results.response["violations"]]
 
 

@@ -1,145 +1,304 @@
 // The widget loader (SPEC §3), served at /widget/v1/loader.js by
-// widget_server/widget.py, which compacts it (widget_server/minify.py: whole-
-// line comments, plain quotes, no regular-expression literals) and writes in
-// the service's URLs: partners never edit their snippet.
+// widget_server/widget.py, which minifies it (widget_server/minifier.py renames
+// the local names and drops these comments) and writes in the service's URLs:
+// partners never edit their snippet. Budget: 2 KB gzipped once minified
+// (tests/test_widget.py measures it).
+//
 // It finds the placeholders, asks for their eligibility in one request and
 // draws the buttons. The modal and iframe code (widget.js, content-hashed and
 // cached for good) is fetched when a button is about to be used, or at once
-// for an inline form. Written compact on purpose: the served file must stay
-// under 2 KB gzipped.
-// One global, window.LBAWidget; everything else lives in this closure.
-((w, d) => {
-// A second copy of the loader on the page does nothing.
-if (w.LBAWidget) return;
-var B = "__LBA_BASE__", O = "__LBA_ORIGIN__", CHUNK = "__LBA_CHUNK__";
-var me = d.currentScript, S = new WeakMap, sheets = {}, chunk;
-var I = {
-  B: B, O: O, S: S, E: E, fire: fire, root: root,
-  caller: me && me.getAttribute("data-caller") || "direct",
-  labels: {candidature: "Je candidate", rdv: "Contacter l'établissement"}
-};
-var CSS = "button{all:initial;cursor:pointer;font:700 1rem/1.25 system-ui,sans-serif;padding:.75em 1.3em;border-radius:.4em;background:#1a4fa0;color:#fff}" +
-  "button:hover{filter:brightness(.88)}button:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}";
+// for an inline form. Single-page apps are followed: placeholders added,
+// removed, or whose attributes change are picked up from the mutation
+// records alone, never by searching the whole document again.
+//
+// One global, window.LBAWidget = {open, scan}; everything else lives in this
+// closure.
+((window, document) => {
+  // A second copy of the loader on the page does nothing.
+  if (window.LBAWidget) return;
 
-function E(tag, props, parent) {
-  var e = Object.assign(d.createElement(tag), props);
-  parent && parent.append(e);
-  return e;
-}
+  var BASE = "__LBA_BASE__", CHUNK = "__LBA_CHUNK__";
+  var PLACEHOLDER = "[data-lba-widget]";
+  // What makes a placeholder what it is: a change to one of these (and only
+  // these) makes the loader read it again.
+  var ATTRIBUTES = ["lba-widget", "offer-id", "siret", "formation-id", "mode", "label", "color"].map((name) => "data-" + name);
+  // Per form kind, the attributes that may name its target, in order of
+  // preference: [target type, attribute]. The form page takes the id under
+  // the attribute's name with "_" for "-" (data-offer-id -> offer_id=).
+  var TARGETS = {
+    candidature: [["offer", "offer-id"], ["company", "siret"]],
+    rdv: [["formation", "formation-id"]]
+  };
+  var BUTTON_CSS = "button{all:initial;cursor:pointer;font:700 1rem/1.25 system-ui,sans-serif;padding:.75em 1.3em;border-radius:.4em;background:#1a4fa0;color:#fff}" +
+    "button:hover{filter:brightness(.88)}button:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}";
 
-function fire(el, type, detail) {
-  el.dispatchEvent(new CustomEvent("lba:" + type, {bubbles: !0, detail: Object.assign({target: S.get(el).t}, detail)}));
-}
+  var script = document.currentScript;
+  // placeholder -> what it asks for: {kind, target, query, key}; later
+  // `answer` (its eligibility), `button`, `dialog`. Weak: a placeholder
+  // dropped by the page is never kept alive by the widget.
+  var states = new WeakMap();
+  // placeholder -> its shadow root, kept across changes of target (a shadow
+  // root cannot be attached twice).
+  var roots = new WeakMap();
+  var sheets = {};
+  // widget.js: the promise of its functions, and the functions once loaded.
+  var chunk, widget;
 
-// What a placeholder asks for: k = form kind, t = target reference, q = form
-// query; later c = checked, x = eligibility, r = shadow root, b = button, d = dialog.
-function info(el) {
-  var a = el.dataset, k = a.lbaWidget, v = a.formationId, t = "formation", p = "formation_id", s = S.get(el);
-  if (s) return s;
-  if (k == "candidature") {
-    if (v = a.offerId) t = "offer", p = "offer_id";
-    else v = a.siret, t = "company", p = "siret";
-  } else if (k != "rdv") v = 0;
-  S.set(el, s = v ? {k: k, t: t + ":" + v, q: p + "=" + encodeURIComponent(v)} : {});
-  return s;
-}
+  // What widget.js gets from the loader.
+  var internals = {
+    base: BASE,
+    states: states,
+    element: element,
+    fire: fire,
+    root: root,
+    caller: script?.dataset.caller || "direct",
+    labels: {candidature: "Je candidate", rdv: "Contacter l'établissement"}
+  };
 
-// Our styles and markup live in the placeholder's shadow root: host CSS can't
-// reach in (except ::part(button)), ours can't leak out, and a fallback link
-// left inside the placeholder disappears once the widget takes over.
-// Constructed style sheets are not blocked by a host page's CSP.
-function root(el, s, css) {
-  var r = s.r;
-  if (!r) {
-    try { r = el.attachShadow({mode: "open"}) }
-    catch (e) { r = E("span", 0, el).attachShadow({mode: "open"}) }
-    s.r = r;
+  function element(tag, properties, parent) {
+    var created = Object.assign(document.createElement(tag), properties);
+    parent?.append(created);
+    return created;
   }
-  css = css || CSS;
-  // Each style sheet once per root, the flag kept on the root itself.
-  if (!r[css]) {
-    r[css] = 1;
-    if (r.adoptedStyleSheets) {
-      sheets[css] || (sheets[css] = new CSSStyleSheet).replaceSync(css);
-      r.adoptedStyleSheets = r.adoptedStyleSheets.concat(sheets[css]);
-    } else E("style", {textContent: css}, r);
+
+  function fire(placeholder, type, detail) {
+    placeholder.dispatchEvent(new CustomEvent("lba:" + type, {
+      bubbles: true,
+      detail: {target: states.get(placeholder)?.target, ...detail}
+    }));
   }
-  return r;
-}
 
-// widget.js hands its functions over through LBAWidget._ once it has run.
-// A failed load is forgotten (the next try loads again) and never left
-// unhandled when it was only a prefetch.
-function load() {
-  return chunk || (chunk = new Promise((ok, ko) => {
-    w.LBAWidget._ = f => ok(f(I));
-    E("script", {src: CHUNK, onerror: () => { chunk = 0; ko(Error("widget.js")) }}, d.head);
-  }), chunk.catch(Boolean), chunk);
-}
+  // What a placeholder asks for, from its attributes. Ids are trimmed: a
+  // stray space in a partner's template must not cost the button.
+  function describe(placeholder) {
+    var kind = placeholder.dataset.lbaWidget;
+    var description = {kind: kind, key: ATTRIBUTES.map((name) => placeholder.getAttribute(name)).join("\n")};
+    for (var [type, attribute] of TARGETS[kind] || []) {
+      var id = placeholder.getAttribute("data-" + attribute)?.trim();
+      if (id) {
+        return Object.assign(description, {
+          target: type + ":" + id,
+          query: attribute.replace("-", "_") + "=" + encodeURIComponent(id)
+        });
+      }
+    }
+    return description;
+  }
 
-function use(el, f) {
-  load().then(f, e => fire(el, "error", {reason: "network", message: e.message}));
-}
+  // Our styles and markup live in the placeholder's shadow root: host CSS
+  // can't reach in (except ::part(button)), ours can't leak out, and a
+  // fallback link left inside the placeholder disappears once the widget
+  // takes over. Constructed style sheets are not blocked by a host page's CSP.
+  function root(placeholder, css = BUTTON_CSS) {
+    var shadow = roots.get(placeholder);
+    if (!shadow) {
+      try {
+        shadow = placeholder.attachShadow({mode: "open"});
+      } catch (error) {
+        // The host element cannot have a shadow root (or already has one).
+        shadow = element("span", null, placeholder).attachShadow({mode: "open"});
+      }
+      roots.set(placeholder, shadow);
+    }
+    // One constructed sheet per text, adopted once per root.
+    if (!sheets[css]) (sheets[css] = new CSSStyleSheet()).replaceSync(css);
+    if (!shadow.adoptedStyleSheets.includes(sheets[css])) {
+      shadow.adoptedStyleSheets = shadow.adoptedStyleSheets.concat(sheets[css]);
+    }
+    return shadow;
+  }
 
-// `back`: where focus returns on close (our button; otherwise the browser's
-// own choice, the element focused before opening).
-function open(el, back) {
-  el = el && el.closest && el.closest("[data-lba-widget]");
-  if (!el || !info(el).t) return !1;
-  use(el, c => c.open(el, back));
-  return !0;
-}
+  // widget.js hands its functions over through its own script element
+  // (document.currentScript while it runs), never through a global. A failed
+  // load is forgotten (the next try loads again) and never left unhandled
+  // when it was only a prefetch.
+  function load() {
+    if (!chunk) {
+      chunk = new Promise((resolve, reject) => {
+        var tag = element("script", {
+          src: CHUNK,
+          onerror: () => {
+            chunk = null;
+            reject(Error("widget.js"));
+          }
+        });
+        tag.lbaStart = (start) => {
+          resolve(widget = start(internals));
+        };
+        document.head.append(tag);
+      });
+      chunk.catch(Boolean);
+    }
+    return chunk;
+  }
 
-function scan() {
-  var todo = [], ts = [], jobs = [];
-  d.querySelectorAll("[data-lba-widget]").forEach(el => {
-    var s = info(el);
-    if (s.c) return;
-    s.c = 1;
-    if (!s.t) return fire(el, "error", {reason: "invalid_placeholder"});
-    todo.push(el);
-    ts.indexOf(s.t) < 0 && ts.push(s.t);
-  });
-  // One request per scan; the API takes at most 100 targets at a time.
-  for (var i = 0; i < ts.length; i += 100) jobs.push(ask(ts.slice(i, i + 100), todo));
-  return Promise.all(jobs);
-}
+  function use(placeholder, then) {
+    load().then(then, (error) => {
+      fire(placeholder, "error", {reason: "network", message: error.message});
+    });
+  }
 
-function ask(ts, els) {
-  var each = f => els.forEach(el => f(el, S.get(el)));
-  return fetch(B + "/api/v1/eligibility?" + ts.map(t => "target=" + encodeURIComponent(t)).join("&"), {credentials: "omit"})
-    .then(r => r.json().then(j => {
-      if (r.ok) return j.results.forEach(x => each((el, s) => s.t == x.target && show(el, s, x)));
-      // A malformed target (say, a SIRET with a wrong key) must not take the
-      // others down: report it and ask again without it.
-      var bad = (j.errors || []).map(e => ts[+e.field.slice(7, -1)]);
-      if (r.status != 400 || !bad.length) throw Error(j.detail || r.status);
-      each((el, s) => bad.indexOf(s.t) < 0 || (s.x = 1, fire(el, "error", {reason: "invalid_target"})));
-      ts = ts.filter(t => bad.indexOf(t) < 0);
-      return ts.length && ask(ts, els);
-    }))
-    .catch(e => each((el, s) => s.x || ts.indexOf(s.t) < 0 || fire(el, "error", {reason: "network", message: e.message})));
-}
+  // `back`: where focus returns on close (our button; otherwise the
+  // browser's own choice, the element focused before opening).
+  function open(placeholder, back) {
+    placeholder = placeholder?.closest?.(PLACEHOLDER);
+    if (!placeholder) return false;
+    // A placeholder the observer has not seen yet (added in this very task).
+    if (!states.has(placeholder)) ask(check([placeholder]));
+    if (!states.get(placeholder).target) return false;
+    use(placeholder, (loaded) => {
+      loaded.open(placeholder, back);
+    });
+    return true;
+  }
 
-function show(el, s, x) {
-  var r = root(el, s), a = el.dataset, label = a.label || I.labels[s.k], b;
-  s.x = x;
-  if (!x.eligible) return fire(el, "unavailable", {reason: x.reason});
-  if (a.mode == "inline") return use(el, c => c.inline(el, s));
-  b = s.b = E("button", {type: "button", textContent: label, onclick: () => open(el, b)}, r);
-  b.setAttribute("part", "button");
-  x.name && b.setAttribute("aria-label", label + " : " + x.name);
-  a.color && (b.style.background = a.color);
-  // Fetch the modal code as soon as the button is about to be used.
-  b.onpointerenter = b.onfocus = load;
-  fire(el, "ready", {name: x.name});
-}
+  // A placeholder that left the page, or whose target changed: its button,
+  // dialog and frames go, and the widget keeps no reference to it.
+  function forget(placeholder) {
+    var state = states.get(placeholder);
+    states.delete(placeholder);
+    state?.button?.remove();
+    widget?.forget(placeholder);
+  }
 
-w.LBAWidget = {v: 1, scan: scan, open: open};
-// In <head>, wait for the whole document so that a static page costs one request.
-function start() {
-  scan();
-  new MutationObserver(scan).observe(d.documentElement, {childList: !0, subtree: !0});
-}
-d.readyState == "loading" ? d.addEventListener("DOMContentLoaded", start) : start();
+  // Brings placeholders in step with their attributes; returns those that
+  // need an eligibility answer (new, or with a new target).
+  function check(placeholders) {
+    var waiting = [];
+    placeholders.forEach((placeholder) => {
+      var now = describe(placeholder), before = states.get(placeholder);
+      if (before && before.key == now.key) return;
+      if (before) forget(placeholder);
+      states.set(placeholder, now);
+      if (!now.target) fire(placeholder, "error", {reason: "invalid_placeholder"});
+      else waiting.push(placeholder);
+    });
+    return waiting;
+  }
+
+  function scan() {
+    return ask(check(document.querySelectorAll(PLACEHOLDER)));
+  }
+
+  // Only what changed is looked at: added and removed subtrees, and the
+  // attributes that say what a placeholder is (the only ones observed).
+  // The browser delivers the records of a whole task in one call: one
+  // eligibility request per batch of changes.
+  function changed(records) {
+    var seen = new Set();
+    records.forEach((record) => {
+      if (record.type == "attributes") return seen.add(record.target);
+      [...record.addedNodes, ...record.removedNodes].forEach((node) => {
+        if (node.querySelectorAll) {
+          seen.add(node);
+          node.querySelectorAll(PLACEHOLDER).forEach(seen.add, seen);
+        }
+      });
+    });
+    // A node removed and added back in the same batch was only moved.
+    ask(check(Array.from(seen).filter((node) => {
+      var placeholder = node.isConnected && node.matches(PLACEHOLDER);
+      if (!placeholder && states.has(node)) forget(node);
+      return placeholder;
+    })));
+  }
+
+  function ask(placeholders) {
+    var targets = [...new Set(placeholders.map((placeholder) => states.get(placeholder).target))];
+    var waiting = placeholders.map((placeholder) => [placeholder, states.get(placeholder)]);
+    var requests = [];
+    // The eligibility API answers at most 100 targets per request.
+    while (targets.length) requests.push(request(targets.splice(0, 100), waiting));
+    return Promise.all(requests);
+  }
+
+  // `waiting`: [placeholder, state] pairs as they were when asked; a
+  // placeholder removed or re-targeted meanwhile gets nothing from the answer.
+  function request(targets, waiting) {
+    function each(then) {
+      waiting.forEach((pair) => {
+        var state = pair[1];
+        if (states.get(pair[0]) == state && targets.includes(state.target)) then(pair[0], state);
+      });
+    }
+    var query = targets.map((target) => {
+      return "target=" + encodeURIComponent(target);
+    }).join("&");
+    return fetch(BASE + "/api/v1/eligibility?" + query, {credentials: "omit"})
+      .then((response) => {
+        return response.json().then((body) => {
+          if (response.ok) {
+            return body.results.forEach((answer) => {
+              each((placeholder, state) => {
+                if (state.target == answer.target) show(placeholder, state, answer);
+              });
+            });
+          }
+          // A malformed target (say, a SIRET with a wrong key) must not take
+          // the others down: report it and ask again without it. Errors name
+          // it by position: {field: "target[3]"}.
+          var bad = (body.errors || []).map((error) => {
+            return targets[+error.field.slice(7, -1)];
+          });
+          if (response.status != 400 || !bad.length) throw Error(body.detail || response.status);
+          each((placeholder, state) => {
+            if (!bad.includes(state.target)) return;
+            state.answer = {};
+            fire(placeholder, "error", {reason: "invalid_target"});
+          });
+          targets = targets.filter((target) => {
+            return !bad.includes(target);
+          });
+          return targets.length && request(targets, waiting);
+        });
+      })
+      .catch((error) => {
+        each((placeholder, state) => {
+          if (!state.answer) fire(placeholder, "error", {reason: "network", message: error.message});
+        });
+      });
+  }
+
+  function show(placeholder, state, answer) {
+    var shadow = root(placeholder), data = placeholder.dataset;
+    var label = data.label || internals.labels[state.kind], button;
+    state.answer = answer;
+    if (!answer.eligible) return fire(placeholder, "unavailable", {reason: answer.reason});
+    if (data.mode == "inline") {
+      return use(placeholder, (loaded) => {
+        if (states.get(placeholder) == state) loaded.inline(placeholder, state);
+      });
+    }
+    button = state.button = element("button", {
+      type: "button",
+      textContent: label,
+      onclick: () => {
+        open(placeholder, button);
+      },
+      // Fetch the modal code as soon as the button is about to be used.
+      onpointerenter: load,
+      onfocus: load,
+      // Host pages may style it through ::part(button).
+      part: "button",
+      ariaLabel: answer.name && label + " : " + answer.name
+    }, shadow);
+    if (data.color) button.style.background = data.color;
+    fire(placeholder, "ready", {name: answer.name});
+  }
+
+  window.LBAWidget = {open: open, scan: scan};
+
+  // In <head>, wait for the whole document so that a static page costs one
+  // request.
+  function start() {
+    scan();
+    new MutationObserver(changed).observe(document.documentElement, {
+      childList: true,
+      subtree: true,
+      attributes: true,
+      attributeFilter: ATTRIBUTES
+    });
+  }
+  if (document.readyState == "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })(window, document);
