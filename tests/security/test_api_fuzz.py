@@ -189,7 +189,7 @@ def _send_allowed(
             case.headers["Idempotency-Key"] = f"{case.headers['Idempotency-Key'][:240]}-{number}"
         response = api.call(case)
         statuses[response.status_code] += 1
-        if response.status_code == 422:
+        if response.status_code in (400, 422):
             refused.append((operation.label, case.body, response.json().get("errors")))
 
     send()
