@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from databases import Database
+from support import Row
 
 from widget_server import cli, directory, eligibility
 from widget_server.settings import load_settings
 from widget_server.targets import Target, is_valid_siret
 
 COMPANIES = 20_000
+GOAL = 0.50
 BATCH = 50
 LOOP_SECONDS = 3.0
 LOOP_MAX = 2_000
@@ -217,6 +219,34 @@ def bench_eligibility(url: str, offer_ids: list[str]) -> None:
             count += 1
         report_loop("GET /api/v1/eligibility (TestClient), 50 targets", count, time.perf_counter() - start)
     print(f"  batched / one-by-one: {many / single:.1f}x")
+
+
+def measure(rows: int = 100_000) -> list[Row]:
+    """The import of `rows` fresh offers beside csv.reader + sqlite3 executemany."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        csv_path = folder / "offers.csv"
+        generate(csv_path, rows)
+
+        async def first(database: Database) -> float:
+            start = time.perf_counter()
+            report = await directory.import_file(database, "offers", csv_path)
+            assert report.inserted == rows and not report.rejected, report.summary()
+            return time.perf_counter() - start
+
+        seconds = asyncio.run(with_database(f"sqlite+aiosqlite:///{folder / 'import.db'}", first))
+        baseline = raw_executemany(csv_path, folder / "raw.db")
+    return [
+        Row(
+            f"directory import, {rows:,} offers",
+            "sqlite",
+            rows / seconds,
+            rows / baseline,
+            "rows/s",
+            GOAL,
+            f"{COMPANIES:,} distinct contacts",
+        )
+    ]
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ codes when told to (`server.answer("RCPT", "451 4.3.0 Try later", times=2)`)."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -32,10 +33,36 @@ class RecordingHandler:
         self.received: list[Received] = []
         self._script: dict[str, list[str]] = {"MAIL": [], "RCPT": [], "DATA": []}
         self._lock = threading.Lock()
+        self._hold = False
+        self._released = threading.Event()
+        self.held_recipient: str | None = None
 
     def answer(self, command: str, reply: str, *, times: int = 1) -> None:
         with self._lock:
             self._script[command].extend([reply] * times)
+
+    def hold_next_recipient(self) -> None:
+        """The next RCPT waits, unanswered, until `release()`: its client is stuck
+        mid-transaction, before DATA, so nothing of that message was received."""
+        with self._lock:
+            self._hold = True
+            self.held_recipient = None
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    async def _held(self, address: str) -> bool:
+        with self._lock:
+            if not self._hold or self.held_recipient is not None:
+                return False
+            self.held_recipient = address
+            self._hold = False
+        for _ in range(6000):  # bounded: 60 s at most
+            if self._released.is_set():
+                break
+            await asyncio.sleep(0.01)
+        return True
 
     def _scripted(self, command: str) -> str | None:
         with self._lock:
@@ -57,6 +84,8 @@ class RecordingHandler:
         reply = self._scripted("RCPT")
         if reply:
             return reply
+        if await self._held(address):
+            return "451 4.3.0 Held by the test, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -15,6 +15,7 @@ import html
 import http.client
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import sqlalchemy as sa
@@ -33,10 +34,13 @@ from starlette.types import ASGIApp
 
 from tests import seed
 from tests.smtp_server import Received, SMTPServer, free_port
-from widget_server import callers, delivery, directory, tables
+from widget_server import callers, delivery, directory, migrations, tables
 from widget_server.app import create_app
 from widget_server.cli import uvicorn_config, with_database
+from widget_server.resources import create_database, prepare_sqlite
 from widget_server.settings import Settings, load_settings
+
+T = TypeVar("T")
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 
@@ -86,6 +90,24 @@ def make_settings(tmp_path: Path, **overrides: str) -> Settings:
         environ["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/test.db"
     environ.update(overrides)
     return load_settings(environ, env_file=None)
+
+
+def on_database(settings: Settings, work: Callable[[Database], Awaitable[T]], *, migrate: bool = True) -> T:
+    """Runs `work(database)` on the database of `settings`, outside any app:
+    connected as the service connects (WAL on SQLite), migrated unless told not to."""
+
+    async def go() -> T:
+        database = create_database(settings)
+        await database.connect()
+        try:
+            await prepare_sqlite(database)
+            if migrate:
+                await migrations.migrate(database)
+            return await work(database)
+        finally:
+            await database.disconnect()
+
+    return asyncio.run(go())
 
 
 # --- request bodies -----------------------------------------------------------
@@ -284,20 +306,23 @@ async def within(awaitable: Awaitable[Any], what: str, seconds: float = 10.0) ->
 
 @contextmanager
 def serving(app: ASGIApp) -> Iterator[tuple[str, int]]:
-    """Runs `app` under uvicorn on 127.0.0.1 and a free port, in a thread;
-    yields (host, port). For requests that httpx would normalise before they
-    leave (`/../`, `%2e%2e`), which only a real server receives as sent."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
+    """Runs `app` under uvicorn on 127.0.0.1, in a thread; yields (host, port).
+    For requests that httpx would normalise before they leave (`/../`,
+    `%2e%2e`), which only a real server receives as sent."""
+    # A socket bound here, handed to uvicorn: no other process can take the port meanwhile.
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="none"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
     try:
         wait_until(lambda: server.started, "the server to start")
-        yield server.config.host, server.config.port
+        host, port = listening.getsockname()[:2]
+        yield str(host), int(port)
     finally:
         server.should_exit = True
         thread.join(10)
+        listening.close()
 
 
 def raw_get(address: tuple[str, int], target: str) -> tuple[int, bytes]:

@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import io
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +11,10 @@ import sqlalchemy as sa
 from databases import Database
 
 from tests.support import make_settings
-from widget_server import directory, migrations, tables
+from tests.support import on_database as run
+from widget_server import directory, tables
 from widget_server.cli import main
 from widget_server.directory import ImportFileError, ImportReport, import_file
-from widget_server.resources import create_database
 from widget_server.settings import Settings
 
 SIRET_A = "73282932000074"
@@ -24,19 +22,6 @@ SIRET_B = "44306184100047"
 OFFER_HEADER = (
     "offer_id,title,siret,company_name,address,postcode,city,status,posted_on,expires_on,contact_email"
 )
-
-
-def run(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
-    async def go() -> Any:
-        database = create_database(settings)
-        await database.connect()
-        try:
-            await migrations.migrate(database)
-            return await work(database)
-        finally:
-            await database.disconnect()
-
-    return asyncio.run(go())
 
 
 def rows(settings: Settings, table: sa.Table) -> list[dict[str, Any]]:
@@ -377,3 +362,78 @@ def test_cli_import_reports_and_exits_by_outcome(
     assert "unchanged: 1" in capsys.readouterr().out
     assert main(["import", "companies", str(good)]) == 2
     assert "missing required column" in capsys.readouterr().err
+
+
+def test_what_the_service_closed_stays_closed_through_imports(settings: Settings, tmp_path: Path) -> None:
+    """An offer its recruiter closed or that reached the applications cap, and a
+    company whose contact opted out, stay closed whatever a later file says; the
+    summary says how many and why."""
+    from widget_server import eligibility
+    from widget_server.targets import Target
+
+    offers = write(tmp_path / "offers.csv", OFFER_HEADER, *(offer_line(f"OFF-{i}") for i in (1, 2, 3)))
+    company_header = "siret,name,address,postcode,city,naf_code,hiring_score,contact_email"
+    companies = write(
+        tmp_path / "companies.csv",
+        company_header,
+        f"{SIRET_A},Garage Durand,1 rue A,44000,Nantes,4520A,0.8,rh@g.example",
+    )
+    do_import(settings, "offers", offers)
+    do_import(settings, "companies", companies)
+
+    async def the_service_decides(database: Database) -> None:
+        now = dt.datetime.now(dt.UTC)
+        o = tables.offers
+        await database.execute(
+            o.update().where(o.c.offer_id == "OFF-1").values(closed_reason="opted_out", closed_at=now)
+        )
+        await database.execute(o.update().where(o.c.offer_id == "OFF-2").values(application_count=80))
+        await database.execute(tables.contacts.insert().values(email="rh@g.example", company_opt_out_at=now))
+
+    run(settings, the_service_decides)
+    # The partner's next export: every offer active, titles changed (so every row is rewritten).
+    write(
+        tmp_path / "offers.csv",
+        OFFER_HEADER,
+        *(offer_line(f"OFF-{i}", title="Boulanger·e") for i in (1, 2, 3)),
+    )
+    report = do_import(settings, "offers", offers, max_offer_applications=80)
+    assert report.updated == 3
+    assert report.kept_closed == {"opted_out": 1, "applications_cap": 1}
+    assert (
+        "left closed by the service: 2 (applications cap reached: 1, opted out by their contact: 1)"
+        in report.summary()
+    )
+    again = do_import(settings, "companies", companies)
+    assert again.kept_closed == {"opted_out": 1}
+    assert "left closed by the service: 1 (opted out by their contact: 1)" in again.summary()
+
+    async def verdicts(database: Database) -> dict[str, str | None]:
+        targets = [Target("offer", f"OFF-{i}") for i in (1, 2, 3)] + [Target("company", SIRET_A)]
+        found = await eligibility.check_many(database, targets, max_offer_applications=80)
+        return {str(v.target): v.reason for v in found}
+
+    assert run(settings, verdicts) == {
+        "offer:OFF-1": "closed",
+        "offer:OFF-2": "closed",
+        "offer:OFF-3": None,
+        f"company:{SIRET_A}": "opted_out",
+    }
+    [closed] = [r for r in rows(settings, tables.offers) if r["offer_id"] == "OFF-1"]
+    assert (closed["status"], closed["closed_reason"], closed["title"]) == (
+        "active",
+        "opted_out",
+        "Boulanger·e",
+    )
+
+
+def test_a_dry_run_counts_what_stays_closed_too(settings: Settings, tmp_path: Path) -> None:
+    offers = write(tmp_path / "offers.csv", OFFER_HEADER, offer_line("OFF-1"))
+    do_import(settings, "offers", offers)
+
+    async def close(database: Database) -> None:
+        await database.execute(tables.offers.update().values(closed_reason="opted_out"))
+
+    run(settings, close)
+    report = do_import(settings, "offers", offers, dry_run=True)
+    assert report.kept_closed == {"opted_out": 1}

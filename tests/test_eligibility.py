@@ -157,7 +157,8 @@ def test_a_siret_with_a_bad_key_is_refused(demo: TestClient) -> None:
 
 @pytest.fixture
 def queries(demo: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    database = state(demo).database
+    # The database the widget's read path asks (on SQLite, a read-only view of the file).
+    database = state(demo).eligibility_cache.database
     seen: list[str] = []
     for method in ("fetch_all", "fetch_one", "fetch_val", "execute", "execute_many", "iterate"):
         original = getattr(database, method)

@@ -24,7 +24,7 @@ from widget_server.mailbox import mailbox_dir
 from widget_server.mailer import DevMailboxTransport
 from widget_server.settings import Settings
 
-PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+PDF = seed.PDF
 
 
 def message(

@@ -1,37 +1,28 @@
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
 from databases import Database
 
-from tests.support import make_settings
+from tests.support import make_settings, on_database
 from widget_server import migrations, tables
 from widget_server.cli import main
-from widget_server.resources import create_database
 from widget_server.settings import Settings
 
+T = TypeVar("T")
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
 # (nullable, part of the primary key, type family) for each column of each table.
 Schema = dict[str, dict[str, tuple[bool, bool, str]]]
 
 
-def run(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
-    async def go() -> Any:
-        database = create_database(settings)
-        await database.connect()
-        try:
-            return await work(database)
-        finally:
-            await database.disconnect()
-
-    return asyncio.run(go())
+def run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    return on_database(settings, work, migrate=False)  # the tests here migrate themselves
 
 
 def _family(declared: str) -> str:
@@ -178,15 +169,17 @@ def test_a_version_1_database_is_upgraded_in_place_without_losing_rows(settings:
     async def work(database: Database) -> None:
         assert await migrations.migrate(database, target=1) == [1]
         await fill_version_1(database)
-        before = {
-            t.name: await database.fetch_all(t.select())
-            for t in (tables.formations, tables.offers, tables.companies, tables.contacts)
+        # The columns of version 1: later migrations may add columns, never lose rows.
+        directory = (tables.formations, tables.offers, tables.companies, tables.contacts)
+        columns = {
+            t.name: [c for c in t.c if c.name not in ("closed_reason", "closed_at")] for t in directory
         }
+        before = {t.name: await database.fetch_all(sa.select(*columns[t.name])) for t in directory}
         applied = await migrations.migrate(database)
         assert applied == [m.version for m in migrations.MIGRATIONS if m.version > 1]
         assert await migrations.applied_versions(database) == {m.version for m in migrations.MIGRATIONS}
-        for table in (tables.formations, tables.offers, tables.companies, tables.contacts):
-            after = await database.fetch_all(table.select())
+        for table in directory:
+            after = await database.fetch_all(sa.select(*columns[table.name]))
             assert [dict(r._mapping) for r in after] == [dict(r._mapping) for r in before[table.name]]
         [offer] = await database.fetch_all(tables.offers.select())
         assert offer._mapping["application_count"] == 4

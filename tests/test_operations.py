@@ -133,6 +133,20 @@ def test_metrics_of_an_empty_queue(client: TestClient) -> None:
     found = samples(client.get("/metrics").text)
     assert found[("widget_outbox_depth", ())] == 0
     assert found[("widget_outbox_oldest_pending_age_seconds", ())] == 0
+    assert found[("widget_outbox_failures", (("reason", "message_refused"),))] == 0
+
+
+def test_metrics_give_failures_by_reason(client: TestClient) -> None:
+    seed.offer(client)
+    key = seed.api_key(client)
+    response = client.post(
+        "/api/v1/applications", json=application(), headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 202
+    execute(client, "UPDATE outbox SET status = 'failed', failure_kind = 'message_refused'")
+    found = samples(client.get("/metrics").text)
+    assert found[("widget_outbox_failures", (("reason", "message_refused"),))] == 2
+    assert found[("widget_outbox_failures", (("reason", "recipient_refused"),))] == 0
 
 
 def test_two_apps_in_one_process_count_apart(tmp_path: Path) -> None:

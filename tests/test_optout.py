@@ -140,6 +140,40 @@ def test_offer_opt_out_closes_the_offer(tmp_path: Path, smtp_server: SMTPServer)
         assert eligibility(client, f"offer:{seed.OFFER_ID}")["reason"] == "closed"
 
 
+def test_an_offer_opt_out_survives_the_next_import_and_its_undo_works(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    from widget_server import directory
+
+    export = tmp_path / "offers.csv"
+    export.write_text(
+        "offer_id,title,siret,company_name,address,postcode,city,status,posted_on,contact_email\n"
+        f"{seed.OFFER_ID},Vendeur·se,{seed.SIRET},Boulangerie Martin,3 rue du Four,69003,Lyon,active,"
+        "2026-10-01,recrutement@boulangerie.example\n",
+        encoding="utf-8",
+    )
+
+    def reimport() -> directory.ImportReport:
+        report = seed.run(client, directory.import_file, seed.state(client).database, "offers", export)
+        assert isinstance(report, directory.ImportReport)
+        return report
+
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        pro = submit_application(client, smtp_server)
+        client.post(unsubscribe_url(pro))
+        deliver(client)
+        # The partner's next export still lists the offer as active.
+        assert reimport().kept_closed == {"opted_out": 1}
+        assert eligibility(client, f"offer:{seed.OFFER_ID}")["reason"] == "closed"
+        confirmation = next(
+            r for r in smtp_server.received if r.message["X-LBA-Template"] == "optout_confirmed"
+        )
+        client.post(path(next(u for u in links(confirmation) if "/optout/" in u)))
+        assert eligibility(client, f"offer:{seed.OFFER_ID}")["eligible"] is True
+        assert reimport().kept_closed == {}
+
+
 @pytest.mark.parametrize("token", ["nope", "x" * 200])
 def test_unknown_opt_out_link_is_404(client: TestClient, token: str) -> None:
     assert client.get(f"/optout/{token}").status_code == 404

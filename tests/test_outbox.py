@@ -20,15 +20,17 @@ import pytest
 import sqlalchemy as sa
 from databases import Database
 
+from tests import seed
 from tests.smtp_server import Accounts, SMTPServer, free_port, running
 from tests.support import eventually, make_settings, wait_until, within
-from widget_server import emails, mailer, migrations, outbox, tables
+from tests.support import on_database as run
+from widget_server import emails, mailer, outbox, tables
 from widget_server.mailer import PermanentFailure, SMTPConfig, TemporaryFailure, Transport, parse_smtp_url
-from widget_server.resources import create_database, prepare_sqlite
+from widget_server.resources import create_database
 from widget_server.settings import Settings
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
-PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+PDF = seed.PDF
 
 
 class Clock:
@@ -53,20 +55,6 @@ def settings_for(tmp_path: Path, server_url: str, **overrides: str) -> Settings:
         MAIL_FROM="La bonne alternance <noreply@lba.example>",
         **overrides,
     )
-
-
-def run(settings: Settings, scenario: Callable[[Database], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        database = create_database(settings)
-        await database.connect()
-        try:
-            await prepare_sqlite(database)
-            await migrations.migrate(database)
-            return await scenario(database)
-        finally:
-            await database.disconnect()
-
-    return asyncio.run(main())
 
 
 def message(

@@ -36,12 +36,9 @@ def forbidden(module: str) -> bool:
 
 
 def test_no_test_module_imports_another_test_module_or_conftest() -> None:
-    # tests/browser/ belongs to the browser suite's owner and is checked once it
-    # has its own support module; everything else is held to the rule now.
     offenders = [
         (str(source.relative_to(TESTS)), module)
         for source in sorted(TESTS.rglob("*.py"))
-        if "browser" not in source.relative_to(TESTS).parts
         for module in imported_modules(source.read_text(encoding="utf-8"), package_of(source))
         if forbidden(module)
     ]

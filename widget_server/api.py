@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import eligibility
+from .eligibility_cache import HTTP_MAX_AGE
 from .problems import Problem
-from .targets import BadTarget, parse_target
+from .targets import BadTarget, Target, parse_target
 
 MAX_TARGETS = 100
 # Errors too: the widget reads which target was malformed from a partner's page.
@@ -15,6 +15,20 @@ CORS = {"Access-Control-Allow-Origin": "*"}
 
 
 async def eligibility_endpoint(request: Request) -> Response:
+    cache = request.app.state.eligibility_cache
+    query = request.scope["query_string"]
+    body = cache.page(query)
+    if body is None:
+        body = await cache.answer(_targets(request), query)
+    return Response(
+        body,
+        media_type="application/json",
+        # Short: an opt-out must hide the button within seconds (eligibility_cache).
+        headers={"Cache-Control": f"public, max-age={HTTP_MAX_AGE}", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+def _targets(request: Request) -> list[Target]:
     values = request.query_params.getlist("target")
     if not values:
         raise Problem(
@@ -43,14 +57,7 @@ async def eligibility_endpoint(request: Request) -> Response:
         raise Problem(
             400, "Certaines cibles sont mal formées.", code="bad_parameter", errors=errors, headers=CORS
         )
-    state = request.app.state
-    results = await eligibility.check_many(
-        state.database, targets, max_offer_applications=state.settings.offer_max_applications
-    )
-    return JSONResponse(
-        {"results": [r.as_json() for r in results]},
-        headers={"Cache-Control": "public, max-age=60", "Access-Control-Allow-Origin": "*"},
-    )
+    return targets
 
 
 async def healthz(request: Request) -> Response:

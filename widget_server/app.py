@@ -19,6 +19,7 @@ from . import (
     mailbox,
     migrations,
     openapi,
+    operator_page,
     optout,
     pages,
     readiness,
@@ -28,6 +29,8 @@ from . import (
 )
 from .assets import Assets
 from .body_limit import BodyLimitMiddleware
+from .database import directory_writes, read_database
+from .eligibility_cache import EligibilityCache
 from .form_tokens import FormTokens
 from .framing import FramingMiddleware
 from .kinds import CANDIDATURE, RDV
@@ -35,7 +38,7 @@ from .logs import configure_logging
 from .metrics import Metrics, RequestMetricsMiddleware
 from .problems import EXCEPTION_HANDLERS, RequestIdMiddleware
 from .read_timeouts import BodyTimeoutMiddleware
-from .resources import OneConnectionPerRequest, create_database, create_templates, prepare_sqlite
+from .resources import create_database, create_templates, prepare_sqlite
 from .settings import Settings, load_settings
 from .submissions import submit_endpoint
 from .throttling import Throttle
@@ -45,6 +48,7 @@ from .validation import display_phone
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     database = create_database(settings)
+    reads = read_database(database)
     assets = Assets()
     templates = create_templates(settings)
     templates.env.globals["asset_url"] = assets.url
@@ -58,12 +62,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await database.connect()
         await prepare_sqlite(database)
         await migrations.migrate(database)
+        if reads is not database:
+            await reads.connect()
         if settings.outbox_worker:
             worker.start()  # the reminders are one of its periodic jobs
         try:
             yield
         finally:
             await worker.stop()
+            if reads is not database:
+                await reads.disconnect()
             await database.disconnect()
 
     routes = [
@@ -88,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/api/v1/bounces", bounces.webhook, methods=["POST"], name="bounces"),
         Route("/reply/{token}", replies.reply_page, methods=["GET", "POST"], name="reply"),
         Route("/optout/{token}", optout.optout_page, methods=["GET", "POST"], name="optout"),
+        Route("/operator/{token}", operator_page.page, name="operator"),
         *mailbox.routes(settings),
         *widget.routes,
         *integration.routes,
@@ -100,7 +109,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(FramingMiddleware, frame_ancestors=settings.frame_ancestors),
             Middleware(BodyTimeoutMiddleware, seconds=settings.request_body_timeout_seconds),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
-            Middleware(OneConnectionPerRequest, database=database),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
@@ -111,6 +119,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.templates = templates
     app.state.assets = assets
     app.state.outbox_worker = worker
+    app.state.eligibility_cache = EligibilityCache(
+        reads, settings.offer_max_applications, writes=directory_writes(database)
+    )
     app.state.form_tokens = FormTokens(
         settings.secret_key.reveal(), settings.form_token_ttl_seconds, settings.form_min_fill_seconds
     )

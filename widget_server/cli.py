@@ -129,6 +129,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
             args.file,
             dry_run=args.dry_run,
             progress=None if args.quiet else directory.terminal_progress,
+            max_offer_applications=settings.offer_max_applications,
         )
 
     try:
@@ -174,6 +175,28 @@ def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
+    from .privacy_rights import forget
+
+    async def work(database: Database) -> str:
+        return (await forget(database, args.email)).summary()
+
+    print(asyncio.run(with_database(settings, work)))
+    return 0
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from .privacy_rights import export
+
+    async def work(database: Database) -> dict[str, Any]:
+        return await export(database, args.email)
+
+    print(json.dumps(asyncio.run(with_database(settings, work)), ensure_ascii=False, indent=2))
+    return 0
+
+
 def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
     from .reminders import send_due_reminders
 
@@ -181,6 +204,13 @@ def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
         return await send_due_reminders(database, settings)
 
     print(f"Reminders queued: {asyncio.run(with_database(settings, work))}")
+    return 0
+
+
+def cmd_operator_link(settings: Settings, args: argparse.Namespace) -> int:
+    from .operator_page import signed_link
+
+    print(signed_link(settings, args.hours))
     return 0
 
 
@@ -198,9 +228,25 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     "import": ("load formations, offers or companies from CSV or JSON Lines", cmd_import),
     "keys": ("create, list or revoke partner API keys", cmd_keys),
     "purge": ("delete delivered CVs and anonymise old requests (cron-safe)", cmd_purge),
+    "forget": (
+        "erase everything about the person writing from EMAIL (RGPD), print what was done",
+        cmd_forget,
+    ),
+    "export": ("print everything held about the person writing from EMAIL as JSON (RGPD)", cmd_export),
     "stats": ("print request, answer and delivery counts", cmd_stats),
+    "operator-link": ("print a signed link to the operator page (figures by week)", cmd_operator_link),
     "remind": ("queue the reminders that are due (the email workers do it on their own)", cmd_remind),
 }
+
+
+def _link_hours(text: str) -> float:
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = -1
+    if not 0 < hours <= 720:
+        raise argparse.ArgumentTypeError("a number of hours above 0, up to 720 (30 days)")
+    return hours
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--quiet", action="store_true", help="no progress display")
     parsers["purge"].add_argument(
         "--dry-run", action="store_true", help="print what would be deleted or anonymised, change nothing"
+    )
+    for name in ("forget", "export"):
+        parsers[name].add_argument("email", help="the person's email address (letter case ignored)")
+    parsers["operator-link"].add_argument(
+        "--hours", type=_link_hours, default=24, help="how long the link works, up to 720 (default: 24)"
     )
     keys = parsers["keys"].add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="print a new key for CALLER, once")

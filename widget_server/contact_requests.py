@@ -21,7 +21,7 @@ from starlette.datastructures import State
 from . import eligibility, emails, outbox, reply_tokens, tables
 from .callers import CallerOrigin
 from .kinds import KINDS, TOPIC_LABELS, Quota, RequestKind
-from .local_time import PARIS
+from .local_time import datetime_fr
 from .migrations import dialect_of
 from .problems import Problem
 from .resources import write_transaction
@@ -344,17 +344,12 @@ def _quota_problem(quota: Quota, oldest: Any, now: dt.datetime) -> Problem:
     if quota.window is None or oldest is None:
         return Problem(409, quota.message.format(max=quota.max_count), code="duplicate")
     again = oldest + quota.window
-    detail = quota.message.format(max=quota.max_count, date=_when(again))
+    detail = quota.message.format(max=quota.max_count, date=datetime_fr(again))
     extra = {"retry_after": again.isoformat()}
     if quota.scope == "email_target":
         return Problem(409, detail, code="duplicate", extra=extra)
     retry = max(1, int((again - now).total_seconds()))
     return Problem(429, detail, code="quota", extra=extra, headers={"Retry-After": str(retry)})
-
-
-def _when(moment: dt.datetime) -> str:
-    local = moment.astimezone(PARIS)
-    return f"{emails.date_fr(local)} à {local.hour} h {local.minute:02d}"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from databases import Database
 from . import contacts as contact_marks
 from . import migrations, tables
 from .bundled import data_dir
-from .targets import TARGETS, BadTarget, TargetSpec, is_valid_siret, make_target
+from .targets import CLOSED_BY_RECRUITER, TARGETS, BadTarget, TargetSpec, is_valid_siret, make_target
 from .validation import InvalidValue, email_identity, normalise_email, normalise_phone
 
 log = logging.getLogger("widget_server.directory")
@@ -41,6 +41,11 @@ BATCH_SIZE = 1000
 SUMMARY_MAX_REJECTED = 50
 TEXT_MAX = 300
 BOUNCE_REASON = "marked as bouncing by a directory import"
+# Why a row stays closed whatever the file says, as the summary names it.
+KEPT_CLOSED = {
+    CLOSED_BY_RECRUITER: "opted out by their contact",
+    "applications_cap": "applications cap reached",
+}
 
 _CSV_SUFFIXES = {".csv"}
 _JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -456,6 +461,9 @@ class ImportReport:
     opted_out: int = 0
     bounced: int = 0
     ignored_columns: list[str] = field(default_factory=list)
+    # Rows the file would open that stay closed, by reason: what the service
+    # decided (an opt-out, the applications cap) outlives any import.
+    kept_closed: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         verb = "would be " if self.dry_run else ""
@@ -471,6 +479,9 @@ class ImportReport:
             lines.append(
                 f"  contacts {verb}newly marked: {self.opted_out} opted out, {self.bounced} bouncing"
             )
+        if self.kept_closed:
+            reasons = ", ".join(f"{KEPT_CLOSED[r]}: {n}" for r, n in sorted(self.kept_closed.items()))
+            lines.append(f"  left closed by the service: {sum(self.kept_closed.values())} ({reasons})")
         if self.ignored_columns:
             lines.append(f"  ignored unknown columns: {', '.join(self.ignored_columns)}")
         if self.rejected:
@@ -482,8 +493,16 @@ class ImportReport:
 
 
 class _Writer:
-    def __init__(self, connection: Any, dialect: str, spec: Spec, report: ImportReport) -> None:
+    def __init__(
+        self,
+        connection: Any,
+        dialect: str,
+        spec: Spec,
+        report: ImportReport,
+        max_offer_applications: int | None,
+    ) -> None:
         self.connection = connection
+        self.max_offer_applications = max_offer_applications
         self.dialect = dialect
         self.spec = spec
         self.report = report
@@ -496,6 +515,7 @@ class _Writer:
     async def write(self, batch: list[_Row]) -> None:
         async with self.connection.transaction():
             changed = await self._classify(batch)
+            await self._count_kept_closed(batch)
             contacts = await self._contacts(batch)
             if self.report.dry_run:
                 return
@@ -538,6 +558,42 @@ class _Writer:
             else:
                 self.report.unchanged += 1
         return changed
+
+    async def _count_kept_closed(self, batch: list[_Row]) -> None:
+        """Counts the rows that stay closed whatever the file says: an offer its
+        recruiter closed or that reached the applications cap (neither column is
+        imported), a company or formation whose contact opted out (an import
+        never clears it)."""
+        kept = self.report.kept_closed
+        if self.spec.opt_out is None:
+            offers = tables.offers
+            open_in_file = [row.values["offer_id"] for row in batch if row.values["status"] == "active"]
+            if not open_in_file:
+                return
+            query = sa.select(offers.c.closed_reason, offers.c.application_count).where(
+                offers.c.offer_id.in_(open_in_file)
+            )
+            for record in await self.connection.fetch_all(query):
+                reason, count = record._mapping["closed_reason"], record._mapping["application_count"]
+                cap = self.max_offer_applications
+                if reason is None and cap is not None and count >= cap:
+                    reason = "applications_cap"
+                if reason is not None:
+                    kept[reason] = kept.get(reason, 0) + 1
+            return
+        emails = [row.values["contact_email"] for row in batch if row.values["contact_email"]]
+        if not emails:
+            return
+        contacts = tables.contacts
+        query = sa.select(contacts.c.email).where(
+            contacts.c.email.in_(sorted(set(emails))), contacts.c[self.spec.opt_out].is_not(None)
+        )
+        # Not the opt-outs this very import recorded: those are "newly marked".
+        out = {r._mapping["email"] for r in await self.connection.fetch_all(query)}
+        out -= {email for email, what in self.marked if what == "opt"}
+        count = sum(1 for email in emails if email in out)
+        if count:
+            kept[CLOSED_BY_RECRUITER] = kept.get(CLOSED_BY_RECRUITER, 0) + count
 
     async def _contacts(self, batch: list[_Row]) -> list[tuple[str, bool, bool]]:
         wanted: dict[str, tuple[bool, bool]] = {}
@@ -583,12 +639,15 @@ async def import_file(
     *,
     dry_run: bool = False,
     progress: Progress | None = None,
+    max_offer_applications: int | None = None,
 ) -> ImportReport:
     """Import a CSV (header row, `,` or `;`) or JSON Lines file of `kind`
     (formations, offers or companies): every row is checked, bad rows are
     reported by line, the others upserted by reference in batches of
     BATCH_SIZE, one transaction each. `progress(done, total)` is called after
-    every batch and at the end with done == total.
+    every batch and at the end with done == total. With
+    `max_offer_applications`, the summary also counts the offers the file
+    marks active that stay closed by their applications cap.
 
     Raises ImportFileError when the file as a whole is unusable; nothing is
     written then."""
@@ -613,7 +672,9 @@ async def import_file(
             else _jsonl_records(handle, spec, report.ignored_columns)
         )
         async with database.connection() as connection:
-            writer = _Writer(connection, migrations.dialect_of(database), spec, report)
+            writer = _Writer(
+                connection, migrations.dialect_of(database), spec, report, max_offer_applications
+            )
             batch: list[_Row] = []
             for line, record in records:
                 report.total += 1

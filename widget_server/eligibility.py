@@ -85,6 +85,7 @@ def _judge(
     info = {"name": view["name"], "city": view["city"], "record": row}
     if target.kind == "offer" and (
         row["status"] != "active"
+        or row["closed_reason"] is not None
         or (row["expires_on"] is not None and row["expires_on"] < today)
         or row["application_count"] >= max_offer_applications
     ):

@@ -30,6 +30,7 @@ import jinja2
 from mjml import mjml2html
 
 from .bundled import data_dir
+from .local_time import date_fr
 from .problems import Problem
 from .settings import Settings
 from .validation import display_phone, unsafe_char
@@ -55,26 +56,6 @@ def _environment() -> jinja2.Environment:
     env.filters["phone"] = display_phone
     env.filters["date_fr"] = date_fr
     return env
-
-
-_MONTHS = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
-
-
-def date_fr(value: dt.date | dt.datetime) -> str:
-    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
 
 
 _ENV = _environment()

@@ -30,6 +30,11 @@ EMAIL_HTML_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data
 NO_FRAMING = "frame-ancestors 'none'"
 
 
+def operator_policy(nonce: str) -> str:
+    """The operator page's: nothing but its own inline style (by nonce), no form, no framing."""
+    return f"default-src 'none'; style-src 'nonce-{nonce}'; base-uri 'none'; form-action 'none'; {NO_FRAMING}"
+
+
 def form_policy(frame_ancestors: Iterable[str]) -> str:
     origins = list(frame_ancestors)
     # 'self' keeps the live preview of /integration working whatever the setting.

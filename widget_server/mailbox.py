@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .framing import EMAIL_HTML_POLICY
-from .local_time import PARIS
+from .local_time import datetime_fr
 from .problems import Problem
 from .settings import Settings
 
@@ -88,7 +88,7 @@ def _summary(message_id: str, message: EmailMessage) -> dict[str, Any]:
     return {
         "id": message_id,
         "date": date.isoformat() if date else None,
-        "date_display": date.astimezone(PARIS).strftime("%d/%m/%Y %H:%M") if date else "",
+        "date_display": datetime_fr(date) if date else "",
         "from": str(message.get("From", "")),
         "to": str(message.get("To", "")),
         "subject": str(message.get("Subject", "")),

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import outbox as outbox_
 from . import tables
 from .problems import Problem
 from .settings import Settings
@@ -61,6 +62,13 @@ class Metrics:
             ["kind", "status"],
             registry=self.registry,
         )
+        self.outbox_failures = Gauge(
+            "widget_outbox_failures",
+            "Emails given up, by why: recipient_refused (a bounce), message_refused "
+            "(the message refused, the address may be fine), too_many_attempts.",
+            ["reason"],
+            registry=self.registry,
+        )
 
     async def refresh(self, database: Database, now: dt.datetime | None = None) -> None:
         """Read the queue figures from the database (shared by every instance)."""
@@ -83,6 +91,8 @@ class Metrics:
         self.outbox_messages.clear()
         for row in rows:
             self.outbox_messages.labels(kind=row["template"], status=row["status"]).set(row["n"])
+        for reason, count in (await outbox_.failures_by_kind(database)).items():
+            self.outbox_failures.labels(reason=reason).set(count)
 
     async def endpoint(self, request: Request) -> Response:
         settings: Settings = request.app.state.settings

@@ -152,6 +152,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             "UPDATE contact_requests SET status = 'received' WHERE status = 'sent'",
         ),
     ),
+    Migration(
+        7,
+        "offers closed by the service survive imports",
+        (
+            "ALTER TABLE offers ADD COLUMN closed_reason TEXT",
+            "ALTER TABLE offers ADD COLUMN closed_at {ts}",
+            # Offers closed by an opt-out so far: closed, and an opt-out confirmation
+            # was sent about one of their requests.
+            "UPDATE offers SET closed_reason = 'opted_out', closed_at = updated_at "
+            "WHERE status = 'closed' AND EXISTS (SELECT 1 FROM contact_requests r "
+            "JOIN outbox o ON o.request_id = r.id WHERE r.target_kind = 'offer' "
+            "AND r.target_ref = offers.offer_id AND o.template = 'optout_confirmed')",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

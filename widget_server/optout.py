@@ -19,9 +19,10 @@ from starlette.responses import Response
 
 from . import contacts, emails, outbox, reply_tokens, tables
 from .contact_requests import StoredRequest, load
+from .pages import private_page
 from .problems import Problem
-from .replies import private_page
 from .resources import write_transaction
+from .targets import CLOSED_BY_RECRUITER
 
 UNDO_DAYS = 60
 
@@ -29,10 +30,10 @@ UNDO_DAYS = 60
 async def is_opted_out(database: Database, stored: StoredRequest, email: str) -> bool:
     column = stored.target.spec.opt_out_column
     if column is None:
-        status = await database.fetch_val(
-            sa.select(tables.offers.c.status).where(tables.offers.c.offer_id == stored.target.ref)
+        reason = await database.fetch_val(
+            sa.select(tables.offers.c.closed_reason).where(tables.offers.c.offer_id == stored.target.ref)
         )
-        return bool(status == "closed")
+        return reason is not None
     value = await database.fetch_val(
         sa.select(tables.contacts.c[column]).where(tables.contacts.c.email == email)
     )
@@ -44,11 +45,13 @@ async def set_opt_out(
 ) -> None:
     column = stored.target.spec.opt_out_column
     if column is None:
+        # `closed_reason`, not `status`: the directory import owns `status` and
+        # rewrites it; the recruiter's decision must outlive the next import.
         offers = tables.offers
         await database.execute(
             offers.update()
             .where(offers.c.offer_id == stored.target.ref)
-            .values(status="closed" if on else "active", updated_at=now)
+            .values(closed_reason=CLOSED_BY_RECRUITER if on else None, closed_at=now if on else None)
         )
     elif on:
         await contacts.mark(database, email, {column: now})

@@ -19,8 +19,8 @@ from starlette.responses import Response
 from . import emails, outbox, reply_tokens, tables
 from .contact_requests import ANSWERED, StoredRequest, ack_message_id, load
 from .form_tokens import InvalidFormToken
-from .framing import PAGE_POLICY
 from .kinds import REFUSAL_REASONS
+from .pages import private_page
 from .problems import Problem
 from .resources import write_transaction
 from .validation import FieldErrors, clean_email, clean_message, clean_phone, display_phone
@@ -288,13 +288,3 @@ def _render(request: Request, name: str, context: dict[str, Any], status: int) -
     )
     private_page(response)
     return response
-
-
-def private_page(response: Response) -> None:
-    """Headers of a page reached through a secret link: not cached, not indexed,
-    the link not leaked to other sites, no foreign script."""
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Robots-Tag"] = "noindex"
-    # Framing is refused by the framing middleware, which appends `frame-ancestors 'none'`.
-    response.headers["Content-Security-Policy"] = PAGE_POLICY

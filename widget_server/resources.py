@@ -10,28 +10,35 @@ from pathlib import Path
 
 from databases import Database
 from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .database import ServiceDatabase
+from .local_time import date_fr, datetime_fr
 from .settings import Settings
 
 PAGES_DIR = Path(__file__).parent / "templates"
 
 
 def create_database(settings: Settings) -> Database:
+    """The database of the service: connections reused, statements compiled once
+    (see database.py). A request takes a connection for one query or one
+    transaction at a time, never while its body is still arriving."""
     url = settings.database_url
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Writers wait for each other instead of failing with "database is locked".
-        return Database(url, timeout=30)
-    return Database(url, min_size=1, max_size=10)
+        return ServiceDatabase(url, timeout=30)
+    return ServiceDatabase(url, min_size=1, max_size=10)
 
 
 def create_templates(settings: Settings) -> Jinja2Templates:
     templates = Jinja2Templates(directory=PAGES_DIR)
     templates.env.globals["public_url"] = settings.public_url
     templates.env.globals["operator_name"] = settings.operator_name
+    # Times a person reads are in Paris time (local_time.py), never UTC.
+    templates.env.filters["date_fr"] = date_fr
+    templates.env.filters["datetime_fr"] = datetime_fr
     return templates
 
 
@@ -62,22 +69,3 @@ async def write_transaction(database: Database) -> AsyncIterator[None]:
     async with lock, database.transaction():
         await database.execute("UPDATE schema_migrations SET version = version WHERE 0")
         yield
-
-
-class OneConnectionPerRequest:
-    """On SQLite, `databases` opens a new connection (and thread) for every query
-    made outside a held connection; holding one for the request makes its queries
-    share it. PostgreSQL has a pool, so there each query borrows a connection only
-    for as long as it runs."""
-
-    def __init__(self, app: ASGIApp, database: Database) -> None:
-        self.app = app
-        self.database = database
-        self.enabled = database.url.dialect == "sqlite"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.enabled or scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        async with self.database.connection():
-            await self.app(scope, receive, send)

@@ -77,6 +77,10 @@ offers = sa.Table(
     sa.Column("expires_on", sa.Date),
     sa.Column("application_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # Closed by the service (its recruiter stopped applications): kept whatever a
+    # later import says about `status`. Like `application_count`, never imported.
+    sa.Column("closed_reason", sa.Text),
+    sa.Column("closed_at", UTCDateTime),
 )
 
 companies = sa.Table(

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .api import MAX_TARGETS
 from .assets import ASSETS_DIR, Assets
 from .minifier import minify_js
 
@@ -41,12 +42,14 @@ def build_loader(public_url: str, assets: Assets) -> Loader:
 
     text = minify_js(LOADER_SOURCE.read_text(encoding="utf-8"))
     for name, value in (
-        ("__LBA_BASE__", public_url),
-        ("__LBA_CHUNK__", public_url + assets.url("widget.js")),
+        ("__LBA_BASE__", literal(public_url)),
+        ("__LBA_CHUNK__", literal(public_url + assets.url("widget.js"))),
+        # A number, where the source has a (global, hence never renamed) name.
+        ("__LBA_MAX_TARGETS__", str(MAX_TARGETS)),
     ):
         if name not in text:
             raise ValueError(f"{LOADER_SOURCE}: {name} is missing")
-        text = text.replace(name, literal(value))
+        text = text.replace(name, value)
     body = text.encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
     return Loader(body, gzip.compress(body, 9, mtime=0), etag)

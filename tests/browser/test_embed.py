@@ -7,11 +7,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Frame, Page, Request
+from playwright.sync_api import Browser, Page, Request
 
-from tests.browser.conftest import (
+from tests.browser.support import (
     BAD_SIRET,
     CLOSED_OFFER,
+    EVENTS_SCRIPT,
     FORMATION,
     NO_CONTACT_OFFER,
     OFFER,
@@ -23,44 +24,15 @@ from tests.browser.conftest import (
     Servers,
     eligibility_requests,
     events,
+    focused_in_slot,
+    form_frame,
+    slot,
     wait_events,
 )
 
 pytestmark = pytest.mark.browser
 
 ELIGIBILITY = "/api/v1/eligibility"
-
-
-def slot(ref: str) -> str:
-    """CSS selector of the placeholder for a target reference."""
-    attribute = "data-siret" if ref.isdigit() else "data-formation-id" if "#" in ref else "data-offer-id"
-    return f'[{attribute}="{ref}"]'
-
-
-def form_frame(page: Page, placeholder: str = "[data-lba-widget]") -> Frame:
-    """The form's iframe (in a shadow root: CSS locators pierce open ones), once its page loaded."""
-    iframe = page.locator(f"{placeholder} iframe")
-    iframe.wait_for()
-    assert iframe.count() == 1
-    handle = iframe.element_handle()
-    frame = handle.content_frame()
-    handle.dispose()  # a handle would keep the element alive (see the leak test)
-    assert frame is not None
-    frame.wait_for_url("**/widget/v1/**")
-    frame.wait_for_load_state()
-    return frame
-
-
-def focused_in_slot(page: Page) -> str:
-    """What has focus: the placeholder's inner element, e.g. 'BUTTON' or 'IFRAME'."""
-    return str(
-        page.evaluate(
-            "() => { const a = document.activeElement;"
-            " return a && a.shadowRoot && a.shadowRoot.activeElement"
-            " ? (a.dataset.offerId || a.dataset.formationId) + ' ' + a.shadowRoot.activeElement.tagName"
-            " : '' }"
-        )
-    )
 
 
 def test_buttons_appear_for_eligible_targets_after_one_request(page: Page, servers: Servers) -> None:
@@ -282,6 +254,31 @@ def test_messages_from_elsewhere_are_ignored(page: Page, servers: Servers) -> No
     assert [e["detail"]["id"] for e in events(page, "submitted")] == ["real"]
     assert events(page, "close") == []
     assert page.locator(f"{slot(OFFER)} dialog").evaluate("d => d.open")
+
+
+def test_messages_from_another_origin_in_the_frame_are_ignored(browser: Browser, servers: Servers) -> None:
+    # The fixture site's policy would keep the frame from going elsewhere; a
+    # partner's page may have none.
+    context = browser.new_context(bypass_csp=True)
+    context.add_init_script(EVENTS_SCRIPT)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto(servers.fixtures + "/twice.html")
+    wait_events(page, "ready", 2)
+    page.locator(f"{slot(OFFER)} button").click()
+    frame = form_frame(page)
+    embed = frame.evaluate("() => document.body.dataset.lbaEmbed")
+    page.evaluate(
+        """([url, id]) => {
+        addEventListener("message", e => { if (e.data === "elsewhere-done") window.__elsewhere = true; });
+        document.querySelector("[data-lba-widget]").shadowRoot.querySelector("iframe").src = url + "#" + id;
+    }""",
+        [servers.fixtures + "/elsewhere.html", embed],
+    )
+    # Messages from one window arrive in order: the forged one was read first.
+    page.wait_for_function("() => window.__elsewhere")
+    assert events(page, "submitted") == []
+    context.close()
 
 
 def test_widget_sets_no_cookie_and_calls_no_third_party(page: Page, servers: Servers) -> None:

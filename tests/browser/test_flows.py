@@ -4,46 +4,28 @@ the emails; an rdv request; the form's errors; axe-core on all of them."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Frame, Page
+from playwright.sync_api import Page
 
-from tests.browser.conftest import FORMATION, OFFER, SIRET, Servers, get_json, wait_events
-from tests.browser.test_embed import focused_in_slot, form_frame, slot
+from tests.browser.support import (
+    FORMATION,
+    OFFER,
+    PDF,
+    SIRET,
+    Servers,
+    axe_violations,
+    focused_id,
+    focused_in_slot,
+    form_frame,
+    get_json,
+    mailbox,
+    slot,
+    wait_events,
+)
 
 pytestmark = pytest.mark.browser
-
-PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
-WCAG = {
-    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
-    "resultTypes": ["violations"],
-    "iframes": False,
-}
-
-
-def axe_violations(target: Page | Frame) -> list[str]:
-    # Axe only calls `evaluate`, which frames have too: each document is checked
-    # on its own (the form is another origin than the host page).
-    results = Axe().run(target, options=WCAG)
-    return [f"{v['id']}: {[n['target'] for n in v['nodes']]}" for v in results.response["violations"]]
-
-
-def mailbox(servers: Servers, *, to: str, count: int) -> list[dict[str, Any]]:
-    """The dev mailbox's messages to `to`, once `count` of them have arrived."""
-    deadline = time.monotonic() + 15
-    while True:
-        found = [m for m in get_json(servers.widget + "/dev/api/mailbox")["messages"] if to in m["to"]]
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
-
-
-def focused_id(frame: Frame) -> str:
-    return str(frame.evaluate("() => document.activeElement ? document.activeElement.id : ''"))
 
 
 def test_candidature_with_a_cv_keyboard_only(page: Page, servers: Servers, tmp_path: Path) -> None:
@@ -94,8 +76,8 @@ def test_candidature_with_a_cv_keyboard_only(page: Page, servers: Servers, tmp_p
     wait_events(page, "close")
     assert focused_in_slot(page) == f"{OFFER} BUTTON"
 
-    recruiter = mailbox(servers, to="recrutement@boulangerie-ferrand.example", count=1)
-    candidate = mailbox(servers, to="lea.moreau@example.org", count=1)
+    recruiter = mailbox(page, servers, to="recrutement@boulangerie-ferrand.example", count=1)
+    candidate = mailbox(page, servers, to="lea.moreau@example.org", count=1)
     assert len(recruiter) == 1 and len(candidate) == 1
     message = get_json(f"{servers.widget}/dev/api/mailbox/{recruiter[0]['id']}")
     assert "Moreau" in message["text"]
@@ -122,7 +104,7 @@ def test_rdv_request_through_the_modal(page: Page, servers: Servers) -> None:
     frame = form_frame(page)
     frame.get_by_role("button", name="Fermer").click()
     wait_events(page, "close")
-    cfa = mailbox(servers, to="rdv@ateliers-rhone.example", count=1)
+    cfa = mailbox(page, servers, to="rdv@ateliers-rhone.example", count=1)
     assert len(cfa) == 1
 
 

@@ -9,8 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.browser.conftest import FORMATION, SIRET, Servers
-from tests.browser.test_flows import PDF, mailbox
+from tests.browser.support import FORMATION, PDF, SIRET, Servers, mailbox
 
 pytestmark = pytest.mark.browser
 
@@ -47,7 +46,7 @@ def test_spontaneous_application_without_javascript(
     page.click("button[type=submit]")
     page.wait_for_selector("[data-lba-submitted]")
     assert "Votre candidature a bien été envoyée" in page.content()
-    assert len(mailbox(servers, to=email, count=1)) == 1
+    assert len(mailbox(page, servers, to=email, count=1)) == 1
     assert page.context.cookies() == []
 
 
@@ -68,4 +67,4 @@ def test_rdv_without_javascript(no_js_page: Any, servers: Servers) -> None:
     page.click("button[type=submit]")
     page.wait_for_selector("[data-lba-submitted]")
     assert "Votre demande a bien été envoyée" in page.content()
-    assert len(mailbox(servers, to=email, count=1)) == 1
+    assert len(mailbox(page, servers, to=email, count=1)) == 1

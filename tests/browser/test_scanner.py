@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.browser.conftest import OTHER_OFFER, Servers, get_json
-from tests.browser.test_flows import PDF, axe_violations, mailbox
+from tests.browser.support import OTHER_OFFER, PDF, Servers, axe_violations, get_json, mailbox
 
 pytestmark = pytest.mark.browser
 
@@ -74,7 +73,7 @@ def test_scanner_opens_every_link_and_nothing_happens(
     cv.write_bytes(PDF)
     email = f"sam.{int(time.time() * 1000)}@example.org"
     apply_without_javascript(page, servers, email, cv)
-    [ack] = mailbox(servers, to=email, count=1)  # queued with the pro email, in one transaction
+    [ack] = mailbox(page, servers, to=email, count=1)  # queued with the pro email, in one transaction
     [pro] = [
         m
         for m in get_json(servers.widget + "/dev/api/mailbox")["messages"]
@@ -131,7 +130,7 @@ def test_scanner_opens_every_link_and_nothing_happens(
     assert answers_to(servers, email) == [("answer_accept",)]
     assert dict(urllib.parse.parse_qsl(form))["answer"] == "accept"
 
-    received = mailbox(servers, to=email, count=2)
+    received = mailbox(page, servers, to=email, count=2)
     [answer] = [m for m in received if m["subject"].startswith("Suite donnée")]
     headers = get_json(f"{servers.widget}/dev/api/mailbox/{answer['id']}")["headers"]
     ack_id = next(

@@ -207,8 +207,8 @@
     var targets = [...new Set(placeholders.map((placeholder) => states.get(placeholder).target))];
     var waiting = placeholders.map((placeholder) => [placeholder, states.get(placeholder)]);
     var requests = [];
-    // The eligibility API answers at most 100 targets per request.
-    while (targets.length) requests.push(request(targets.splice(0, 100), waiting));
+    // The eligibility API's limit per request, written in by the server.
+    while (targets.length) requests.push(request(targets.splice(0, __LBA_MAX_TARGETS__), waiting));
     return Promise.all(requests);
   }
 
@@ -295,7 +295,7 @@
     new MutationObserver(changed).observe(document.documentElement, {
       childList: true,
       subtree: true,
-      attributes: true,
+      // Implies `attributes: true`, for these attributes only.
       attributeFilter: ATTRIBUTES
     });
   }

@@ -1,0 +1,92 @@
+"""Every bench of issue #11 in one bounded run, one table: each of our figures
+beside a baseline measured in the same process run, the ratio and its goal.
+
+    bench/run                     # SQLite
+    BENCH_DATABASE_URL=postgresql+asyncpg://root@127.0.0.1:5432/bench bench/run   # and PostgreSQL
+    bench/run --quick             # smaller runs, for a first look
+
+Servers listen on 127.0.0.1 only; every load is bounded in requests or time.
+Absolute figures depend on the machine and on whoever else uses it; the ratio
+to the same-run baseline is the figure to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+
+import bench_eligibility
+import bench_import
+import bench_outbox
+import bench_submissions
+from support import Row, have_wrk
+
+
+def table(rows: list[Row]) -> str:
+    header = f"| path | db | ours | baseline (same run) | ratio | goal | pass | note |\n|{'---|' * 8}"
+    lines = [
+        f"| {r.path} | {r.database} | {r.ours:,.1f} {r.unit} | {r.baseline:,.1f} {r.unit} | "
+        f"{r.ratio:.2f} | ≥ {r.goal:.2f} | {'pass' if r.passed else 'FAIL'} | {r.note} |"
+        for r in rows
+    ]
+    return "\n".join([header, *lines])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller runs (about a minute)")
+    parser.add_argument("--only", choices=["eligibility", "submissions", "import", "outbox"])
+    args = parser.parse_args()
+    databases = ["sqlite"] + (["postgresql"] if os.environ.get("BENCH_DATABASE_URL") else [])
+    quick = args.quick
+    benches: list[tuple[str, str, Callable[[], list[Row]]]] = []
+    for db in databases:
+        if have_wrk():
+            benches.append(
+                (
+                    "eligibility",
+                    db,
+                    lambda db=db: bench_eligibility.measure(db, offers=20_000, seconds=3 if quick else 5),  # type: ignore[misc]
+                )
+            )
+        else:
+            print("wrk not found (apt-get install wrk): eligibility skipped", file=sys.stderr)
+        benches.append(
+            (
+                "submissions",
+                db,
+                lambda db=db: bench_submissions.measure(db, requests=24 if quick else 48),  # type: ignore[misc]
+            )
+        )
+    benches.append(("import", "sqlite", lambda: bench_import.measure(30_000 if quick else 100_000)))
+    for db in databases:
+        benches.append(("outbox", db, lambda db=db: bench_outbox.measure(db, 300 if quick else 500)))  # type: ignore[misc]
+
+    rows: list[Row] = []
+    started = time.monotonic()
+    for name, db, run in benches:
+        if args.only and name != args.only:
+            continue
+        began = time.monotonic()
+        print(f"… {name} ({db})", file=sys.stderr, flush=True)
+        try:
+            rows.extend(run())
+        except Exception:
+            traceback.print_exc()
+            print(f"{name} ({db}) failed", file=sys.stderr)
+        print(f"  {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
+    print(table(rows))
+    load = os.getloadavg()[0]
+    spent = time.monotonic() - started
+    print(f"\n{spent:.0f} s in all; load average at the end {load:.1f} on {os.cpu_count()} cores")
+    return 0 if rows and all(r.passed for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
