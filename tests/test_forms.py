@@ -97,6 +97,50 @@ def test_submission_shows_the_acknowledgement_and_stores_the_request(client: Tes
     assert len(seed.fetch_all(client, tables.outbox.select())) == 2
 
 
+def test_a_form_post_checks_the_target_once_inside_the_write_transaction(
+    client: TestClient, page: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextlib import asynccontextmanager
+
+    from widget_server import contact_requests, eligibility, resources
+
+    real_check, real_transaction = eligibility.check, resources.write_transaction
+    writing = [False]
+    calls: list[bool] = []
+
+    async def counted(*args: Any, **kwargs: Any) -> eligibility.Eligibility:
+        calls.append(writing[0])
+        return await real_check(*args, **kwargs)
+
+    @asynccontextmanager
+    async def watched(database: Any) -> Any:
+        async with real_transaction(database):
+            writing[0] = True
+            try:
+                yield
+            finally:
+                writing[0] = False
+
+    monkeypatch.setattr(eligibility, "check", counted)
+    monkeypatch.setattr(contact_requests, "write_transaction", watched)
+    response = client.post(FORM, data=fields(page), files=cv())
+    assert response.status_code == 200, response.text
+    assert calls == [True]  # once, and inside the transaction that stores the request
+
+
+def test_an_offer_closed_while_the_form_was_open_shows_why(client: TestClient, page: str) -> None:
+    seed.run(
+        client,
+        seed.state(client).database.execute,
+        tables.offers.update().values(application_count=80),
+    )
+    response = client.post(FORM, data=fields(page), files=cv())
+    assert response.status_code == 409
+    assert template_name(response) == "pages/unavailable.html"
+    assert "n'accepte plus de candidatures" in html.unescape(response.text)
+    assert seed.fetch_all(client, tables.contact_requests.select()) == []
+
+
 def test_errors_are_shown_inline_and_in_a_summary_and_input_is_kept(client: TestClient, page: str) -> None:
     response = client.post(
         FORM, data=fields(page, email="pas-un-email", phone="12", message="<b>gras</b>"), files=cv()

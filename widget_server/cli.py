@@ -15,6 +15,7 @@ from databases import Database
 from . import migrations
 from .resources import create_database, prepare_sqlite
 from .settings import SETTINGS, Settings, SettingsError, load_settings
+from .targets import BY_FILE_KIND
 
 
 def _settings_epilog() -> str:
@@ -259,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parsers = {name: sub.add_parser(name, help=help_) for name, (help_, _) in COMMANDS.items()}
     imp = parsers["import"]
-    imp.add_argument("kind", choices=["formations", "offers", "companies"])
+    imp.add_argument("kind", choices=list(BY_FILE_KIND))
     imp.add_argument("file", help="a .csv (header row) or .jsonl file")
     imp.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
     imp.add_argument("--quiet", action="store_true", help="no progress display")

@@ -33,7 +33,6 @@ from .validation import InvalidValue, email_identity, normalise_email, normalise
 
 log = logging.getLogger("widget_server.directory")
 
-DirectoryKind = Literal["formations", "offers", "companies"]
 Progress = Callable[[int, int | None], None]
 
 DEMO_DIR = data_dir("demo_data")

@@ -91,29 +91,45 @@ def week_starts(now: dt.datetime, weeks: int = WEEKS) -> list[dt.datetime]:
 
 def _bucket(column: sa.ColumnElement[dt.datetime], bounds: Sequence[dt.datetime]) -> sa.Case[int]:
     # Portable across SQLite and PostgreSQL: the week is found by comparisons.
-    return sa.case(*[(column < bounds[n + 1], n) for n in range(len(bounds) - 1)], else_=None)
+    return sa.case(*[(column < bounds[n + 1], sa.literal_column(str(n))) for n in range(len(bounds) - 1)])
+
+
+def _flag(condition: sa.ColumnElement[bool]) -> sa.Case[int]:
+    return sa.case((condition, sa.literal_column("1")), else_=sa.literal_column("0"))
 
 
 async def figures(database: Database, now: dt.datetime | None = None, weeks: int = WEEKS) -> Figures:
     bounds = week_starts(now or dt.datetime.now(dt.UTC), weeks)
     requests, outbox, contacts = tables.contact_requests, tables.outbox, tables.contacts
     table = [Week(start=b.astimezone(PARIS).date()) for b in bounds[:-1]]
-    in_range = sa.and_(requests.c.created_at >= bounds[0], requests.c.created_at < bounds[-1])
-    week = _bucket(requests.c.created_at, bounds).label("week")
     delivered = sa.exists().where(
         outbox.c.request_id == requests.c.id, outbox.c.template.in_(PRO_EMAILS), outbox.c.status == "sent"
     )
+    # One row per request of the window, its week computed once; grouped outside, so
+    # that PostgreSQL groups by a column, not by an expression full of parameters.
+    window = (
+        sa.select(
+            _bucket(requests.c.created_at, bounds).label("week"),
+            requests.c.kind,
+            requests.c.caller,
+            requests.c.created_at,
+            requests.c.answered_at,
+            _flag(delivered).label("delivered"),
+            _flag(requests.c.status == BOUNCED).label("bounced"),
+            _flag(requests.c.answered_at.is_not(None)).label("answered"),
+        )
+        .where(requests.c.created_at >= bounds[0], requests.c.created_at < bounds[-1])
+        .subquery()
+    )
     rows = await database.fetch_all(
         sa.select(
-            week,
-            requests.c.kind,
+            window.c.week,
+            window.c.kind,
             sa.func.count().label("count"),
-            sa.func.sum(sa.case((delivered, 1), else_=0)).label("delivered"),
-            sa.func.sum(sa.case((requests.c.status == BOUNCED, 1), else_=0)).label("bounced"),
-            sa.func.sum(sa.case((requests.c.answered_at.is_not(None), 1), else_=0)).label("answered"),
-        )
-        .where(in_range)
-        .group_by(week, requests.c.kind)
+            sa.func.sum(window.c.delivered).label("delivered"),
+            sa.func.sum(window.c.bounced).label("bounced"),
+            sa.func.sum(window.c.answered).label("answered"),
+        ).group_by(window.c.week, window.c.kind)
     )
     for row in (r._mapping for r in rows):
         entry = table[row["week"]]
@@ -122,27 +138,29 @@ async def figures(database: Database, now: dt.datetime | None = None, weeks: int
         entry.bounced += int(row["bounced"] or 0)
         entry.answered += int(row["answered"] or 0)
     answered = await database.fetch_all(
-        sa.select(week, requests.c.created_at, requests.c.answered_at).where(
-            in_range, requests.c.answered_at.is_not(None)
+        sa.select(window.c.week, window.c.created_at, window.c.answered_at).where(
+            window.c.answered_at.is_not(None)
         )
     )
     for row in (r._mapping for r in answered):
         delay = (row["answered_at"] - row["created_at"]).total_seconds() / 3600
         table[row["week"]].delays_hours.append(max(delay, 0.0))
     for column in (contacts.c.company_opt_out_at, contacts.c.formation_opt_out_at):
-        opt_week = _bucket(column, bounds).label("week")
-        opt_outs = await database.fetch_all(
-            sa.select(opt_week, sa.func.count().label("count"))
+        opt_window = (
+            sa.select(_bucket(column, bounds).label("week"))
             .where(column >= bounds[0], column < bounds[-1])
-            .group_by(opt_week)
+            .subquery()
+        )
+        opt_outs = await database.fetch_all(
+            sa.select(opt_window.c.week, sa.func.count().label("count")).group_by(opt_window.c.week)
         )
         for opt_out in (r._mapping for r in opt_outs):
             table[opt_out["week"]].opt_outs += int(opt_out["count"])
     by_partner: dict[str, list[int]] = {}
     callers = await database.fetch_all(
-        sa.select(week, requests.c.caller, sa.func.count().label("count"))
-        .where(in_range)
-        .group_by(week, requests.c.caller)
+        sa.select(window.c.week, window.c.caller, sa.func.count().label("count")).group_by(
+            window.c.week, window.c.caller
+        )
     )
     for caller in (r._mapping for r in callers):
         by_partner.setdefault(caller["caller"], [0] * weeks)[caller["week"]] = int(caller["count"])

@@ -111,7 +111,7 @@ CLOSED_BY_RECRUITER = "opted_out"
 
 TARGETS: dict[str, TargetSpec] = {t.name: t for t in (OFFER, COMPANY, FORMATION)}
 TARGET_KINDS: tuple[TargetKind, ...] = tuple(t.name for t in TARGETS.values())
-# Import file kind → target kind: `formations`, `offers`, `companies`.
+# Import file kind → target kind: `offers`, `companies`, `formations`.
 BY_FILE_KIND: dict[str, TargetSpec] = {t.file_kind: t for t in TARGETS.values()}
 
 
