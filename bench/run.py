@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 
 import bench_eligibility
 import bench_import
@@ -48,25 +49,15 @@ def main() -> int:
     benches: list[tuple[str, str, Callable[[], list[Row]]]] = []
     for db in databases:
         if have_wrk():
-            benches.append(
-                (
-                    "eligibility",
-                    db,
-                    lambda db=db: bench_eligibility.measure(db, offers=20_000, seconds=3 if quick else 5),  # type: ignore[misc]
-                )
-            )
+            eligibility = partial(bench_eligibility.measure, db, offers=20_000, seconds=3 if quick else 5)
+            benches.append(("eligibility", db, eligibility))
         else:
             print("wrk not found (apt-get install wrk): eligibility skipped", file=sys.stderr)
-        benches.append(
-            (
-                "submissions",
-                db,
-                lambda db=db: bench_submissions.measure(db, requests=24 if quick else 48),  # type: ignore[misc]
-            )
-        )
-    benches.append(("import", "sqlite", lambda: bench_import.measure(30_000 if quick else 100_000)))
+        benches.append(("submissions", db, partial(bench_submissions.measure, db, 24 if quick else 48)))
+    benches.append(("import", "sqlite", partial(bench_import.measure, 20_000 if quick else 50_000)))
     for db in databases:
-        benches.append(("outbox", db, lambda db=db: bench_outbox.measure(db, 300 if quick else 500)))  # type: ignore[misc]
+        outbox = partial(bench_outbox.measure, db, 150 if quick else 200, 1 if quick else 2)
+        benches.append(("outbox", db, outbox))
 
     rows: list[Row] = []
     started = time.monotonic()

@@ -119,7 +119,8 @@ def test_the_installed_package_serves_from_an_empty_directory(
     venv, _ = installed
     workdir = tmp_path / "empty"
     workdir.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in {s.name for s in SETTINGS}}
+    # Neither this run's settings nor its import path reach the installed package.
+    env = {k: v for k, v in os.environ.items() if k not in {s.name for s in SETTINGS} | {"PYTHONPATH"}}
     env.update(OUTBOX_POLL_SECONDS="0.2", LOG_FORMAT="json", PYTHONDONTWRITEBYTECODE="1")
     # The package imported is the installed one, not this checkout.
     where = run(venv / "bin" / "python", "-c", "import widget_server; print(widget_server.__file__)",

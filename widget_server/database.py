@@ -44,6 +44,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.ddl import DDLElement
 from sqlalchemy.sql.elements import TextClause
 
+from . import tables
+from .targets import TARGETS
+
 # Idle SQLite connections kept for reuse; more are opened when all are busy (as
 # `databases` always did), and the extra ones closed when they come back.
 POOL_IDLE_MAX = 8
@@ -146,7 +149,7 @@ class StatementCache:
 
 # The tables eligibility is read from: a committed write to one of them makes
 # in-memory eligibility answers of this process stale (eligibility_cache).
-DIRECTORY_TABLES = frozenset({"offers", "companies", "formations", "contacts"})
+DIRECTORY_TABLES = frozenset({*(t.table.name for t in TARGETS.values()), tables.contacts.name})
 
 
 class DirectoryWrites:

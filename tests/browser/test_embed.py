@@ -435,8 +435,8 @@ def test_removed_placeholders_and_their_frames_are_forgotten(page: Page, servers
     # registered for messages included): the garbage collector takes them.
     collected = page.evaluate(
         """async () => {
-        for (let i = 0; i < 20 && window.__gone.some(ref => ref.deref()); i++) {
-            await new Promise(done => setTimeout(done, 50));
+        for (let i = 0; i < 50 && window.__gone.some(ref => ref.deref()); i++) {
+            await new Promise(done => setTimeout(done, 100));
             gc();
         }
         return window.__gone.map(ref => !ref.deref());
