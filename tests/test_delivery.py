@@ -157,6 +157,6 @@ def test_a_refused_message_is_not_a_bounce(tmp_path: Path, smtp_server: SMTPServ
             ),
         )
         assert failed == [{"template": "candidature_pro", "failure_kind": "message_refused"}]
-        summary = seed.run(client, stats, client.app.state.database)  # type: ignore[attr-defined]
+        summary = seed.run(client, stats, seed.state(client).database)
     assert re.search(r"message_refused\s+1\n", summary)
     assert [r.message["X-LBA-Template"] for r in smtp_server.received] == ["candidature_ack"]

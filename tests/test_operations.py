@@ -37,7 +37,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def execute(client: TestClient, statement: str) -> None:
     async def go() -> None:
-        await client.app.state.database.execute(statement)  # type: ignore[attr-defined]
+        await seed.state(client).database.execute(statement)
 
     seed.run(client, go)
 
@@ -70,7 +70,7 @@ def test_readyz_is_503_on_a_database_never_migrated(client: TestClient) -> None:
 def test_readyz_is_503_when_the_database_cannot_be_reached(client: TestClient) -> None:
     # A PostgreSQL pool that opens connections on demand, towards a port nobody listens on.
     unreachable = Database("postgresql+asyncpg://root@127.0.0.1:9/none", min_size=0, max_size=1)
-    state = client.app.state  # type: ignore[attr-defined]
+    state = seed.state(client)
     seed.run(client, unreachable.connect)
     state.database, database = unreachable, state.database
     try:
@@ -115,7 +115,7 @@ def test_metrics_read_the_queue_from_the_database(client: TestClient) -> None:
     an_hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
 
     async def age_and_deliver() -> None:
-        database = client.app.state.database  # type: ignore[attr-defined]
+        database = seed.state(client).database
         await database.execute(tables.outbox.update().values(created_at=an_hour_ago))
         await database.execute(
             tables.outbox.update().where(tables.outbox.c.template == "candidature_ack").values(status="sent")

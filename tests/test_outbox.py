@@ -24,7 +24,7 @@ from tests import seed
 from tests.smtp_server import Accounts, SMTPServer, free_port, running
 from tests.support import eventually, make_settings, wait_until, within
 from tests.support import on_database as run
-from widget_server import emails, mailer, outbox, tables
+from widget_server import emails, jobs, mailer, outbox, tables
 from widget_server.mailer import PermanentFailure, SMTPConfig, TemporaryFailure, Transport, parse_smtp_url
 from widget_server.resources import create_database
 from widget_server.settings import Settings
@@ -717,3 +717,41 @@ def test_the_worker_command_delivers_and_stops_on_sigterm(tmp_path: Path) -> Non
                 process.wait()
     assert process.returncode == 0, errors
     assert server.message_ids() == [msg["Message-ID"]]
+
+
+def test_a_periodic_job_runs_once_per_period_and_is_not_asked_for_at_every_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(tmp_path, "smtp://127.0.0.1:1")
+    runs: list[dt.datetime] = []
+    claims: list[str] = []
+
+    async def tick(now: dt.datetime) -> int:
+        runs.append(now)
+        return 1
+
+    job = jobs.PeriodicJob("tick", dt.timedelta(minutes=5), tick)
+    claim = jobs.claim
+
+    async def counted_claim(*args: Any, **kwargs: Any) -> bool:
+        claims.append(args[2])
+        return await claim(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "claim", counted_claim)
+
+    async def scenario(database: Database) -> None:
+        clock = Clock()
+        first = worker(database, settings, clock, periodic_jobs=[job], worker_id="first")
+        second = worker(database, settings, clock, periodic_jobs=[job], worker_id="second")
+        assert await first.run_due_jobs() == 1
+        assert await second.run_due_jobs() == 0  # not due: the first one ran it
+        clock.advance(60)
+        assert await first.run_due_jobs() == 0
+        assert await second.run_due_jobs() == 0
+        assert claims == ["first", "second"]  # both knew it was not due yet: no query
+        clock.advance(240)
+        assert await second.run_due_jobs() == 1
+        assert await first.run_due_jobs() == 0
+
+    run(settings, scenario)
+    assert runs == [T0, T0 + dt.timedelta(minutes=5)]

@@ -124,7 +124,7 @@ def test_purge_dry_run_prints_exactly_what_purge_then_does_and_changes_nothing(c
     later = delivered + dt.timedelta(days=731)
 
     async def touch_recent() -> None:
-        await client.app.state.database.execute(  # type: ignore[attr-defined]
+        await seed.state(client).database.execute(
             tables.contact_requests.update()
             .where(tables.contact_requests.c.id == recent)
             .values(updated_at=later - dt.timedelta(days=1))
@@ -132,7 +132,7 @@ def test_purge_dry_run_prints_exactly_what_purge_then_does_and_changes_nothing(c
 
     seed.run(client, touch_recent)
     before = support.every_row(client)
-    state = client.app.state  # type: ignore[attr-defined]
+    state = seed.state(client)
     planned = seed.run(client, lambda: purge(state.database, state.settings, later, dry_run=True))
     assert support.every_row(client) == before
     done = seed.run(client, purge, state.database, state.settings, later)

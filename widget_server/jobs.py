@@ -37,8 +37,7 @@ async def claim(
     database: Database, job: PeriodicJob, owner: str, now: dt.datetime, *, lease: dt.timedelta
 ) -> bool:
     """True when `owner` may run `job` now; the next run is then due `job.every` later."""
-    await database.execute(_ENSURE.bindparams(name=job.name, now=now))
-    claimed = await database.fetch_val(
+    update = (
         _jobs.update()
         .where(
             _jobs.c.name == job.name,
@@ -48,7 +47,17 @@ async def claim(
         .values(next_run_at=now + job.every, lease_owner=owner, lease_until=now + lease)
         .returning(_jobs.c.name)
     )
+    claimed = await database.fetch_val(update)
+    if claimed is None and await due_at(database, job) is None:  # the job's first run ever
+        await database.execute(_ENSURE.bindparams(name=job.name, now=now))
+        claimed = await database.fetch_val(update)
     return claimed is not None
+
+
+async def due_at(database: Database, job: PeriodicJob) -> dt.datetime | None:
+    """When `job` is next due (None: it never ran)."""
+    value = await database.fetch_val(sa.select(_jobs.c.next_run_at).where(_jobs.c.name == job.name))
+    return value if isinstance(value, dt.datetime) else None
 
 
 async def release(database: Database, job: PeriodicJob, owner: str) -> None:

@@ -15,7 +15,6 @@ import secrets
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from databases import Database
@@ -26,10 +25,10 @@ from starlette.responses import Response
 from . import tables
 from .contact_requests import BOUNCED
 from .kinds import PRO_EMAILS
+from .local_time import PARIS, datetime_fr
 from .operator_charts import COLOURS, KIND_LABELS, charts
 from .settings import Settings
 
-PARIS = ZoneInfo("Europe/Paris")
 WEEKS = 12
 TOP_PARTNERS = 8
 _SALT = "operator-page"
@@ -278,7 +277,7 @@ async def page(request: Request) -> Response:
             "colours": COLOURS,
             "percent": percent,
             "delay": delay,
-            "generated": f"{now.astimezone(PARIS):%d/%m/%Y à %H:%M}",
+            "generated": datetime_fr(now),
             "nonce": nonce,
         },
     )

@@ -160,6 +160,7 @@ class Worker:
         self.on_recipient_refused = on_recipient_refused
         self.on_sent = on_sent
         self.periodic_jobs = tuple(periodic_jobs)
+        self._jobs_due: dict[str, dt.datetime] = {}
         # Set while the SMTP server cannot be used: the failure that says so.
         self.server_unavailable: ServerUnavailable | None = None
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -237,15 +238,21 @@ class Worker:
         returns how many ran. A failing job is logged and runs again when next due."""
         ran = 0
         for job in self.periodic_jobs:
+            now = self._clock()
+            # Not before it is due (as last read): no write to the database at every poll.
+            if now < self._jobs_due.get(job.name, now):
+                continue
             try:
                 async with self.database.connection():
-                    now = self._clock()
-                    if not await jobs.claim(self.database, job, self.worker_id, now, lease=self._lease):
-                        continue
+                    claimed = await jobs.claim(self.database, job, self.worker_id, now, lease=self._lease)
                     try:
-                        done = await job.run(now)
+                        done = await job.run(now) if claimed else 0
                     finally:
-                        await jobs.release(self.database, job, self.worker_id)
+                        if claimed:
+                            await jobs.release(self.database, job, self.worker_id)
+                        self._jobs_due[job.name] = await jobs.due_at(self.database, job) or now
+                if not claimed:
+                    continue
             except Exception:
                 log.exception("email worker %s: job %s failed", self.worker_id, job.name)
                 continue
