@@ -144,6 +144,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     from . import callers
+    from .local_time import in_paris
 
     async def work(database: Database) -> int:
         if args.action == "create":
@@ -151,10 +152,11 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
             print(f"API key for {args.caller} ({args.role}) - shown once, keep it safe:\n{key}")
         elif args.action == "list":
             for row in await callers.list_keys(database):
-                state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "active"
+                # Dates the operator reads: Paris dates (local_time.py), like every time shown.
+                state = f"revoked {in_paris(row['revoked_at']):%Y-%m-%d}" if row["revoked_at"] else "active"
                 print(
                     f"{row['prefix']}  {row['caller']:<30} {row['role']:<9} "
-                    f"created {row['created_at']:%Y-%m-%d}  {state}"
+                    f"created {in_paris(row['created_at']):%Y-%m-%d}  {state}"
                 )
         elif not await callers.revoke_key(database, args.prefix):
             print(f"No active key with prefix {args.prefix}.", file=sys.stderr)

@@ -15,7 +15,6 @@ import secrets
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from databases import Database
@@ -27,10 +26,10 @@ from . import tables
 from .contact_requests import BOUNCED
 from .framing import operator_policy
 from .kinds import PRO_EMAILS
+from .local_time import PARIS, datetime_fr
 from .operator_charts import COLOURS, KIND_LABELS, charts
 from .settings import Settings
 
-PARIS = ZoneInfo("Europe/Paris")
 WEEKS = 12
 TOP_PARTNERS = 8
 _SALT = "operator-page"
@@ -276,7 +275,7 @@ async def page(request: Request) -> Response:
             "colours": COLOURS,
             "percent": percent,
             "delay": delay,
-            "generated": f"{now.astimezone(PARIS):%d/%m/%Y à %H:%M}",
+            "generated": datetime_fr(now),
             "nonce": nonce,
         },
     )
