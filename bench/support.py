@@ -140,6 +140,7 @@ def bench_settings(url: str, folder: Path, **extra: str) -> Settings:
         "SECRET_KEY": "bench",
         "OUTBOX_WORKER": "false",
         "RATE_LIMIT": "100000000/minute",
+        "API_KEY_RATE_LIMIT": "100000000/minute",
         "CALLER_APPLICATIONS_PER_COMPANY_PER_DAY": "100000000",
         "APPLICATIONS_PER_DAY": "100000000",
         "OFFER_MAX_APPLICATIONS": "100000000",

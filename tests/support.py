@@ -22,6 +22,7 @@ import time
 import zipfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,9 +35,10 @@ from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
 from tests import seed
-from tests.smtp_server import Received, SMTPServer
-from widget_server import delivery, migrations, tables
+from tests.smtp_server import Received, SMTPServer, free_port
+from widget_server import callers, delivery, directory, migrations, tables
 from widget_server.app import create_app
+from widget_server.cli import uvicorn_config, with_database
 from widget_server.resources import create_database, prepare_sqlite
 from widget_server.settings import Settings, load_settings
 
@@ -78,6 +80,7 @@ def make_settings(tmp_path: Path, **overrides: str) -> Settings:
         "PUBLIC_URL": "http://testserver",
         "FORM_MIN_FILL_SECONDS": "0",
         "RATE_LIMIT": "1000/minute",
+        "API_KEY_RATE_LIMIT": "1000/minute",
         "DEMO_DATA": "false",
         "LOG_LEVEL": "WARNING",
         "OUTBOX_WORKER": "false",  # tests that want delivery run a worker themselves
@@ -367,3 +370,46 @@ def raw_get(address: tuple[str, int], target: str) -> tuple[int, bytes]:
         return response.status, response.read()
     finally:
         connection.close()
+
+
+# --- a real server ----------------------------------------------------------------
+# For tests that need real sockets (slow clients, forwarded headers as uvicorn sees
+# them, API fuzzing): `widget-server serve`'s own uvicorn options, in a thread, on
+# 127.0.0.1 and a free port.
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    url: str
+    port: int
+    settings: Settings
+
+
+def create_api_key(settings: Settings, caller: str, role: str = "partner") -> str:
+    async def create(database: Database) -> str:
+        return await callers.create_key(database, caller, role)
+
+    key: str = asyncio.run(with_database(settings, create))
+    return key
+
+
+def load_demo(settings: Settings) -> None:
+    """The fictional demo directory (examples/data) in the database of `settings`."""
+    asyncio.run(with_database(settings, directory.load_demo))
+
+
+@contextmanager
+def running_server(settings: Settings) -> Iterator[RunningServer]:
+    port = free_port()
+    settings = settings.replace(host="127.0.0.1", port=port, log_level="WARNING")
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), "the test server to start", 30)
+        if not server.started:
+            raise RuntimeError("the test server did not start")
+        yield RunningServer(f"http://127.0.0.1:{port}", port, settings)
+    finally:
+        server.should_exit = True
+        thread.join(15)

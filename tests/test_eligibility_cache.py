@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from tests import seed
 from tests.support import make_settings
-from widget_server import tables
+from widget_server import eligibility_cache, tables
 from widget_server.app import create_app
 from widget_server.eligibility_cache import (
     CACHE_SECONDS,
@@ -171,3 +171,18 @@ def test_a_submission_reads_the_cap_from_the_database_not_from_the_cache(
     )
     assert response.status_code == 409, response.text
     assert response.json()["code"] == "closed"
+
+
+def test_the_memory_the_cache_holds_is_bounded(
+    instances: tuple[TestClient, TestClient, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _, _ = instances
+    monkeypatch.setattr(eligibility_cache, "MAX_PAGES", 4)
+    monkeypatch.setattr(eligibility_cache, "MAX_ENTRIES", 6)
+    cache = seed.state(first).eligibility_cache
+    sizes = []
+    for n in range(20):
+        assert ask(first, f"offer:UNKNOWN-{n}")["reason"] == "unknown_target"
+        sizes.append((len(cache.pages), len(cache.entries)))
+    assert max(pages for pages, _ in sizes) <= 4
+    assert max(entries for _, entries in sizes) <= 6

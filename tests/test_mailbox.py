@@ -19,7 +19,8 @@ from tests.support import PRODUCTION, make_settings, template_context, template_
 from widget_server import outbox
 from widget_server.app import create_app
 from widget_server.emails import Outgoing
-from widget_server.mailbox import HTML_CSP, mailbox_dir
+from widget_server.framing import EMAIL_HTML_POLICY
+from widget_server.mailbox import mailbox_dir
 from widget_server.mailer import DevMailboxTransport
 from widget_server.settings import Settings
 
@@ -137,7 +138,7 @@ def test_a_message_page_shows_text_headers_html_frame_and_attachments(
 
     html = quiet_client.get(f"/dev/mailbox/{summary['id']}/html")
     assert html.status_code == 200
-    assert html.headers["content-security-policy"] == HTML_CSP
+    assert html.headers["content-security-policy"] == EMAIL_HTML_POLICY
     assert html.headers["x-content-type-options"] == "nosniff"
     assert '<head><base target="_blank"><title>' in html.text
     assert "Léa vous écrit." in html.text

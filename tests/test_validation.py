@@ -185,3 +185,10 @@ def test_the_form_and_the_import_accept_the_same_emails(kind: str, value: str) -
 def test_email_identity_folds_letter_case_only() -> None:
     assert email_identity("Lea.Moreau@example.org") == email_identity("LEA.MOREAU@example.org")
     assert email_identity("lea@example.org") != email_identity("lea2@example.org")
+
+
+@pytest.mark.parametrize("raw", ["200000", "41 12 34", "0262 12 34"])
+def test_a_short_number_is_not_taken_for_an_overseas_one(raw: str) -> None:
+    errors = FieldErrors()
+    clean_phone(errors, "phone", raw)
+    assert errors.errors, f"{raw!r} accepted"

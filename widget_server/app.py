@@ -24,6 +24,7 @@ from . import (
     pages,
     readiness,
     replies,
+    slash_redirect,
     widget,
 )
 from .assets import Assets
@@ -36,6 +37,7 @@ from .kinds import CANDIDATURE, RDV
 from .logs import configure_logging
 from .metrics import Metrics, RequestMetricsMiddleware
 from .problems import EXCEPTION_HANDLERS, RequestIdMiddleware
+from .read_timeouts import BodyTimeoutMiddleware
 from .resources import create_database, create_templates, prepare_sqlite
 from .settings import Settings, load_settings
 from .submissions import submit_endpoint
@@ -73,23 +75,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await database.disconnect()
 
     routes = [
-        Route("/healthz", api.healthz, name="healthz"),
-        Route("/readyz", readiness.readyz, name="readyz"),
-        Route("/metrics", metrics.endpoint, name="metrics"),
+        Route("/healthz", api.healthz, methods=["GET"], name="healthz"),
+        Route("/readyz", readiness.readyz, methods=["GET"], name="readyz"),
+        Route("/metrics", metrics.endpoint, methods=["GET"], name="metrics"),
         # Compressed: a listing page asks about many targets before anyone clicks.
         Route(
             "/api/v1/eligibility",
             GZipMiddleware(request_response(api.eligibility_endpoint), minimum_size=500),
+            methods=["GET"],
             name="eligibility",
         ),
         Route("/api/v1/applications", submit_endpoint(CANDIDATURE), methods=["POST"]),
         Route("/api/v1/appointment-requests", submit_endpoint(RDV), methods=["POST"]),
-        Route("/widget/v1/assets/{name}", assets.endpoint, name="asset"),
+        Route("/widget/v1/assets/{name}", assets.endpoint, methods=["GET"], name="asset"),
         Route("/widget/v1/candidature", forms.form_page(CANDIDATURE), methods=["GET", "POST"]),
         Route("/widget/v1/rdv", forms.form_page(RDV), methods=["GET", "POST"]),
-        Route("/confidentialite", pages.privacy, name="privacy"),
-        Route("/api/v1/openapi.json", openapi.openapi_json, name="openapi"),
-        Route("/api/docs", openapi.docs, name="api_docs"),
+        Route("/confidentialite", pages.privacy, methods=["GET"], name="privacy"),
+        Route("/api/v1/openapi.json", openapi.openapi_json, methods=["GET"], name="openapi"),
+        Route("/api/docs", openapi.docs, methods=["GET"], name="api_docs"),
         Route("/api/v1/bounces", bounces.webhook, methods=["POST"], name="bounces"),
         Route("/reply/{token}", replies.reply_page, methods=["GET", "POST"], name="reply"),
         Route("/optout/{token}", optout.optout_page, methods=["GET", "POST"], name="optout"),
@@ -104,11 +107,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(RequestIdMiddleware),
             Middleware(RequestMetricsMiddleware, metrics=metrics, routes=routes),
             Middleware(FramingMiddleware, frame_ancestors=settings.frame_ancestors),
+            Middleware(BodyTimeoutMiddleware, seconds=settings.request_body_timeout_seconds),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    slash_redirect.install(app.router, settings.public_url)
     app.state.settings = settings
     app.state.database = database
     app.state.templates = templates
@@ -121,7 +126,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings.secret_key.reveal(), settings.form_token_ttl_seconds, settings.form_min_fill_seconds
     )
     app.state.openapi = openapi.document(settings)
-    app.state.throttle = Throttle(settings.rate_limit, settings.rate_limit_storage)
+    app.state.throttle = Throttle(
+        settings.rate_limit,
+        settings.rate_limit_storage,
+        key_rate=settings.api_key_rate_limit,
+        trusted_proxies=settings.trusted_proxies,
+    )
     app.state.metrics = metrics
     configure_logging(settings)
     return app

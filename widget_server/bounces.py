@@ -4,7 +4,6 @@ waiting on it is told (for rdv, with the CFA's phone), once."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -16,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from . import callers, contacts, emails, outbox, tables
 from .contact_requests import BOUNCED, OPEN, ack_message_id, load
+from .json_body import parse_json
 from .kinds import PRO_EMAILS
 from .problems import Problem
 from .resources import write_transaction
@@ -98,10 +98,7 @@ async def webhook(request: Request) -> Response:
     as `{"email", "reason"}` or `{"bounces": [{"email", "reason"}, …]}`."""
     state = request.app.state
     await callers.authenticate(request, role="operator")
-    try:
-        payload = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(400, "Le corps de la requête n'est pas du JSON valide.", code="invalid_json") from exc
+    payload = parse_json(await request.body())
     items = payload.get("bounces", [payload]) if isinstance(payload, dict) else None
     if not isinstance(items, list) or not items or len(items) > 1000:
         raise Problem(

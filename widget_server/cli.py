@@ -38,6 +38,28 @@ async def with_database(settings: Settings, work: Callable[[Database], Awaitable
         await database.disconnect()
 
 
+def uvicorn_config(app: Any, settings: Settings) -> Any:
+    """How `serve` runs the app (tests start real servers with the same options)."""
+    import uvicorn
+
+    from .read_timeouts import header_timeout_protocol
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        # Forwarded headers are believed from TRUSTED_PROXIES only (uvicorn's own
+        # default trusts 127.0.0.1, which lets any local hop forge the client IP).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
+        http=header_timeout_protocol(settings.request_header_timeout_seconds),
+        server_header=False,
+        # uvicorn's loggers propagate to the root handler, in LOG_FORMAT.
+        log_config=None,
+    )
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -58,18 +80,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from .logs import configure_logging
 
     configure_logging(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level.lower(),
-            proxy_headers=True,
-            server_header=False,
-            # uvicorn's loggers propagate to the root handler, in LOG_FORMAT.
-            log_config=None,
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(app, settings))
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run does
         asyncio.run(host_page.serve(settings, server))
     return 0

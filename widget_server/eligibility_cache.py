@@ -34,9 +34,11 @@ from .targets import Target
 PROMISE_SECONDS = 5
 CACHE_SECONDS = 4.0
 HTTP_MAX_AGE = 1
-# Past this many remembered targets, expired answers are dropped (then all of them).
-MAX_ENTRIES = 200_000
-MAX_PAGES = 20_000
+# Bounds on memory (an answer of 100 targets is about 10 kB, one target about
+# 150 B): past them, expired answers are dropped, then all of them. A few seconds
+# of traffic fit; the `serve` process stays well under its 100 MB budget.
+MAX_ENTRIES = 50_000
+MAX_PAGES = 2_000
 
 Clock = Callable[[], float]
 

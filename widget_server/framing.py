@@ -15,17 +15,40 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FORM_PATHS = ("/widget/v1/candidature", "/widget/v1/rdv")
-FORM_POLICY = (
+
+# Every content policy of the service is written here, and only here (issue #14, item 3).
+
+# The service's own pages (forms, quick replies, opt-out): their own scripts, styles
+# and images only, no third-party request, forms posting back to the service.
+PAGE_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}"
+    "form-action 'self'; base-uri 'none'"
 )
+# An email's HTML in the dev mailbox: no script, no remote content; framed by the
+# mailbox's message page only (browsers then ignore X-Frame-Options: DENY).
+EMAIL_HTML_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
+NO_FRAMING = "frame-ancestors 'none'"
+
+
+def operator_policy(nonce: str) -> str:
+    """The operator page's: nothing but its own inline style (by nonce), no form, no framing."""
+    return f"default-src 'none'; style-src 'nonce-{nonce}'; base-uri 'none'; form-action 'none'; {NO_FRAMING}"
 
 
 def form_policy(frame_ancestors: Iterable[str]) -> str:
     origins = list(frame_ancestors)
     # 'self' keeps the live preview of /integration working whatever the setting.
     ancestors = "*" if not origins or "*" in origins else " ".join(["'self'", *origins])
-    return FORM_POLICY.format(ancestors=ancestors)
+    return f"{PAGE_POLICY}; frame-ancestors {ancestors}"
+
+
+def host_policy(widget_url: str) -> str:
+    """The example partner site's: the widget needs its origin allowed for scripts,
+    requests and frames, and nothing more."""
+    return (
+        f"default-src 'self'; script-src 'self' {widget_url}; connect-src {widget_url}; "
+        f"frame-src {widget_url}; style-src 'self'; img-src 'self' data:; base-uri 'none'"
+    )
 
 
 class FramingMiddleware:
@@ -57,7 +80,7 @@ class FramingMiddleware:
 def _deny_framing(headers: MutableHeaders) -> None:
     policy = headers.get("content-security-policy")
     if policy is None:
-        headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+        headers["Content-Security-Policy"] = NO_FRAMING
     elif "frame-ancestors" not in policy:
-        headers["Content-Security-Policy"] = policy.rstrip("; ") + "; frame-ancestors 'none'"
+        headers["Content-Security-Policy"] = f"{policy.rstrip('; ')}; {NO_FRAMING}"
     headers["X-Frame-Options"] = "DENY"

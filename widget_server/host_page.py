@@ -19,18 +19,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from .bundled import data_dir
+from .framing import host_policy
 from .settings import Settings
 
 HOST_PAGE_DIR = data_dir("host_page")
 TEXT_SUFFIXES = {".html", ".css", ".js", ".svg", ".txt"}
 SERVED_SUFFIXES = TEXT_SUFFIXES | {".png", ".ico", ".webp"}
-
-
-def host_policy(widget_url: str) -> str:
-    return (
-        f"default-src 'self'; script-src 'self' {widget_url}; connect-src {widget_url}; "
-        f"frame-src {widget_url}; style-src 'self'; img-src 'self' data:; base-uri 'none'"
-    )
 
 
 def create_host_app(widget_url: str, directory: Path = HOST_PAGE_DIR) -> Starlette:

@@ -45,4 +45,4 @@ async def integration_page(request: Request) -> Response:
     return response
 
 
-routes = [Route("/integration", integration_page, name="integration")]
+routes = [Route("/integration", integration_page, methods=["GET"], name="integration")]

@@ -23,13 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .framing import EMAIL_HTML_POLICY
 from .local_time import datetime_fr
 from .problems import Problem
 from .settings import Settings
 
-# frame-ancestors 'self': framed by the message page only (browsers then ignore the
-# X-Frame-Options: DENY that FramingMiddleware puts on every other page).
-HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
 _ID = re.compile(r"\d{8}T\d{12}Z-[0-9a-f]{8}")
 _PARSER = BytesParser(policy=policy.default)
 
@@ -44,13 +42,15 @@ def routes(settings: Settings) -> list[Route]:
     if settings.smtp_url or settings.production:
         return []
     return [
-        Route("/dev/mailbox", mailbox_page, name="mailbox"),
+        Route("/dev/mailbox", mailbox_page, methods=["GET"], name="mailbox"),
         Route("/dev/mailbox/vider", clear_page, methods=["POST"], name="mailbox_clear"),
-        Route("/dev/mailbox/{id}", message_page, name="mailbox_message"),
-        Route("/dev/mailbox/{id}/html", message_html, name="mailbox_html"),
-        Route("/dev/mailbox/{id}/attachments/{n:int}", attachment, name="mailbox_attachment"),
+        Route("/dev/mailbox/{id}", message_page, methods=["GET"], name="mailbox_message"),
+        Route("/dev/mailbox/{id}/html", message_html, methods=["GET"], name="mailbox_html"),
+        Route(
+            "/dev/mailbox/{id}/attachments/{n:int}", attachment, methods=["GET"], name="mailbox_attachment"
+        ),
         Route("/dev/api/mailbox", api_list, methods=["GET", "DELETE"], name="mailbox_api"),
-        Route("/dev/api/mailbox/{id}", api_message, name="mailbox_api_message"),
+        Route("/dev/api/mailbox/{id}", api_message, methods=["GET"], name="mailbox_api_message"),
     ]
 
 
@@ -170,7 +170,8 @@ def mailbox_page(request: Request) -> Response:
 
 def clear_page(request: Request) -> Response:
     clear(_directory(request))
-    return RedirectResponse(request.url_for("mailbox"), status_code=303)
+    # A path, not an absolute URL: the Host header is the client's to forge.
+    return RedirectResponse(request.app.url_path_for("mailbox"), status_code=303)
 
 
 def message_page(request: Request) -> Response:
@@ -198,7 +199,7 @@ def message_html(request: Request) -> Response:
         html,
         media_type="text/html; charset=utf-8",
         headers={
-            "Content-Security-Policy": HTML_CSP,
+            "Content-Security-Policy": EMAIL_HTML_POLICY,
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
         },

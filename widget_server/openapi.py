@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from email_validator.rfc_constants import EMAIL_MAX_LENGTH
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .api import MAX_TARGETS
 from .contact_requests import STATUSES
 from .eligibility import REASONS
 from .kinds import REFUSAL_REASONS, ROLES, TOPICS
 from .settings import Settings
+from .submissions import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
+from .targets import REF_PATTERN
+from .validation import MESSAGE_MAX, NAME_MAX
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
@@ -35,17 +40,50 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(code): _problem(texts[code]) for code in codes}
 
 
+# What `validation.clean_name` accepts, written portably (the same in ECMAScript and
+# Python): letters of the Latin scripts, spaces, apostrophes, hyphens and dots, with
+# at least one letter. The server also takes other scripts' letters.
+_LETTER = "A-Za-zÀ-ÖØ-öø-ÿĀ-ſ"
+NAME_PATTERN = f"^[{_LETTER}' .’-]*[{_LETTER}][{_LETTER}' .’-]*$"
+# Digits and the usual separators; the number itself is checked against the French
+# numbering plan (`validation.clean_phone`), which no pattern can express.
+PHONE_PATTERN = "^[+]?[0-9][0-9 .-]{7,18}[0-9]$"
+# Free text: no control character but tab and line breaks, no line or paragraph
+# separator, no noncharacter of the first plane (the server strips those).
+TEXT_PATTERN = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u2028\\u2029\\ufdd0-\\ufdef\\ufffe\\uffff]*$"
+
+
+# A non-empty base64 `data:` URL, strictly padded (the server decodes with validation on).
+_B64_END = "[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}="
+DATA_URL_PATTERN = (
+    f"^data:[A-Za-z0-9_.+/-]*(;[A-Za-z0-9_=.-]+)*;base64,(([A-Za-z0-9+/]{{4}})+({_B64_END})?|{_B64_END})$"
+)
+
+
+# `type:reference`, as `targets.parse_target` reads it.
+TARGET_PATTERN = f"^((offer|formation):{REF_PATTERN[1:-1]}|company:[0-9]{{14}})$"
+
+
 def _person() -> dict[str, Any]:
+    name = {"type": "string", "minLength": 1, "maxLength": NAME_MAX, "pattern": NAME_PATTERN}
     return {
-        "first_name": {"type": "string", "minLength": 1, "maxLength": 50},
-        "last_name": {"type": "string", "minLength": 1, "maxLength": 50},
-        "email": {"type": "string", "format": "email", "description": "Disposable domains are refused."},
+        "first_name": {**name, "examples": ["Léa"]},
+        "last_name": {**name, "examples": ["Moreau"]},
+        "email": {
+            "type": "string",
+            "format": "email",
+            "maxLength": EMAIL_MAX_LENGTH,
+            "examples": ["lea.moreau@example.org"],
+            "description": "Disposable domains and special-use names (.test, .invalid…) are refused.",
+        },
         "phone": {
             "type": "string",
+            "pattern": PHONE_PATTERN,
             "examples": ["06 12 34 56 78"],
-            "description": "French number, stored as E.164; premium rate refused.",
+            "description": "A valid French number (mainland or overseas), stored as E.164; "
+            "premium rate refused.",
         },
-        "message": {"type": "string", "maxLength": 3000},
+        "message": {"type": "string", "maxLength": MESSAGE_MAX, "pattern": TEXT_PATTERN},
     }
 
 
@@ -59,47 +97,81 @@ def document(settings: Settings) -> dict[str, Any]:
         "in": "header",
         "required": False,
         "description": "A retried request with the same key creates nothing twice.",
-        "schema": {"type": "string", "maxLength": 255},
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": IDEMPOTENCY_KEY_MAX,
+            "pattern": IDEMPOTENCY_KEY_PATTERN,
+        },
     }
+    target_ref = {"type": "string", "pattern": REF_PATTERN}
+    application_fields = {
+        "offer_id": {
+            **target_ref,
+            "examples": ["OFF-001"],
+            "description": "Exactly one of offer_id and siret.",
+        },
+        "siret": {
+            "type": "string",
+            "pattern": "^[0-9]{14}$",
+            "examples": ["73282932000074"],
+            "description": "A spontaneous application to a company: 14 digits with a valid Luhn key.",
+        },
+        **_person(),
+    }
+    cv_text = f"PDF or DOCX, checked by content, at most {settings.max_cv_bytes} bytes."
+    # Exactly one target: each alternative requires its field (both given match both).
+    one_target = [{"required": ["offer_id"]}, {"required": ["siret"]}]
+    required = ["first_name", "last_name", "email", "phone", "cv"]
     application = {
         "type": "object",
-        "required": ["first_name", "last_name", "email", "phone", "cv"],
+        "required": required,
+        "oneOf": one_target,
         "properties": {
-            "offer_id": {"type": "string", "description": "Exactly one of offer_id and siret."},
-            "siret": {
-                "type": "string",
-                "pattern": "^[0-9]{14}$",
-                "description": "A spontaneous application to a company.",
-            },
-            **_person(),
+            **application_fields,
             "cv": {
                 "type": "string",
-                "description": "JSON: a base64 `data:` URL; multipart: the file. PDF or DOCX, "
-                f"checked by content, at most {settings.max_cv_bytes} bytes.",
+                "pattern": DATA_URL_PATTERN,
+                "description": f"A base64 `data:` URL. {cv_text}",
             },
-            "cv_filename": {"type": "string", "description": "JSON only: the CV's file name."},
+            "cv_filename": {"type": "string", "maxLength": 255, "description": "The CV's file name."},
+        },
+    }
+    application_multipart = {
+        "type": "object",
+        "required": required,
+        "oneOf": one_target,
+        "properties": {
+            **application_fields,
+            "cv": {"type": "string", "format": "binary", "description": f"The file. {cv_text}"},
         },
     }
     appointment = {
         "type": "object",
         "required": ["formation_id", "first_name", "last_name", "email", "phone", "role", "topics"],
         "properties": {
-            "formation_id": {"type": "string", "description": "The cle_ministere_educatif."},
+            "formation_id": {
+                **target_ref,
+                "examples": ["CME-0001"],
+                "description": "The cle_ministere_educatif.",
+            },
             **_person(),
             "role": {"type": "string", "enum": [code for code, _ in ROLES]},
             "topics": {
                 "type": "array",
                 "minItems": 1,
+                "maxItems": len(TOPICS),
                 "uniqueItems": True,
                 "items": {"type": "string", "enum": [code for code, _ in TOPICS]},
                 "description": "; ".join(f"`{c}`: {label}" for c, label in TOPICS),
             },
             "message": {
-                "type": "string",
-                "maxLength": 3000,
-                "description": "Required when `autre` is among the topics.",
+                **_person()["message"],
+                "description": "Required (with some text) when `autre` is among the topics.",
             },
         },
+        "if": {"required": ["topics"], "properties": {"topics": {"contains": {"const": "autre"}}}},
+        "then": {"required": ["message"], "properties": {"message": {"pattern": "\\S"}}},
     }
     return {
         "openapi": "3.1.0",
@@ -124,9 +196,12 @@ def document(settings: Settings) -> dict[str, Any]:
                             "explode": True,
                             "schema": {
                                 "type": "array",
-                                "maxItems": 100,
+                                "minItems": 1,
+                                "maxItems": MAX_TARGETS,
                                 "items": {
                                     "type": "string",
+                                    "pattern": TARGET_PATTERN,
+                                    "description": "A company's SIRET must also have a valid Luhn key.",
                                     "examples": [
                                         "offer:OFF-001",
                                         "company:73282932000074",
@@ -155,7 +230,7 @@ def document(settings: Settings) -> dict[str, Any]:
                         "required": True,
                         "content": {
                             "application/json": {"schema": application},
-                            "multipart/form-data": {"schema": application},
+                            "multipart/form-data": {"schema": application_multipart},
                         },
                     },
                     "responses": {"202": accepted, **_errors(400, 401, 404, 409, 413, 415, 422, 429)},

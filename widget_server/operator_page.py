@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from . import tables
 from .contact_requests import BOUNCED
+from .framing import operator_policy
 from .kinds import PRO_EMAILS
 from .local_time import PARIS, datetime_fr
 from .operator_charts import COLOURS, KIND_LABELS, charts
@@ -203,10 +204,7 @@ def _refusal(request: Request, status: int, title: str, text: str) -> Response:
 
 
 def _private(response: Response, nonce: str) -> None:
-    response.headers["Content-Security-Policy"] = (
-        f"default-src 'none'; style-src 'nonce-{nonce}'; base-uri 'none'; form-action 'none'; "
-        "frame-ancestors 'none'"
-    )
+    response.headers["Content-Security-Policy"] = operator_policy(nonce)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Robots-Tag"] = "noindex, nofollow"

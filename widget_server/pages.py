@@ -6,6 +6,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .framing import PAGE_POLICY
+
 
 async def privacy(request: Request) -> Response:
     settings = request.app.state.settings
@@ -20,18 +22,11 @@ async def privacy(request: Request) -> Response:
     return response
 
 
-# The page's own scripts and styles only; its form posts back here (framing is
-# refused by the framing middleware, which appends `frame-ancestors 'none'`).
-PAGE_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "form-action 'self'; base-uri 'none'"
-)
-
-
 def private_page(response: Response) -> None:
     """Headers of a page reached through a secret link: not cached, not indexed,
     the link not leaked to other sites, no foreign script."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Robots-Tag"] = "noindex"
+    # Framing is refused by the framing middleware, which appends `frame-ancestors 'none'`.
     response.headers["Content-Security-Policy"] = PAGE_POLICY

@@ -6,6 +6,7 @@ and `load_settings`, the only place that reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import secrets
 from collections import Counter
@@ -106,6 +107,18 @@ def _origins(value: str) -> tuple[str, ...]:
     return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
 
 
+def _networks(value: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR networks, each checked."""
+    networks = []
+    for part in (p.strip() for p in value.split(",")):
+        if part:
+            try:
+                networks.append(str(ipaddress.ip_network(part, strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or network: {part!r}") from exc
+    return tuple(networks)
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ENVIRONMENT",
@@ -170,6 +183,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FORM_TOKEN_TTL_SECONDS", "7200", "How long a rendered form stays valid.", int),
     Setting("FORM_MIN_FILL_SECONDS", "3", "A form posted faster than this is treated as a bot.", int),
     Setting("RATE_LIMIT", "60/minute", "Requests per client IP on the API and the forms (429 beyond).", str),
+    Setting(
+        "API_KEY_RATE_LIMIT",
+        "120/minute",
+        "Requests per partner API key (counted per caller, besides the per-IP limit; 429 beyond).",
+    ),
+    Setting(
+        "TRUSTED_PROXIES",
+        "",
+        "Reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed, as comma-separated IPs or CIDR networks (e.g. `10.0.0.5,192.168.0.0/24`). Unset: none, the socket address is the client.",
+        _networks,
+    ),
+    Setting(
+        "REQUEST_HEADER_TIMEOUT_SECONDS",
+        "10",
+        "A client must send a request's line and headers within this time (408 and closed beyond).",
+        float,
+    ),
+    Setting(
+        "REQUEST_BODY_TIMEOUT_SECONDS",
+        "60",
+        "A client must send a whole request body within this time after its headers (408 beyond).",
+        float,
+    ),
     Setting(
         "RATE_LIMIT_STORAGE",
         "memory://",
@@ -259,6 +295,10 @@ class Settings:
     form_token_ttl_seconds: int
     form_min_fill_seconds: int
     rate_limit: str
+    api_key_rate_limit: str
+    trusted_proxies: tuple[str, ...]
+    request_header_timeout_seconds: float
+    request_body_timeout_seconds: float
     rate_limit_storage: str
     frame_ancestors: tuple[str, ...]
     example_host_page_port: int

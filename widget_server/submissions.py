@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from typing import Any
 
@@ -14,11 +13,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import callers, contact_requests
+from .json_body import parse_json
 from .kinds import RequestKind
 from .problems import Problem
 
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+/-]*)(?:;[\w=.-]+)*?(?P<b64>;base64)?,", re.ASCII)
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_KEY_MAX = 255
+# Printable ASCII, no space: also the OpenAPI pattern of the header.
+IDEMPOTENCY_KEY_PATTERN = f"^[!-~]{{1,{IDEMPOTENCY_KEY_MAX}}}$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def submit_endpoint(kind: RequestKind) -> Any:
@@ -26,11 +29,13 @@ def submit_endpoint(kind: RequestKind) -> Any:
         state = request.app.state
         await state.throttle.hit(request, "api")
         caller = await callers.authenticate(request)
+        await state.throttle.hit_caller(caller.name)
         key = request.headers.get("idempotency-key")
-        if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
             raise Problem(
                 400,
-                "L'en-tête Idempotency-Key doit faire de 1 à 255 caractères imprimables.",
+                f"L'en-tête Idempotency-Key doit faire de 1 à {IDEMPOTENCY_KEY_MAX} caractères "
+                "imprimables, sans espace.",
                 code="bad_idempotency_key",
             )
         fields, filename, data = await read_body(request, kind)
@@ -63,10 +68,7 @@ async def read_body(request: Request, kind: RequestKind) -> tuple[dict[str, Any]
 
 
 def _from_json(body: bytes) -> tuple[dict[str, Any], str, bytes | None]:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(400, "Le corps de la requête n'est pas du JSON valide.", code="invalid_json") from exc
+    payload = parse_json(body)
     if not isinstance(payload, dict):
         raise Problem(400, "Le corps de la requête doit être un objet JSON.", code="invalid_json")
     cv = payload.pop("cv", None)

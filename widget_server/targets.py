@@ -20,7 +20,9 @@ from . import tables
 
 TargetKind = Literal["offer", "company", "formation"]
 
-_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-#]{0,99}$")
+# Also the OpenAPI pattern of offer and formation ids.
+REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-#]{0,99}$"
+_REF = re.compile(REF_PATTERN)
 
 
 @dataclass(frozen=True)

@@ -87,4 +87,4 @@ async def loader_script(request: Request) -> Response:
     return Response(loader.body, media_type=media_type, headers=headers)
 
 
-routes = [Route(LOADER_PATH, loader_script, name="loader")]
+routes = [Route(LOADER_PATH, loader_script, methods=["GET"], name="loader")]
