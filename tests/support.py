@@ -21,6 +21,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -68,7 +69,15 @@ def reset_postgresql(url: str) -> None:
         finally:
             await conn.close()
 
-    asyncio.run(reset())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(reset())
+        return
+    # Called from code already inside an event loop (make_settings in a coroutine):
+    # reset from a thread of its own rather than fail with "asyncio.run() cannot be called".
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, reset()).result()
 
 
 def make_settings(tmp_path: Path, **overrides: str) -> Settings:
