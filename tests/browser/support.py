@@ -204,8 +204,10 @@ def axe_violations(target: Page | Frame) -> list[str]:
     return [f"{v['id']}: {[n['target'] for n in v['nodes']]}" for v in results.response["violations"]]
 
 
-def mailbox(page: Page, servers: Servers, *, to: str, count: int) -> list[dict[str, Any]]:
-    """The dev mailbox's messages to `to`, once `count` of them have arrived.
+def mailbox(page: Page, servers: Servers, *, to: str, count: int, about: str = "") -> list[dict[str, Any]]:
+    """The dev mailbox's messages to `to` (whose subject names `about`), once
+    `count` of them have arrived. The browser tests share one server, hence one
+    mailbox: a contact address may hold other tests' messages too.
 
     Polled through Playwright (its request API, and `wait_for_timeout` to pace
     the polls), never `time.sleep`: the sync API handles the browser's events
@@ -215,7 +217,7 @@ def mailbox(page: Page, servers: Servers, *, to: str, count: int) -> list[dict[s
     deadline = time.monotonic() + 15
     while True:
         answer = page.request.get(servers.widget + "/dev/api/mailbox")
-        found = [m for m in answer.json()["messages"] if to in m["to"]]
+        found = [m for m in answer.json()["messages"] if to in m["to"] and about in m["subject"]]
         if len(found) >= count or time.monotonic() > deadline:
             return found
         page.wait_for_timeout(200)

@@ -104,7 +104,7 @@ def test_rdv_request_through_the_modal(page: Page, servers: Servers) -> None:
     frame = form_frame(page)
     frame.get_by_role("button", name="Fermer").click()
     wait_events(page, "close")
-    cfa = mailbox(page, servers, to="rdv@ateliers-rhone.example", count=1)
+    cfa = mailbox(page, servers, to="rdv@ateliers-rhone.example", count=1, about="Yanis Petit")
     assert len(cfa) == 1
 
 
