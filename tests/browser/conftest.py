@@ -130,6 +130,11 @@ def page(context: BrowserContext) -> Iterator[Page]:
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.errors = errors  # type: ignore[attr-defined]
+    page.on("console", lambda m: print("CONSOLE", m.type, m.text))
+    page.on("pageerror", lambda e: print("PAGEERROR", e))
+    page.on("requestfailed", lambda r: print("REQFAILED", r.url, r.failure))
+    page.on("response", lambda r: print("RESP", r.status, r.url[:120]) if r.status >= 400 else None)
+    page.on("framenavigated", lambda f: print("NAV", f.url[:120]))
     yield page
     # A route handler still in flight can make closing the context wait forever.
     page.unroute_all(behavior="ignoreErrors")
