@@ -53,10 +53,8 @@ _QUEUED = ("pending", "sending")
 
 
 def _the_person(email: str) -> sa.ColumnElement[bool]:
-    requests = tables.contact_requests
-    identity = email_identity(email)
-    # `email_key` is the case-folded address; lower(email) also finds rows written before it existed.
-    return sa.or_(requests.c.email_key == identity, sa.func.lower(requests.c.email) == identity)
+    # `email_key` is the case-folded address, written with every request (migration 6 filled older rows).
+    return tables.contact_requests.c.email_key == email_identity(email)
 
 
 async def _requests(database: Database, email: str) -> list[Mapping[str, Any]]:
