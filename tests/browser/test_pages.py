@@ -13,7 +13,6 @@ from playwright.sync_api import Page
 
 from tests.browser.support import (
     FORMATION,
-    OFFER,
     UNKNOWN_OFFER,
     Servers,
     axe_violations,
