@@ -118,7 +118,13 @@ def render_ack(kind: str, **context: Any) -> emails.Rendered:
     base = request_context(KINDS[kind], row, view, "http://testserver")
     return emails.render(
         KINDS[kind].ack_email,
-        {"operator_name": "Service", "privacy_url": PRIVACY_URL, "cv_filename": None, **base, **context},
+        {
+            "operator_name": "Service",
+            "public_url": "http://testserver",
+            "cv_filename": None,
+            **base,
+            **context,
+        },
     )
 
 

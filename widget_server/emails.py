@@ -214,12 +214,7 @@ def compose(
     """Render `template` and build the message, with its Message-ID and envelope
     fixed now: the one recipient is `to`, whatever the headers say.
     `attachment_slot` makes room for a file attached when sent (the CV)."""
-    context = {
-        "operator_name": settings.operator_name,
-        "public_url": settings.public_url,
-        "privacy_url": f"{settings.public_url}/confidentialite",
-        **context,
-    }
+    context = {"operator_name": settings.operator_name, "public_url": settings.public_url, **context}
     rendered = render(template, context)
     message = EmailMessage(policy=SMTP_POLICY)
     message["Subject"] = rendered.subject
