@@ -24,6 +24,7 @@ from . import (
     pages,
     readiness,
     replies,
+    request_status,
     slash_redirect,
     widget,
 )
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ),
         Route("/api/v1/applications", submit_endpoint(CANDIDATURE), methods=["POST"]),
         Route("/api/v1/appointment-requests", submit_endpoint(RDV), methods=["POST"]),
+        Route("/api/v1/requests/{id}", request_status.endpoint, methods=["GET"], name="request_status"),
         Route("/widget/v1/assets/{name}", assets.endpoint, methods=["GET"], name="asset"),
         Route("/widget/v1/candidature", forms.form_page(CANDIDATURE), methods=["GET", "POST"]),
         Route("/widget/v1/rdv", forms.form_page(RDV), methods=["GET", "POST"]),

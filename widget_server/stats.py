@@ -36,14 +36,18 @@ async def stats(database: Database) -> str:
         )
     ):
         lines.append(f"  {caller:<30} {count:>8}")
-    lines.append("Emails by status:")
-    for status, count in (
-        tuple(r._mapping.values())
-        for r in await database.fetch_all(
-            sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status).order_by(outbox.c.status)
-        )
-    ):
-        lines.append(f"  {status:<12} {count:>8}")
+    for kind, title in ((outbox_.EMAIL, "Emails"), (outbox_.WEBHOOK, "Partner webhooks")):
+        lines.append(f"{title} by status:")
+        for status, count in (
+            tuple(r._mapping.values())
+            for r in await database.fetch_all(
+                sa.select(outbox.c.status, sa.func.count())
+                .where(outbox.c.kind == kind)
+                .group_by(outbox.c.status)
+                .order_by(outbox.c.status)
+            )
+        ):
+            lines.append(f"  {status:<12} {count:>8}")
     lines.append("Failed emails by kind:")
     for kind, count in (await outbox_.failures_by_kind(database)).items():
         lines.append(f"  {kind:<20} {count:>8}")
