@@ -22,7 +22,7 @@ from databases import Database
 from tests.support import PRODUCTION, make_settings, wait_until
 from tests.support import on_database as run
 from tests.webhook_receiver import running
-from widget_server import callers, cli, outbox, partner_events, tables, webhooks
+from widget_server import callers, cli, mailer, outbox, partner_events, tables, webhooks
 from widget_server.delivery import create_worker
 from widget_server.mailer import TemporaryFailure
 from widget_server.resources import write_transaction
@@ -239,9 +239,20 @@ def test_a_final_refusal_is_not_retried_and_a_removed_webhook_sends_nothing(tmp_
             assert await worker.run_once() == 1
             removed = (await webhook_rows(database))[1]
             assert (removed["status"], removed["failure_kind"]) == ("failed", "no_endpoint")
+            assert "removed" in removed["last_error"]
             # And no new event is queued for it.
             await deliver_request(database, await new_request(database, key_id, 3))
             assert len(await webhook_rows(database)) == 2
+            # A revoked key's waiting events are given up too.
+            assert await callers.set_webhook(database, str(prefix), receiver.url) is not None
+            await deliver_request(database, await new_request(database, key_id, 4))
+            assert await callers.revoke_key(database, str(prefix))
+            assert await worker.run_once() == 1
+            revoked = (await webhook_rows(database))[2]
+            assert (revoked["status"], revoked["failure_kind"]) == ("failed", "no_endpoint")
+            assert "revoked" in revoked["last_error"]
+            await deliver_request(database, await new_request(database, key_id, 5))
+            assert len(await webhook_rows(database)) == 3  # none queued for a revoked key
 
         run(settings, scenario)
     assert [d.status for d in receiver.deliveries] == [410]
@@ -507,3 +518,45 @@ def test_keys_refuse_a_bad_webhook_url_with_a_clear_error_and_store_nothing(
         capsys, "create", "ops", "--role", "operator", "--webhook", "https://hooks.partner.example/"
     )
     assert operator[0] == 2 and "only a partner key" in operator[2]
+
+
+def test_redirects_are_not_followed_and_proxies_of_the_environment_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy that does not exist: a client that used it would never reach the receiver.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:1")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    settings = make_settings(tmp_path)
+    with running() as receiver:
+        receiver.answer(307)
+
+        async def scenario(database: Database) -> list[dict[str, Any]]:
+            key_id, _ = await key_with_webhook(database, receiver.url)
+            await deliver_request(database, await new_request(database, key_id, 1))
+            await deliver_request(database, await new_request(database, key_id, 2))
+            worker = worker_for(database, settings, Clock())
+            assert await worker.run_once() == 2
+            return await webhook_rows(database)
+
+        rows = run(settings, scenario)
+    assert [(r["status"], r["failure_kind"]) for r in rows] == [
+        ("failed", "endpoint_refused"),
+        ("sent", None),
+    ]
+    assert [d.status for d in receiver.deliveries] == [307, 204]
+
+
+def test_a_worker_without_the_webhook_courier_leaves_webhooks_alone(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+
+    async def scenario(database: Database) -> None:
+        key_id, _ = await key_with_webhook(database, "http://127.0.0.1:9/hooks")
+        await deliver_request(database, await new_request(database, key_id))
+        emails_only = outbox.Worker(database, mailer.transport_from_settings(settings), settings)
+        assert await emails_only.run_once() == 0
+        [row] = await webhook_rows(database)
+        assert (row["status"], row["attempts"], row["lease_owner"]) == ("pending", 0, None)
+
+    run(settings, scenario)

@@ -85,7 +85,9 @@ class Receiver:
                 self.held = delivery
         if hold:
             await asyncio.to_thread(self._released.wait, 60)
-        return Response(status_code=status)
+        # A redirect points back here: a client that followed it would be seen.
+        headers = {"location": self.url} if 300 <= status < 400 else None
+        return Response(status_code=status, headers=headers)
 
     # --- running ----------------------------------------------------------------
 

@@ -118,12 +118,10 @@ def check_url(url: str, *, production: bool) -> str:
 
 
 def check_address(address: IPAddress, *, production: bool) -> None:
-    """In production, only public unicast addresses (an IPv4 address inside IPv6 is
-    judged as IPv4)."""
+    """In production, only public unicast addresses."""
     if not production:
         return
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    # IPv4 inside IPv6 (::ffff:a.b.c.d) is never global either.
     if not address.is_global or address.is_multicast:
         raise BadWebhookURL(
             f"{address} is not a public address (loopback, private, link-local or reserved): "
