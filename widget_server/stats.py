@@ -10,7 +10,7 @@ from . import tables
 
 
 async def stats(database: Database) -> str:
-    requests, outbox = tables.contact_requests, tables.outbox
+    requests = tables.contact_requests
     lines = ["Requests by kind and status:"]
     rows = await database.fetch_all(
         sa.select(requests.c.kind, requests.c.status, sa.func.count())
@@ -36,19 +36,22 @@ async def stats(database: Database) -> str:
         )
     ):
         lines.append(f"  {caller:<30} {count:>8}")
-    for kind, title in ((outbox_.EMAIL, "Emails"), (outbox_.WEBHOOK, "Partner webhooks")):
-        lines.append(f"{title} by status:")
-        for status, count in (
-            tuple(r._mapping.values())
-            for r in await database.fetch_all(
-                sa.select(outbox.c.status, sa.func.count())
-                .where(outbox.c.kind == kind)
-                .group_by(outbox.c.status)
-                .order_by(outbox.c.status)
-            )
-        ):
-            lines.append(f"  {status:<12} {count:>8}")
+    lines.append("Partner webhooks by status:")
+    lines += await _by_status(database, outbox_.WEBHOOK)
+    lines.append("Emails by status:")
+    lines += await _by_status(database, outbox_.EMAIL)
     lines.append("Failed emails by kind:")
     for kind, count in (await outbox_.failures_by_kind(database)).items():
         lines.append(f"  {kind:<20} {count:>8}")
     return "\n".join(lines)
+
+
+async def _by_status(database: Database, kind: str) -> list[str]:
+    outbox = tables.outbox
+    rows = await database.fetch_all(
+        sa.select(outbox.c.status, sa.func.count())
+        .where(outbox.c.kind == kind)
+        .group_by(outbox.c.status)
+        .order_by(outbox.c.status)
+    )
+    return [f"  {status:<12} {count:>8}" for status, count in (tuple(r._mapping.values()) for r in rows)]
