@@ -149,14 +149,30 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work(database: Database) -> int:
         if args.action == "create":
+            if args.test and args.role != "partner":
+                print("Only a partner key can be a test key.", file=sys.stderr)
+                return 2
             try:
                 made = await callers.create(
-                    database, args.caller, args.role, webhook_url=args.webhook, production=settings.production
+                    database,
+                    args.caller,
+                    args.role,
+                    test=args.test,
+                    webhook_url=args.webhook,
+                    production=settings.production,
                 )
             except BadWebhookURL as exc:
                 print(f"error: webhook URL refused: {exc}", file=sys.stderr)
                 return 2
-            print(f"API key for {args.caller} ({args.role}) - shown once, keep it safe:\n{made.key}")
+            what = (
+                f"Test API key for {args.caller}" if args.test else f"API key for {args.caller} ({args.role})"
+            )
+            print(f"{what} - shown once, keep it safe:\n{made.key}")
+            if args.test:
+                print(
+                    "Its requests are stored as tests: their emails are never sent, read them at "
+                    f"{settings.public_url}/api/v1/test-mailbox with this key."
+                )
             if made.webhook_secret:
                 print(f"Webhook signing secret for {args.webhook} - shown once:\n{made.webhook_secret}")
         elif args.action == "list":
@@ -166,6 +182,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
                 webhook = f"  webhook {row['webhook_url']}" if row["webhook_url"] else ""
                 print(
                     f"{row['prefix']}  {row['caller']:<30} {row['role']:<9} "
+                    f"{'test' if row['test'] else 'live':<4}  "
                     f"created {in_paris(row['created_at']):%Y-%m-%d}  {state}{webhook}"
                 )
         elif args.action == "webhook":
@@ -321,11 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("caller", help="the partner's name, e.g. mon-site")
     create.add_argument("--role", choices=["partner", "operator"], default="partner")
     create.add_argument(
+        "--test",
+        action="store_true",
+        help="a test key: its requests are stored as tests and their emails only reach its test mailbox",
+    )
+    create.add_argument(
         "--webhook",
         metavar="URL",
         help="send this partner's request events to URL, signed (Standard Webhooks); prints the secret once",
     )
-    keys.add_parser("list", help="list keys (prefix, caller, role, state, webhook)")
+    keys.add_parser("list", help="list keys (prefix, caller, role, live or test, state, webhook)")
     webhook = keys.add_parser(
         "webhook",
         help="set, change or remove the webhook of the key with this prefix",

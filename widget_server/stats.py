@@ -12,8 +12,11 @@ from . import tables
 async def stats(database: Database) -> str:
     requests = tables.contact_requests
     lines = ["Requests by kind and status:"]
+    # Real traffic only: test keys' requests and their emails are counted apart.
+    real = requests.c.test.is_(False)
     rows = await database.fetch_all(
         sa.select(requests.c.kind, requests.c.status, sa.func.count())
+        .where(real)
         .group_by(requests.c.kind, requests.c.status)
         .order_by(requests.c.kind, requests.c.status)
     )
@@ -30,12 +33,15 @@ async def stats(database: Database) -> str:
         tuple(r._mapping.values())
         for r in await database.fetch_all(
             sa.select(requests.c.caller, sa.func.count())
+            .where(real)
             .group_by(requests.c.caller)
             .order_by(sa.func.count().desc())
             .limit(20)
         )
     ):
         lines.append(f"  {caller:<30} {count:>8}")
+    tests = await database.fetch_val(sa.select(sa.func.count()).where(requests.c.test.is_(True)))
+    lines.append(f"Test requests (test keys, left out of every figure here): {tests}")
     lines.append("Partner webhooks by status:")
     lines += await _by_status(database, outbox_.WEBHOOK)
     lines.append("Emails by status:")
@@ -50,7 +56,7 @@ async def _by_status(database: Database, kind: str) -> list[str]:
     outbox = tables.outbox
     rows = await database.fetch_all(
         sa.select(outbox.c.status, sa.func.count())
-        .where(outbox.c.kind == kind)
+        .where(outbox.c.kind == kind, outbox.c.test_mailbox.is_(False))
         .group_by(outbox.c.status)
         .order_by(outbox.c.status)
     )

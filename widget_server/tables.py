@@ -125,6 +125,8 @@ api_keys = sa.Table(
     # that signs them; both NULL without a webhook.
     sa.Column("webhook_url", sa.Text),
     sa.Column("webhook_secret", sa.Text),
+    # A test key: its requests are flagged `test` (see sandbox.py).
+    sa.Column("test", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 contact_requests = sa.Table(
@@ -161,6 +163,8 @@ contact_requests = sa.Table(
     sa.Column("api_key_id", sa.Integer),
     # When the first email to the recruiter or CFA was accepted by the mail server.
     sa.Column("delivered_at", UTCDateTime),
+    # Made with a test key: stored like any other, its emails stay in the test mailbox.
+    sa.Column("test", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 cv_files = sa.Table(
@@ -202,6 +206,8 @@ outbox = sa.Table(
     # partner's name and `api_key_id` the key whose endpoint and secret it goes with.
     sa.Column("kind", sa.Text, nullable=False, server_default="email"),
     sa.Column("api_key_id", sa.Integer),
+    # An email of a test request, fixed at queue time: never sent, kept for the test mailbox.
+    sa.Column("test_mailbox", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 # Periodic work claimed by one worker at a time (see jobs.py).
