@@ -8,6 +8,7 @@ from starlette.testclient import TestClient
 
 from tests.seed import run, state
 from widget_server import directory, tables
+from widget_server.api import MAX_QUERY_BYTES, MAX_TARGETS
 
 # The demo directory (examples/data), one target per reason.
 EXPECTED: dict[str, tuple[str | None, str | None, str | None]] = {
@@ -144,15 +145,52 @@ def test_no_target_is_refused(demo: TestClient) -> None:
     assert_problem(demo.get("/api/v1/eligibility"), ["target"])
 
 
-def test_malformed_targets_are_named_by_position(demo: TestClient) -> None:
-    response = eligibility(demo, ["offer:LBA-2026-01007", "LBA-2026-01007", "job:1", "offer:a b"])
-    assert_problem(response, ["target[1]", "target[2]", "target[3]"])
+def invalid(target: str) -> dict[str, Any]:
+    return {"target": target, "eligible": False, "reason": "invalid_target", "name": None, "city": None}
 
 
-def test_a_siret_with_a_bad_key_is_refused(demo: TestClient) -> None:
-    response = eligibility(demo, ["company:90103791900016", "company:123"])
-    assert_problem(response, ["target[0]", "target[1]"])
-    assert "SIRET" in response.json()["errors"][0]["message"]
+def test_a_malformed_target_gets_its_own_result_and_the_others_are_answered(demo: TestClient) -> None:
+    asked = ["offer:LBA-2026-01007", "LBA-2026-01007", "job:1", "offer:a b", "company:90622251400018"]
+    response = eligibility(demo, asked)
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    results = response.json()["results"]
+    assert [r["target"] for r in results] == asked
+    assert results[0]["eligible"] is True
+    assert results[1:4] == [invalid("LBA-2026-01007"), invalid("job:1"), invalid("offer:a b")]
+    assert results[4]["reason"] == "opted_out"
+
+
+def test_a_siret_with_a_bad_key_is_an_invalid_target(demo: TestClient) -> None:
+    asked = ["company:90103791900016", "company:123", "company:90103791900015"]
+    results = eligibility(demo, asked).json()["results"]
+    assert results[:2] == [invalid("company:90103791900016"), invalid("company:123")]
+    assert results[2]["eligible"] is True
+
+
+def test_a_malformed_target_is_echoed_as_json_whatever_it_holds(demo: TestClient) -> None:
+    hostile = ['offer:"}]<script>\u2028', "offer:\r\nX-Injected: 1", "formation:" + "é" * 300, ""]
+    response = eligibility(demo, hostile)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["results"] == [invalid(t) for t in hostile]
+    assert "x-injected" not in response.headers
+
+
+def test_a_query_longer_than_any_hundred_targets_is_refused_before_it_is_parsed(demo: TestClient) -> None:
+    # The longest well-formed batch (100 formation ids of 100 characters, each
+    # one percent-encoded) fits; one byte more than the limit does not.
+    longest = ["formation:A" + "#" * 99] * MAX_TARGETS
+    assert eligibility(demo, longest).status_code == 200
+    query = "target=" + "x" * (MAX_QUERY_BYTES - len("target="))
+    assert demo.get(f"/api/v1/eligibility?{query}").status_code == 200
+    response = demo.get(f"/api/v1/eligibility?{query}x")
+    assert_problem(response, ["target"])
+    assert response.headers["access-control-allow-origin"] == "*"
+
+
+def test_more_than_a_hundred_targets_is_refused_even_malformed(demo: TestClient) -> None:
+    assert_problem(eligibility(demo, ["x"] * 101), ["target"])
 
 
 @pytest.fixture

@@ -19,6 +19,14 @@ from .targets import TARGETS, Target, TargetKind
 
 # The order in which reasons are checked; the first that applies is given.
 REASONS = ("unknown_target", "closed", "no_contact", "opted_out", "bounced")
+# A value that is not a well-formed reference (SPEC section 11): answered in a
+# result of its own, so one bad placeholder never costs a page its other buttons.
+INVALID_TARGET = "invalid_target"
+
+
+def invalid_json(value: str) -> dict[str, Any]:
+    """The result for a malformed target, named as it was asked."""
+    return {"target": value, "eligible": False, "reason": INVALID_TARGET, "name": None, "city": None}
 
 
 @dataclass(frozen=True)
