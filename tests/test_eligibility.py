@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -8,7 +9,9 @@ from starlette.testclient import TestClient
 
 from tests.seed import run, state
 from widget_server import directory, tables
+from widget_server import eligibility as eligibility_module
 from widget_server.api import MAX_QUERY_BYTES, MAX_TARGETS
+from widget_server.targets import parse_target
 
 # The demo directory (examples/data), one target per reason.
 EXPECTED: dict[str, tuple[str | None, str | None, str | None]] = {
@@ -206,16 +209,44 @@ def queries(demo: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[
             return _original(query, *args, **kwargs)
 
         monkeypatch.setattr(database, method, counting)
+    # The widget's lean read (statements written for the driver).
+    lean = eligibility_module.fetch_tuples
+
+    async def lean_counting(database: Any, statements: Any, args: Any) -> Any:
+        seen.append(statements[database.url.dialect])
+        return await lean(database, statements, args)
+
+    monkeypatch.setattr(eligibility_module, "fetch_tuples", lean_counting)
     yield seen
 
 
-def test_one_query_per_target_kind_whatever_the_number_of_targets(
-    demo: TestClient, queries: list[str]
-) -> None:
+def test_one_query_whatever_the_number_and_kinds_of_targets(demo: TestClient, queries: list[str]) -> None:
     assert eligibility(demo, list(EXPECTED)).status_code == 200
-    assert len(queries) == 3
+    assert len(queries) == 1
     queries.clear()
     offers = [t for t in EXPECTED if t.startswith("offer:")] + [f"offer:X-{n}" for n in range(50)]
     assert eligibility(demo, offers).status_code == 200
     assert len(queries) == 1
     assert "offers" in queries[0]
+
+
+def test_the_lean_read_and_the_submissions_read_give_the_same_answers(demo: TestClient) -> None:
+    # The widget's read (eligibility.answers) and the one submissions use
+    # (check_many) apply one rule to the same rows.
+    targets = [parse_target(t) for t in EXPECTED]
+    database = state(demo).database
+    run(  # one offer at a cap of 2 applications, to see the cap applied by both
+        demo,
+        database.execute,
+        tables.offers.update()
+        .where(tables.offers.c.offer_id == "LBA-2026-01014")
+        .values(application_count=2),
+    )
+    full = run(demo, partial(eligibility_module.check_many, database, targets, max_offer_applications=2))
+    assert {r.reason for r in full} == {None, *eligibility_module.REASONS}
+    # Through the service's database and through the widget's (on SQLite, read inline).
+    for reads in (database, state(demo).eligibility_cache.database):
+        lean = run(demo, partial(eligibility_module.answers, reads, targets, max_offer_applications=2))
+        assert lean is not None
+        assert [lean[t] for t in targets] == [result.as_json() for result in full]
+    assert lean[parse_target("offer:LBA-2026-01014")]["reason"] == "closed"

@@ -43,9 +43,13 @@ MAX_PAGES = 2_000
 Clock = Callable[[], float]
 
 
+# Starlette's JSONResponse encoding, so the answer is the same byte for byte
+# (one encoder for every answer: `json.dumps` with options makes one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
 def _json(value: object) -> bytes:
-    # Starlette's JSONResponse encoding, so the answer is the same byte for byte.
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 class EligibilityCache:
@@ -122,11 +126,18 @@ class EligibilityCache:
         if missing:
             if len(entries) + len(missing) > MAX_ENTRIES:
                 entries = self._shrink(now)
-            fresh = await eligibility.check_many(
-                self.database, list(missing), max_offer_applications=self.max_offer_applications
+            fresh = await eligibility.answers(
+                self.database, missing, max_offer_applications=self.max_offer_applications
             )
+            if fresh is None:
+                fresh = {
+                    result.target: result.as_json()
+                    for result in await eligibility.check_many(
+                        self.database, missing, max_offer_applications=self.max_offer_applications
+                    )
+                }
             expires = now + self.seconds
-            found = {result.target: _json(result.as_json()) for result in fresh}
+            found = {target: _json(answer) for target, answer in fresh.items()}
             if self.writes.generation != generation:
                 # A write was committed while we read: these rows may predate it.
                 query = None
