@@ -11,6 +11,7 @@ from tests.seed import run, state
 from widget_server import directory, tables
 from widget_server import eligibility as eligibility_module
 from widget_server.api import MAX_QUERY_BYTES, MAX_TARGETS
+from widget_server.database import fetch_tuples
 from widget_server.targets import parse_target
 
 # The demo directory (examples/data), one target per reason.
@@ -210,7 +211,7 @@ def queries(demo: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[
 
         monkeypatch.setattr(database, method, counting)
     # The widget's lean read (statements written for the driver).
-    lean = eligibility_module.fetch_tuples
+    lean = fetch_tuples
 
     async def lean_counting(database: Any, statements: Any, args: Any) -> Any:
         seen.append(statements[database.url.dialect])
@@ -249,4 +250,4 @@ def test_the_lean_read_and_the_submissions_read_give_the_same_answers(demo: Test
         lean = run(demo, partial(eligibility_module.answers, reads, targets, max_offer_applications=2))
         assert lean is not None
         assert [lean[t] for t in targets] == [result.as_json() for result in full]
-    assert lean[parse_target("offer:LBA-2026-01014")]["reason"] == "closed"
+    assert lean is not None and lean[parse_target("offer:LBA-2026-01014")]["reason"] == "closed"
