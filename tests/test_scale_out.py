@@ -295,18 +295,21 @@ def _run_load_and_checks(
         wait_until(lambda: len(smtp.received) >= 6, "the first emails", seconds=60)
         smtp.handler.hold_next_recipient()
         wait_until(lambda: smtp.handler.held_recipient is not None, "a worker to be held", seconds=60)
-        [held] = database.rows(
-            sa.select(outbox.c.lease_owner).where(
-                outbox.c.recipient == smtp.handler.held_recipient, outbox.c.status == "sending"
+        # A worker claims a batch: other emails to the same recruiter may be in it,
+        # leased to the same worker (one owner whatever their number).
+        [held_owner] = {
+            row["lease_owner"]
+            for row in database.rows(
+                sa.select(outbox.c.lease_owner).where(
+                    outbox.c.recipient == smtp.handler.held_recipient, outbox.c.status == "sending"
+                )
             )
-        )
-        victim = int(str(held["lease_owner"]).split(":")[1])
-        assert victim in workers, f"{held['lease_owner']} is not one of the worker processes"
+        }
+        victim = int(str(held_owner).split(":")[1])
+        assert victim in workers, f"{held_owner} is not one of the worker processes"
         os.kill(victim, signal.SIGKILL)
         leased = database.rows(
-            sa.select(outbox.c.id).where(
-                outbox.c.lease_owner == held["lease_owner"], outbox.c.status == "sending"
-            )
+            sa.select(outbox.c.id).where(outbox.c.lease_owner == held_owner, outbox.c.status == "sending")
         )
         smtp.handler.release()
         accepted = [r.json()["id"] for r in responses if r.status_code == 202]
