@@ -295,16 +295,26 @@ def _run_load_and_checks(
         wait_until(lambda: len(smtp.received) >= 6, "the first emails", seconds=60)
         smtp.handler.hold_next_recipient()
         wait_until(lambda: smtp.handler.held_recipient is not None, "a worker to be held", seconds=60)
-        # A worker claims a batch: other emails to the same recruiter may be in it,
-        # leased to the same worker (one owner whatever their number).
-        [held_owner] = {
-            row["lease_owner"]
-            for row in database.rows(
-                sa.select(outbox.c.lease_owner).where(
-                    outbox.c.recipient == smtp.handler.held_recipient, outbox.c.status == "sending"
-                )
-            )
-        }
+        # Other workers may be sending emails to the same recruiter (each worker
+        # claims a batch): they finish theirs, the held one cannot.
+        owners: list[set[str]] = []
+
+        def one_owner() -> bool:
+            owners[:] = [
+                {
+                    str(row["lease_owner"])
+                    for row in database.rows(
+                        sa.select(outbox.c.lease_owner).where(
+                            outbox.c.recipient == smtp.handler.held_recipient,
+                            outbox.c.status == "sending",
+                        )
+                    )
+                }
+            ]
+            return len(owners[0]) == 1
+
+        wait_until(one_owner, "the held worker alone sending to that recipient", seconds=60)
+        [held_owner] = owners[0]
         victim = int(str(held_owner).split(":")[1])
         assert victim in workers, f"{held_owner} is not one of the worker processes"
         os.kill(victim, signal.SIGKILL)
