@@ -1,6 +1,6 @@
 """A partner plays the whole loop with a test key, as the integration page says:
 create the key, post an application, read the test mailbox, answer through a
-reply link in the browser, see the status and the answer. Nothing reaches the
+reply link in the browser, see the answer and the status. Nothing reaches the
 dev mailbox, and the pages on the way are axe-clean."""
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ def test_a_partner_plays_the_whole_loop_with_a_test_key(page: Page, servers: Ser
 
     answer = read_test_mailbox(page, servers, key, request_id, "answer_accept")
     assert CANDIDATE in answer["to"]
+    status = page.request.get(f"{servers.widget}/api/v1/requests/{request_id}", headers=auth).json()
+    assert status["status"] == "answered" and status["test"] is True
     # Nothing of this request went to the dev mailbox (the service's other emails do).
     dev = page.request.get(servers.widget + "/dev/api/mailbox").json()["messages"]
     assert not [m for m in dev if CANDIDATE in m["to"] or "boite-de-test" in m["to"]]
