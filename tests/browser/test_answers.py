@@ -5,6 +5,7 @@ refused on the page (axe on the error state) and the filled-in one goes out;
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ def message_links(servers: Servers, message: dict[str, Any]) -> list[str]:
 
 def test_an_empty_rdv_answer_is_refused_on_the_page(page: Page, servers: Servers) -> None:
     email = f"ines.{int(time.time() * 1000)}@example.org"
-    page.goto(f"{servers.widget}/widget/v1/rdv?formation_id={FORMATION}&caller=answers-test")
+    page.goto(f"{servers.widget}/widget/v1/rdv?formation_id={quote(FORMATION)}&caller=answers-test")
     page.fill("#last_name", "Garnier")
     page.fill("#first_name", "Inès")
     page.fill("#email", email)
