@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import html
 import re
 from pathlib import Path
@@ -30,7 +31,7 @@ from tests.support import (
     smtp_client,
     snapshot,
 )
-from widget_server import directory, tables
+from widget_server import callers, directory, tables
 
 RECRUITER = "recrutement@boulangerie.example"
 OFFER_HEADER = (
@@ -375,3 +376,36 @@ def test_undoing_an_opt_out_does_not_reopen_a_filled_offer(tmp_path: Path, smtp_
         assert eligibility(client)["reason"] == "closed"
         [offer] = seed.fetch_all(client, tables.offers.select())
         assert offer["closed_reason"] == "filled"
+
+
+def test_a_test_request_plays_the_answers_but_never_closes_the_real_offer(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        apply(client, "sam.roux@example.org", "Sam")  # a real pending application
+        test_key = seed.run(
+            client, functools.partial(callers.create_key, test=True), seed.state(client).database, "mon-site"
+        )
+        response = client.post(
+            "/api/v1/applications",
+            json=application(email="lea.moreau@example.org"),
+            headers={"Authorization": f"Bearer {test_key}"},
+        )
+        assert response.status_code == 202
+        deliver(client)
+        messages = client.get("/api/v1/test-mailbox", headers={"Authorization": f"Bearer {test_key}"}).json()
+        [pro] = [m for m in messages["messages"] if m["template"] == "candidature_pro"]
+        [url] = [path(link["href"]) for link in pro["links"] if "/filled/" in link["href"]]
+        page = html.unescape(client.get(url).text)
+        assert "Demande de test" in page and "Prévenir aussi" not in page  # the real one is not its to answer
+        confirm(client, url, others=True)
+        deliver(client)
+        assert eligibility(client)["eligible"] is True
+        [offer] = seed.fetch_all(client, tables.offers.select())
+        assert offer["closed_reason"] is None
+        rows = requests_by_email(client)
+        assert rows["lea.moreau@example.org"]["answer"] == "filled"
+        assert rows["sam.roux@example.org"]["answered_at"] is None
+    assert answers_to(smtp_server, "sam.roux@example.org") == []
+    assert answers_to(smtp_server, "lea.moreau@example.org") == []  # to the test mailbox, not SMTP

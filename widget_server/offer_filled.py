@@ -117,6 +117,10 @@ async def _close(database: Database, stored: StoredRequest, now: dt.datetime) ->
     """Closed for every partner (eligibility reads `closed_reason`, and a committed
     write empties this instance's eligibility cache). "filled" replaces an
     opt-out's reason: undoing that opt-out must not reopen a filled offer."""
+    if stored.row["test"]:
+        # A test request's link plays the answers (to the test mailbox) but never
+        # closes the real offer.
+        return
     offers = tables.offers
     await database.execute(
         offers.update()
@@ -129,19 +133,22 @@ async def _close(database: Database, stored: StoredRequest, now: dt.datetime) ->
 
 
 async def _pending_others(database: Database, stored: StoredRequest) -> list[StoredRequest]:
-    """The other applications to this offer still waiting for an answer."""
+    """The other applications to this offer still waiting for an answer: real ones
+    for a real request; for a test request, only its partner's test requests."""
     requests = tables.contact_requests
+    conditions = [
+        requests.c.target_kind == stored.target.kind,
+        requests.c.target_ref == stored.target.ref,
+        requests.c.id != stored.row["id"],
+        requests.c.answered_at.is_(None),
+        requests.c.status.in_(OPEN),
+        requests.c.anonymised_at.is_(None),
+        requests.c.test.is_(bool(stored.row["test"])),
+    ]
+    if stored.row["test"]:
+        conditions.append(requests.c.caller == stored.row["caller"])
     rows = await database.fetch_all(
-        requests.select()
-        .where(
-            requests.c.target_kind == stored.target.kind,
-            requests.c.target_ref == stored.target.ref,
-            requests.c.id != stored.row["id"],
-            requests.c.answered_at.is_(None),
-            requests.c.status.in_(OPEN),
-            requests.c.anonymised_at.is_(None),
-        )
-        .order_by(requests.c.created_at, requests.c.id)
+        requests.select().where(*conditions).order_by(requests.c.created_at, requests.c.id)
     )
     return [StoredRequest(dict(r._mapping), stored.kind, stored.target, stored.view) for r in rows]
 

@@ -5,9 +5,9 @@ refused on the page (axe on the error state) and the filled-in one goes out;
 from __future__ import annotations
 
 import time
-from urllib.parse import quote
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import Page
