@@ -171,7 +171,11 @@ def test_reply_pages_show_paris_time(tmp_path: Path, smtp_server: SMTPServer) ->
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
         pro = submit_application(client, smtp_server)
-        reply = path(next(url for url in links(pro) if "/reply/" in url))
+        reply = next(
+            path(u)
+            for u in links(pro)
+            if "/reply/" in u and 'value="accept" checked' in client.get(path(u)).text
+        )
         requests = tables.contact_requests
         set_rows(client, requests, requests.c.id.is_not(None), created_at=SENT)
         page = client.get(reply)
