@@ -107,6 +107,9 @@ async def optout_page(request: Request) -> Response:
         page["since"] = await opted_out_since(state.database, stored, email)
     if not undo and not was_out:
         state.outbox_worker.wake()
+    if stored.row["test"]:
+        # Played, not applied: the page says what a real click would have done.
+        page["since"] = None if undo else now
     # What is true now: an undo leaves an offer filled since closed.
     page["state"] = "in" if page["since"] is None else "opted_out"
     page["done"] = True
