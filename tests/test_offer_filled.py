@@ -31,6 +31,7 @@ from tests.support import (
     smtp_client,
     snapshot,
 )
+from tests.webhook_receiver import running
 from widget_server import callers, directory, tables
 
 RECRUITER = "recrutement@boulangerie.example"
@@ -409,3 +410,34 @@ def test_a_test_request_plays_the_answers_but_never_closes_the_real_offer(
         assert rows["sam.roux@example.org"]["answered_at"] is None
     assert answers_to(smtp_server, "sam.roux@example.org") == []
     assert answers_to(smtp_server, "lea.moreau@example.org") == []  # to the test mailbox, not SMTP
+
+
+def test_every_candidate_told_is_an_answered_event_for_its_partner(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with running() as receiver, smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        key, secret = seed.webhook_key(client, receiver.url)
+        ids = {}
+        for email, name in (("lea.moreau@example.org", "Léa"), ("sam.roux@example.org", "Sam")):
+            response = client.post(
+                "/api/v1/applications",
+                json=application(email=email, first_name=name),
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            ids[email] = response.json()["id"]
+        deliver(client)
+        url = filled_link(pro_email(smtp_server, "lea.moreau@example.org"))
+        check = check_of(client, url)
+        confirm(client, url, others=True, check=check)
+        deliver(client)
+        events = [d.verify(secret) for d in receiver.deliveries]
+        assert all(isinstance(e, dict) for e in events)
+        answered = {
+            e["data"]["id"]: e for e in events if isinstance(e, dict) and e["type"] == "request.answered"
+        }
+        assert set(answered) == set(ids.values())
+        assert {e["data"]["answer"]["kind"] for e in answered.values()} == {"filled"}
+        confirm(client, url, others=True, check=check)  # a second POST tells nothing more
+        deliver(client)
+        assert len(receiver.deliveries) == len(events) == 4  # delivered and answered, twice

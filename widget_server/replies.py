@@ -17,7 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import emails, outbox, reply_tokens, tables
+from . import emails, outbox, partner_events, reply_tokens, tables
 from .contact_requests import ANSWERED, OPEN, StoredRequest, ack_message_id, load
 from .form_tokens import InvalidFormToken
 from .kinds import KINDS, REFUSAL_REASONS
@@ -307,9 +307,12 @@ async def record_answer(
         )
         .returning(requests.c.id)
     )
-    if won is not None and answer.emails_candidate:
+    if won is None:
+        return False
+    if answer.emails_candidate:
         await _tell_candidate(state, stored, answer, message, details, now)
-    return won is not None
+    await partner_events.emit(state.database, stored.row["id"], partner_events.ANSWERED, now=now)
+    return True
 
 
 async def _tell_candidate(
