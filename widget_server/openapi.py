@@ -482,6 +482,11 @@ def document(settings: Settings) -> dict[str, Any]:
                                 },
                             ]
                         },
+                        "test": {
+                            "type": "boolean",
+                            "description": "Made with a test key: its emails went to the key's test "
+                            "mailbox only (`GET /api/v1/test-mailbox`)",
+                        },
                     },
                 },
                 "PartnerEvent": {
