@@ -374,3 +374,9 @@ def test_the_playground_takes_a_caller_name(client: TestClient) -> None:
     page, _ = integration(client)
     assert '<input type="text" id="p-caller" name="caller" value="mon-site"' in page
     assert 'id="p-caller-error" hidden' in page
+
+
+def test_the_playground_has_words_for_every_reason() -> None:
+    from widget_server import eligibility, integration
+
+    assert set(integration.REASONS) == set(eligibility.REASONS)
