@@ -35,18 +35,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(60))
 
 
-@pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    tmp = tmp_path_factory.mktemp("browser")
-    port, site_port, fixtures_port = free_port(), free_port(), free_port()
-    widget = f"http://localhost:{port}"
+def start_widget_server(tmp: Path, port: int, **overrides: str) -> subprocess.Popen[bytes]:
+    """`widget-server serve` on 127.0.0.1:`port`, on SQLite under `tmp` with the
+    demo directory; `overrides`: settings of the test at hand."""
     env = {
         **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT")},
         "ENVIRONMENT": "development",
         "HOST": "127.0.0.1",
         "PORT": str(port),
-        "PUBLIC_URL": widget,
-        "EXAMPLE_HOST_PAGE_PORT": str(site_port),
+        "PUBLIC_URL": f"http://localhost:{port}",
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/widget.db",
         "VAR_DIR": str(tmp / "var"),
         "SECRET_KEY": "browser-tests",
@@ -55,6 +52,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         "RATE_LIMIT": "10000/minute",
         "OUTBOX_POLL_SECONDS": "0.2",
         "LOG_LEVEL": "WARNING",
+        **overrides,
     }
     log = (tmp / "server.log").open("wb")
     process = subprocess.Popen(
@@ -64,6 +62,25 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    log.close()  # the child has its own copy
+    return process
+
+
+def stop_widget_server(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    tmp = tmp_path_factory.mktemp("browser")
+    port, site_port, fixtures_port = free_port(), free_port(), free_port()
+    widget = f"http://localhost:{port}"
+    process = start_widget_server(tmp, port, EXAMPLE_HOST_PAGE_PORT=str(site_port))
     fixtures_dir = tmp / "pages"
     fixture_pages(fixtures_dir)
     fixtures = uvicorn.Server(
@@ -89,13 +106,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     finally:
         fixtures.should_exit = True
         thread.join(10)
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
+        stop_widget_server(process)
 
 
 @pytest.fixture
