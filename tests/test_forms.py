@@ -396,3 +396,24 @@ def test_field_checks_are_rate_limited_per_client(tmp_path: Any) -> None:
             for _ in range(3)
         ]
         assert answers == [200, 200, 429]
+
+
+def test_kept_cvs_have_a_ceiling_then_the_file_is_chosen_again(tmp_path: Any) -> None:
+    settings = make_settings(tmp_path, KEPT_CVS_MAX_BYTES=str(len(seed.PDF) + 10))
+    with TestClient(create_app(settings)) as client:
+        seed.offer(client)
+
+        def wrong_phone() -> Any:
+            page = client.get(FORM, params={"offer_id": seed.OFFER_ID, "caller": "mon-site"}).text
+            return client.post(FORM, data=fields(page, phone="12"), files=cv())
+
+        first = wrong_phone()
+        assert "CV reçu" in first.text
+        second = wrong_phone()
+        assert second.status_code == 422
+        assert "CV reçu" not in second.text and " required data-max-bytes" in second.text
+        assert seed.state(client).form_tokens.read(form_token(second.text)).kept_cv == ""
+        assert len(kept(client)) == 1
+        # The kept one still moves along its own form.
+        again = client.post(FORM, data=fields(first.text, phone="13"))
+        assert "CV reçu" in again.text

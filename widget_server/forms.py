@@ -320,16 +320,19 @@ async def _form_again(
     if cv is None:
         return _render(request, "pages/form.html", _with_token(state, page), status, headers)
     kept_id = kept_id or kept_cvs.new_id()
-    page["kept_cv"] = cv.filename
     _with_token(state, page, kept_cv=kept_id)
-    await kept_cvs.keep(
+    if await kept_cvs.keep(
         state.database,
         kept_id,
         cv,
         form_token=page["form_token"],
         now=dt.datetime.now(dt.UTC),
         ttl=dt.timedelta(seconds=state.form_tokens.ttl_seconds),
-    )
+        max_bytes=state.settings.kept_cvs_max_bytes,
+    ):
+        page["kept_cv"] = cv.filename
+    else:
+        _with_token(state, page)  # no room: the file is chosen again
     return _render(request, "pages/form.html", page, status, headers)
 
 

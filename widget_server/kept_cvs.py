@@ -41,9 +41,12 @@ async def keep(
     form_token: str,
     now: dt.datetime,
     ttl: dt.timedelta,
-) -> None:
+    max_bytes: int,
+) -> bool:
     """Stores `cv` under `kept_id` for `form_token` (the token naming `kept_id`),
-    or moves an already kept one to this new token: older pages lose it."""
+    or moves an already kept one to this new token: older pages lose it. False
+    when a new one would take the kept CVs past `max_bytes` (nothing stored):
+    posting forms with a CV and a wrong phone number can't fill the database."""
     kept = tables.kept_cvs
     values = {"token_hash": _token_hash(form_token), "expires_at": now + ttl}
     async with write_transaction(database):
@@ -52,6 +55,9 @@ async def keep(
             kept.update().where(kept.c.id == kept_id).values(**values).returning(kept.c.id)
         )
         if moved is None:
+            used = await database.fetch_val(sa.select(sa.func.coalesce(sa.func.sum(kept.c.size), 0)))
+            if int(used) + len(cv.data) > max_bytes:
+                return False
             await database.execute(
                 kept.insert().values(
                     id=kept_id,
@@ -63,6 +69,7 @@ async def keep(
                     **values,
                 )
             )
+    return True
 
 
 async def find(database: Database, kept_id: str, *, form_token: str, now: dt.datetime) -> CV | None:

@@ -5,9 +5,6 @@ by Playwright. Everything listens on 127.0.0.1 and stops with the tests."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +20,8 @@ from tests.browser.support import (
     Servers,
     fixture_pages,
     free_port,
+    start_widget_server,
+    stop_widget_server,
     wait_for,
 )
 from widget_server.host_page import create_host_app
@@ -33,46 +32,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.timeout(60))
-
-
-def start_widget_server(tmp: Path, port: int, **overrides: str) -> subprocess.Popen[bytes]:
-    """`widget-server serve` on 127.0.0.1:`port`, on SQLite under `tmp` with the
-    demo directory; `overrides`: settings of the test at hand."""
-    env = {
-        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT")},
-        "ENVIRONMENT": "development",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "PUBLIC_URL": f"http://localhost:{port}",
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/widget.db",
-        "VAR_DIR": str(tmp / "var"),
-        "SECRET_KEY": "browser-tests",
-        "DEMO_DATA": "true",
-        "FORM_MIN_FILL_SECONDS": "0",
-        "RATE_LIMIT": "10000/minute",
-        "OUTBOX_POLL_SECONDS": "0.2",
-        "LOG_LEVEL": "WARNING",
-        **overrides,
-    }
-    log = (tmp / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "widget_server.cli", "serve"],
-        cwd=tmp,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()  # the child has its own copy
-    return process
-
-
-def stop_widget_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Frame, Page
 
-from tests.browser.conftest import start_widget_server, stop_widget_server
 from tests.browser.support import (
     EVENTS_SCRIPT,
     FORMATION,
@@ -30,6 +29,8 @@ from tests.browser.support import (
     get_json,
     mailbox,
     slot,
+    start_widget_server,
+    stop_widget_server,
     wait_events,
     wait_for,
 )
@@ -93,6 +94,9 @@ def test_the_cv_is_kept_across_errors_and_fields_are_checked_on_leaving(
     frame.press("#phone", "Tab")
     frame.wait_for_selector("#phone-error")
     assert "surtaxés" in frame.locator("#phone-error").inner_text()
+    # The visually hidden input is in the tab order, its button shows the focus.
+    assert focused_id(frame) == "cv"
+    assert frame.locator("label.file-button").evaluate("el => getComputedStyle(el).outlineStyle") == "solid"
 
     frame.set_input_files("#cv", str(cv))
     assert frame.locator("#cv-status").inner_text() == "Fichier choisi : cv-lea.pdf"
