@@ -26,9 +26,9 @@ CallerOrigin = Literal["key", "form"]
 class Caller:
     name: str
     role: str
+    key_id: int | None = None
     # A test key: its requests are flagged test, their emails stay in its test mailbox.
     test: bool = False
-    key_id: int | None = None
 
 
 def _hash(key: str) -> str:

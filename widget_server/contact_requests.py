@@ -242,7 +242,8 @@ async def _store(
     ack = emails.compose(
         settings,
         kind.ack_email,
-        stored.context(settings.public_url),
+        # The acknowledgement carries a copy of what was sent, the CV's name included.
+        {**stored.context(settings.public_url), "cv_filename": clean.cv.filename if clean.cv else None},
         to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
         now=now,
     )

@@ -253,9 +253,11 @@ async def _tell_candidate(
     row = stored.row
     reply_to = None
     if answer.code in ("accept", "reply"):
+        # The candidate answers by replying to this email: it goes to the recruiter or the CFA.
         reply_to = emails.address(
             stored.view["contact_name"], details.get("pro_email") or row["contact_email"]
         )
+    context["reply_to"] = reply_to.addr_spec if reply_to else None
     email_message = emails.compose(
         settings,
         "answer",
