@@ -150,7 +150,8 @@ def test_the_follow_up_link_is_there_when_it_exists(kind: str) -> None:
     url = "http://testserver/suivi/abc123"
     rendered = render_ack(kind, followup_url=url)
     assert url in rendered.text and f'href="{url}"' in rendered.html
-    assert "Suivez-la ici" in rendered.text and "Suivez-la ici" in rendered.html
+    assert "Suivez-la sur votre page de suivi" in rendered.text
+    assert f'Suivez-la sur <a href="{url}">votre page de suivi</a>' in rendered.html
     without = render_ack(kind)
     assert "/suivi/" not in without.text + without.html and "Suivez" not in without.text + without.html
 
