@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import emails, outbox, reply_tokens, tables
+from . import emails, outbox, partner_events, reply_tokens, tables
 from .contact_requests import ANSWERED, StoredRequest, ack_message_id, load
 from .form_tokens import InvalidFormToken
 from .kinds import REFUSAL_REASONS
@@ -219,6 +219,7 @@ async def _answer(
             )
             if answer.emails_candidate:
                 await _tell_candidate(state, stored, answer, message, details, now)
+            await partner_events.emit(state.database, stored.row["id"], partner_events.ANSWERED, now=now)
     if won is not None:
         state.outbox_worker.wake()
     fresh = await load(state.database, stored.row["id"])

@@ -314,6 +314,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("OUTBOX_WORKER", "true", "Run the email worker inside `serve`.", _bool),
     Setting(
+        "WEBHOOK_TIMEOUT_SECONDS",
+        "10",
+        "A partner's webhook endpoint must answer within this time (capped at a quarter of `OUTBOX_LEASE_SECONDS`); beyond, the attempt counts as failed and is retried.",
+        float,
+    ),
+    Setting(
+        "WEBHOOK_MAX_ATTEMPTS",
+        "12",
+        "A webhook is given up after this many failed attempts (timeouts, connection errors, 408, 429 and 5xx answers), retried with exponential backoff up to an hour apart.",
+        int,
+    ),
+    Setting(
         "REMINDER_DAYS", "5", "Days without an answer before the one reminder to the recruiter or CFA.", int
     ),
     Setting(
@@ -387,6 +399,8 @@ class Settings:
     outbox_lease_seconds: int
     outbox_max_attempts: int
     outbox_worker: bool
+    webhook_timeout_seconds: float
+    webhook_max_attempts: int
     reminder_days: int
     reminders_every_seconds: int
     cv_retention_days: int
