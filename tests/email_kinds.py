@@ -24,6 +24,7 @@ TO_CANDIDATE = (
     "candidature_ack",
     "rdv_ack",
     "answer_accept",
+    "answer_filled",
     "answer_refuse",
     "answer_reply",
     "answer_unreachable",
@@ -56,6 +57,13 @@ def _answer(client: TestClient, pro: bytes, action: str, **changes: Any) -> None
     assert client.post(path(url), data=fields).status_code == 200
 
 
+def _offer_filled(client: TestClient, pro: bytes) -> None:
+    """Declares the offer filled from the link of the pro email `pro`, as a recruiter would."""
+    url = next(path(u) for u in html_links(parse(pro)) if "/filled/" in u)
+    check = re.findall(r'name="check" value="([^"]+)"', client.get(url).text)[0]
+    assert client.post(url, data={"check": check}).status_code == 200
+
+
 def every_kind(client: TestClient) -> dict[str, bytes]:
     """{kind: the message as the outbox stores it}, the first of each kind (the
     outbox's template name; the spontaneous application's pro email as
@@ -85,6 +93,8 @@ def every_kind(client: TestClient) -> dict[str, bytes]:
 
     offer_pro = submit("/api/v1/applications", application())
     queued_by(_answer, client, offer_pro, "accept", pro_phone="04 72 00 00 00")
+    filled = submit("/api/v1/applications", application(email="noa.petit@example.org", first_name="Noa"))
+    queued_by(_offer_filled, client, filled)
     spontaneous = submit(
         "/api/v1/applications",
         application(offer_id=None, siret=seed.SIRET, email="tom.petit@example.org", message=None),

@@ -79,6 +79,7 @@ KINDS = (
     "candidature_ack",
     "rdv_ack",
     "answer_accept",
+    "answer_filled",
     "answer_refuse",
     "answer_reply",
     "answer_unreachable",
