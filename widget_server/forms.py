@@ -143,7 +143,12 @@ async def _post(request: Request, kind: RequestKind, form: FormData) -> Response
         accepted = await contact_requests.submit(state, submission)
     except Problem as problem:
         return _refused(request, page, problem)
-    return _render(request, "pages/sent.html", {**page, "request_id": accepted.id}, 200)
+    return _render(
+        request,
+        "pages/sent.html",
+        {**page, "request_id": accepted.id, "followup_url": accepted.followup_url},
+        200,
+    )
 
 
 def _gone() -> Problem:

@@ -166,6 +166,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "AND r.target_ref = offers.offer_id AND o.template = 'optout_confirmed')",
         ),
     ),
+    Migration(
+        10,
+        "requests withdrawn by their candidate",
+        # The follow-up link's token is a `reply_tokens` row (action "followup").
+        ("ALTER TABLE contact_requests ADD COLUMN withdrawn_at {ts}",),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

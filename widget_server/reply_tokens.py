@@ -1,4 +1,7 @@
-"""Quick-reply and opt-out tokens: random, single-purpose, stored hashed, expiring."""
+"""Quick-reply, opt-out and follow-up tokens: random, single-purpose, stored
+hashed, expiring. The candidate's follow-up link is one too (action
+`followup`): it dies with the request's other tokens when the request is
+anonymised or forgotten."""
 
 from __future__ import annotations
 
@@ -19,8 +22,12 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+FOLLOWUP = "followup"
+_PATHS = {"optout": "optout", "optin": "optout", FOLLOWUP: "suivi"}
+
+
 def url_for(public_url: str, action: str, token: str) -> str:
-    return f"{public_url}/{'optout' if action in ('optout', 'optin') else 'reply'}/{token}"
+    return f"{public_url}/{_PATHS.get(action, 'reply')}/{token}"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from databases import Database
 
 from . import tables
+from .outbox import CANCELLED
 from .resources import write_transaction
 from .settings import Settings
 
@@ -75,7 +76,7 @@ async def purge(
                 )
             if anonymised:
                 await anonymise_requests(database, anonymised, now)
-                # Queued emails hold the candidate's details too; finished ones go.
+                # Queued emails hold the candidate's details too; finished (or cancelled) ones go.
                 await database.execute(tables.outbox.delete().where(finished))
     return PurgeReport(tuple(cv_requests), tuple(anonymised), emails, tokens, dry_run)
 
@@ -136,7 +137,7 @@ async def _due_requests(database: Database, settings: Settings, now: dt.datetime
 
 def _finished_emails(request_ids: Sequence[str]) -> sa.ColumnElement[bool]:
     outbox = tables.outbox
-    return sa.and_(outbox.c.request_id.in_(request_ids), outbox.c.status.in_(("sent", "failed")))
+    return sa.and_(outbox.c.request_id.in_(request_ids), outbox.c.status.in_(("sent", "failed", CANCELLED)))
 
 
 def _tokens(request_ids: Sequence[str]) -> sa.ColumnElement[bool]:

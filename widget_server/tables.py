@@ -153,6 +153,8 @@ contact_requests = sa.Table(
     sa.Column("email_key", sa.Text),
     # "key" or "form": a form caller never shares quota counters with the API key of that name.
     sa.Column("caller_origin", sa.Text, nullable=False, server_default="key"),
+    # Set when the candidate withdrew the request from their follow-up page.
+    sa.Column("withdrawn_at", UTCDateTime),
 )
 
 cv_files = sa.Table(

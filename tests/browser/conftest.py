@@ -5,9 +5,6 @@ by Playwright. Everything listens on 127.0.0.1 and stops with the tests."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +17,13 @@ from tests.browser.support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     EVENTS_SCRIPT,
+    QuietServer,
     Servers,
     fixture_pages,
     free_port,
+    server_environment,
     wait_for,
+    widget_server,
 )
 from widget_server.host_page import create_host_app
 
@@ -39,36 +39,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     tmp = tmp_path_factory.mktemp("browser")
     port, site_port, fixtures_port = free_port(), free_port(), free_port()
-    widget = f"http://localhost:{port}"
-    env = {
-        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT")},
-        "ENVIRONMENT": "development",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "PUBLIC_URL": widget,
-        "EXAMPLE_HOST_PAGE_PORT": str(site_port),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/widget.db",
-        "VAR_DIR": str(tmp / "var"),
-        "SECRET_KEY": "browser-tests",
-        "DEMO_DATA": "true",
-        "FORM_MIN_FILL_SECONDS": "0",
-        "RATE_LIMIT": "10000/minute",
-        "OUTBOX_POLL_SECONDS": "0.2",
-        "LOG_LEVEL": "WARNING",
-    }
-    log = (tmp / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "widget_server.cli", "serve"],
-        cwd=tmp,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    env = server_environment(tmp, port, EXAMPLE_HOST_PAGE_PORT=str(site_port))
     fixtures_dir = tmp / "pages"
     fixture_pages(fixtures_dir)
     fixtures = uvicorn.Server(
         uvicorn.Config(
-            create_host_app(widget, fixtures_dir),
+            create_host_app(env["PUBLIC_URL"], fixtures_dir),
             host="127.0.0.1",
             port=fixtures_port,
             log_level="warning",
@@ -78,24 +54,31 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         )
     )
     thread = threading.Thread(target=fixtures.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(f"http://127.0.0.1:{port}/healthz", process)
-        wait_for(f"http://127.0.0.1:{site_port}/", process)
-        wait_for(f"http://127.0.0.1:{fixtures_port}/empty.html")
-        yield Servers(
-            widget, f"http://127.0.0.1:{site_port}", f"http://127.0.0.1:{fixtures_port}", tmp / "var"
-        )
-    finally:
-        fixtures.should_exit = True
-        thread.join(10)
-        process.terminate()
+    with widget_server(tmp, "serve", env, "server.log") as process:
+        thread.start()
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
+            wait_for(f"http://127.0.0.1:{port}/healthz", process)
+            wait_for(f"http://127.0.0.1:{site_port}/", process)
+            wait_for(f"http://127.0.0.1:{fixtures_port}/empty.html")
+            yield Servers(
+                env["PUBLIC_URL"],
+                f"http://127.0.0.1:{site_port}",
+                f"http://127.0.0.1:{fixtures_port}",
+                tmp / "var",
+            )
+        finally:
+            fixtures.should_exit = True
+            thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def quiet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuietServer]:
+    tmp = tmp_path_factory.mktemp("quiet")
+    port = free_port()
+    env = server_environment(tmp, port, OUTBOX_WORKER="false", EXAMPLE_HOST_PAGE_PORT="0")
+    with widget_server(tmp, "serve", env, "server.log") as process:
+        wait_for(f"http://127.0.0.1:{port}/healthz", process)
+        yield QuietServer(Servers(env["PUBLIC_URL"], "", "", tmp / "var"), env, tmp)
 
 
 @pytest.fixture

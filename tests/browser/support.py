@@ -5,10 +5,14 @@ form's frame and the dev mailbox. Fixtures are in conftest.py."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +74,62 @@ class Servers:
     site: str  # the example partner site (http://127.0.0.1:PORT2)
     fixtures: str  # the fixture pages of this folder (http://127.0.0.1:PORT3)
     var_dir: Path
+
+
+def server_environment(tmp: Path, port: int, **overrides: str) -> dict[str, str]:
+    """`widget-server serve`'s environment for the browser tests, on SQLite under `tmp`."""
+    return {
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT")},
+        "ENVIRONMENT": "development",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "PUBLIC_URL": f"http://localhost:{port}",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/widget.db",
+        "VAR_DIR": str(tmp / "var"),
+        "SECRET_KEY": "browser-tests",
+        "DEMO_DATA": "true",
+        "FORM_MIN_FILL_SECONDS": "0",
+        "RATE_LIMIT": "10000/minute",
+        "OUTBOX_POLL_SECONDS": "0.2",
+        "LOG_LEVEL": "WARNING",
+        **overrides,
+    }
+
+
+@contextmanager
+def widget_server(
+    tmp: Path, command: str, env: dict[str, str], log_name: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`widget-server COMMAND` in a subprocess, stopped on the way out."""
+    with (tmp / log_name).open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "widget_server.cli", command],
+            cwd=tmp,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+@dataclass(frozen=True)
+class QuietServer:
+    """A service whose emails wait in the outbox until `worker()` runs one."""
+
+    servers: Servers
+    env: dict[str, str]
+    tmp: Path
+
+    def worker(self) -> AbstractContextManager[subprocess.Popen[bytes]]:
+        return widget_server(self.tmp, "worker", self.env, "worker.log")
 
 
 def free_port() -> int:
