@@ -25,6 +25,7 @@ from . import (
     pages,
     readiness,
     replies,
+    sandbox,
     slash_redirect,
     widget,
 )
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/api/v1/openapi.json", openapi.openapi_json, methods=["GET"], name="openapi"),
         Route("/api/docs", openapi.docs, methods=["GET"], name="api_docs"),
         Route("/api/v1/bounces", bounces.webhook, methods=["POST"], name="bounces"),
+        *sandbox.routes,
         Route("/reply/{token}", replies.reply_page, methods=["GET", "POST"], name="reply"),
         Route("/optout/{token}", optout.optout_page, methods=["GET", "POST"], name="optout"),
         Route("/suivi/{token}", followup.page, methods=["GET"], name="followup"),

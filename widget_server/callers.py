@@ -26,18 +26,24 @@ CallerOrigin = Literal["key", "form"]
 class Caller:
     name: str
     role: str
+    key_id: int | None = None
+    # A test key: its requests are flagged test, their emails stay in its test mailbox.
+    test: bool = False
 
 
 def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def create_key(database: Database, caller: str, role: str = "partner") -> str:
-    """Store a new key for `caller` and return it; it is shown this once only."""
+async def create_key(database: Database, caller: str, role: str = "partner", *, test: bool = False) -> str:
+    """Store a new key for `caller` and return it; it is shown this once only. A test
+    key (`lba_test_…`, partners only) makes test requests (see sandbox.py)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
+    if test and role != "partner":
+        raise ValueError("only a partner key can be a test key")
     prefix = secrets.token_hex(4)
-    key = f"lba_{prefix}_{secrets.token_urlsafe(32)}"
+    key = f"lba_{'test_' if test else ''}{prefix}_{secrets.token_urlsafe(32)}"
     await database.execute(
         tables.api_keys.insert().values(
             caller=caller,
@@ -45,6 +51,7 @@ async def create_key(database: Database, caller: str, role: str = "partner") -> 
             key_hash=_hash(key),
             prefix=prefix,
             created_at=dt.datetime.now(dt.UTC),
+            test=test,
         )
     )
     return key
@@ -78,9 +85,9 @@ async def authenticate(request: Request, *, role: str = "partner") -> Caller:
             headers=challenge,
         )
     row = await request.app.state.database.fetch_one(
-        sa.select(tables.api_keys.c.caller, tables.api_keys.c.role).where(
-            tables.api_keys.c.key_hash == _hash(key.strip()), tables.api_keys.c.revoked_at.is_(None)
-        )
+        sa.select(
+            tables.api_keys.c.id, tables.api_keys.c.caller, tables.api_keys.c.role, tables.api_keys.c.test
+        ).where(tables.api_keys.c.key_hash == _hash(key.strip()), tables.api_keys.c.revoked_at.is_(None))
     )
     if row is None:
         raise Problem(
@@ -89,7 +96,8 @@ async def authenticate(request: Request, *, role: str = "partner") -> Caller:
             code="invalid_api_key",
             headers=challenge,
         )
-    caller = Caller(row._mapping["caller"], row._mapping["role"])
+    found = row._mapping
+    caller = Caller(found["caller"], found["role"], test=bool(found["test"]), key_id=int(found["id"]))
     if role == "operator" and caller.role != "operator":
         raise Problem(403, "Cette clé d'API ne permet pas cette action.", code="forbidden")
     return caller

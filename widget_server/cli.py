@@ -148,14 +148,26 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work(database: Database) -> int:
         if args.action == "create":
-            key = await callers.create_key(database, args.caller, args.role)
-            print(f"API key for {args.caller} ({args.role}) - shown once, keep it safe:\n{key}")
+            if args.test and args.role != "partner":
+                print("Only a partner key can be a test key.", file=sys.stderr)
+                return 2
+            key = await callers.create_key(database, args.caller, args.role, test=args.test)
+            what = (
+                f"Test API key for {args.caller}" if args.test else f"API key for {args.caller} ({args.role})"
+            )
+            print(f"{what} - shown once, keep it safe:\n{key}")
+            if args.test:
+                print(
+                    "Its requests are stored as tests: their emails are never sent, read them at "
+                    f"{settings.public_url}/api/v1/test-mailbox with this key."
+                )
         elif args.action == "list":
             for row in await callers.list_keys(database):
                 # Dates the operator reads: Paris dates (local_time.py), like every time shown.
                 state = f"revoked {in_paris(row['revoked_at']):%Y-%m-%d}" if row["revoked_at"] else "active"
                 print(
                     f"{row['prefix']}  {row['caller']:<30} {row['role']:<9} "
+                    f"{'test' if row['test'] else 'live':<4}  "
                     f"created {in_paris(row['created_at']):%Y-%m-%d}  {state}"
                 )
         elif not await callers.revoke_key(database, args.prefix):
@@ -278,7 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", help="print a new key for CALLER, once")
     create.add_argument("caller", help="the partner's name, e.g. mon-site")
     create.add_argument("--role", choices=["partner", "operator"], default="partner")
-    keys.add_parser("list", help="list keys (prefix, caller, role, state)")
+    create.add_argument(
+        "--test",
+        action="store_true",
+        help="a test key: its requests are stored as tests and their emails only reach its test mailbox",
+    )
+    keys.add_parser("list", help="list keys (prefix, caller, role, live or test, state)")
     revoke = keys.add_parser("revoke", help="revoke the key with this prefix")
     revoke.add_argument("prefix")
     return parser

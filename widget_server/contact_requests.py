@@ -27,6 +27,7 @@ from .local_time import datetime_fr
 from .migrations import dialect_of
 from .problems import Problem
 from .resources import write_transaction
+from .sandbox import STAND_IN_CONTACT
 from .settings import Settings
 from .targets import BadTarget, Target, make_target
 from .validation import FieldErrors, clean_email, clean_name, clean_phone, email_identity
@@ -45,10 +46,13 @@ class Submission:
     cv_filename: str = ""
     cv_data: bytes | None = None
     idempotency_key: str | None = None
+    # Made with a test key (sandbox.py).
+    test: bool = False
 
     @property
     def caller_identity(self) -> str:
-        return f"{self.caller_origin}:{self.caller}"
+        # A test key's idempotency keys never answer for the live key of that partner.
+        return f"{self.caller_origin}{'-test' if self.test else ''}:{self.caller}"
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,9 @@ async def submit(state: State, submission: Submission, now: dt.datetime | None =
         record = await _eligible_record(database, clean.target, settings)
         row = _request_row(submission, clean, record, now)
         await _check_quotas(database, submission.kind, row, settings, now)
-        await _count_application(database, clean.target, settings.offer_max_applications)
+        if not submission.test:
+            # A test application takes none of the offer's real places.
+            await _count_application(database, clean.target, settings.offer_max_applications)
         followup_url = await _store(database, settings, submission, clean, row, record, fingerprint, now)
     worker = getattr(state, "outbox_worker", None)
     if worker is not None:
@@ -179,6 +185,7 @@ def _request_row(
         "siret": clean.target.spec.describe(record, clean.target.ref)["siret"],
         "caller": submission.caller,
         "caller_origin": submission.caller_origin,
+        "test": submission.test,
         "first_name": clean.values["first_name"],
         "last_name": clean.values["last_name"],
         "email": clean.values["email"],
@@ -187,7 +194,8 @@ def _request_row(
         "role": clean.values.get("role"),
         "topics": json.dumps(clean.values["topics"]) if "topics" in clean.values else None,
         "message": clean.values.get("message"),
-        "contact_email": record["contact_email"],
+        # A test request never holds the real recruiter's or CFA's address.
+        "contact_email": STAND_IN_CONTACT if submission.test else record["contact_email"],
         "status": RECEIVED,
         "created_at": now,
         "updated_at": now,
@@ -228,7 +236,7 @@ async def _store(
     target_view = clean.target.spec.describe(record, clean.target.ref)
     tokens = reply_tokens.issue_set(
         request_id,
-        record["contact_email"],
+        row["contact_email"],
         kind.actions_for(clean.target.kind),
         ttl=dt.timedelta(days=kind.token_days),
         public_url=settings.public_url,
@@ -345,8 +353,12 @@ async def _check_quotas(
             sa.func.min(sa.case((condition, requests.c.created_at))),
         ]
     # Every quota in one query: this runs inside the write transaction, so keep it short.
+    # Test requests count apart: a partner testing with a real person's address never
+    # uses up that person's quotas, nor its own real allowance per company.
     result = await database.fetch_one(
-        sa.select(*columns).where(requests.c.kind == kind.name, sa.or_(*conditions))
+        sa.select(*columns).where(
+            requests.c.kind == kind.name, requests.c.test.is_(bool(row["test"])), sa.or_(*conditions)
+        )
     )
     assert result is not None
     values = list(result._mapping.values())

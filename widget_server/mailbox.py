@@ -235,10 +235,22 @@ def api_list(request: Request) -> Response:
 
 def api_message(request: Request) -> Response:
     message_id = request.path_params["id"]
-    message = _load(_directory(request), message_id)
+    return JSONResponse(message_json(message_id, _load(_directory(request), message_id)))
+
+
+def message_json(message_id: str, message: EmailMessage) -> dict[str, Any]:
+    """A message as the mailbox APIs show it (this one and the test mailbox's):
+    its summary, text and HTML parts, links, headers and attachments."""
     parts = _parts(message)
     parts["headers"] = [{"name": name, "value": value} for name, value in parts["headers"]]
-    return JSONResponse({**_public(_summary(message_id, message)), **parts})
+    return {**_public(_summary(message_id, message)), **parts}
+
+
+def parse(raw: bytes) -> EmailMessage:
+    """An email as stored (the outbox's bytes), parsed."""
+    message = _PARSER.parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    return message
 
 
 def _public(summary: dict[str, Any]) -> dict[str, Any]:

@@ -167,6 +167,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        9,
+        "test keys: test flag on API keys and requests, test mailbox emails",
+        (
+            "ALTER TABLE api_keys ADD COLUMN test BOOLEAN NOT NULL DEFAULT FALSE",
+            "ALTER TABLE contact_requests ADD COLUMN test BOOLEAN NOT NULL DEFAULT FALSE",
+            # Set at queue time from the request's flag (outbox.enqueue): the worker
+            # leaves such an email in the test mailbox instead of sending it.
+            "ALTER TABLE outbox ADD COLUMN test_mailbox BOOLEAN NOT NULL DEFAULT FALSE",
+        ),
+    ),
+    Migration(
         10,
         "requests withdrawn by their candidate",
         # The follow-up link's token is a `reply_tokens` row (action "followup").

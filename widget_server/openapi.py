@@ -13,6 +13,7 @@ from .api import MAX_TARGETS
 from .contact_requests import STATUSES
 from .eligibility import REASONS
 from .kinds import REFUSAL_REASONS, ROLES, TOPICS
+from .sandbox import MAX_MESSAGES as MAX_TEST_MESSAGES
 from .settings import Settings
 from .submissions import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
 from .targets import REF_PATTERN
@@ -285,6 +286,34 @@ def document(settings: Settings) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/test-mailbox": {
+                "get": {
+                    "summary": "The emails of a test key's requests, never sent: read them, follow "
+                    "their reply links to play the whole loop",
+                    "description": "Only with a test key (`widget-server keys create CALLER --test`); "
+                    "lists the emails of that key's own test requests, newest first, once delivered "
+                    f"to the test mailbox (at most {MAX_TEST_MESSAGES}).",
+                    "parameters": [
+                        {
+                            "name": "request_id",
+                            "in": "query",
+                            "required": False,
+                            "description": "Only the emails of this request (one of the key's).",
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The messages",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/TestMailbox"}}
+                            },
+                        },
+                        **_errors(401, 403, 429),
+                        "404": _problem("Not one of this key's test requests (`code`: `unknown_request`)"),
+                    },
+                }
+            },
             "/api/v1/appointment-requests": {
                 "post": {
                     "summary": "Rendez-vous apprentissage: send questions to a training's CFA",
@@ -312,6 +341,54 @@ def document(settings: Settings) -> dict[str, Any]:
                     "properties": {
                         "id": {"type": "string"},
                         "status": {"type": "string", "enum": list(STATUSES)},
+                    },
+                },
+                "TestMailbox": {
+                    "type": "object",
+                    "required": ["messages"],
+                    "properties": {
+                        "messages": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "request_id": {"type": "string"},
+                                    "template": {"type": "string"},
+                                    "delivered_at": {"type": ["string", "null"], "format": "date-time"},
+                                    "date": {"type": ["string", "null"], "format": "date-time"},
+                                    "from": {"type": "string"},
+                                    "to": {"type": "string"},
+                                    "subject": {"type": "string"},
+                                    "message_id": {"type": "string"},
+                                    "in_reply_to": {"type": ["string", "null"]},
+                                    "text": {"type": "string", "description": "The plain-text part"},
+                                    "links": {
+                                        "type": "array",
+                                        "description": "The links of the HTML part: reply buttons, "
+                                        "opt-out, follow-up…",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "href": {"type": "string"},
+                                                "text": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                    "attachments": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "filename": {"type": "string"},
+                                                "content_type": {"type": "string"},
+                                                "size": {"type": "integer"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        }
                     },
                 },
                 "Eligibility": {

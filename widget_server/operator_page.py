@@ -117,7 +117,11 @@ async def figures(database: Database, now: dt.datetime | None = None, weeks: int
             _flag(requests.c.status == BOUNCED).label("bounced"),
             _flag(requests.c.answered_at.is_not(None)).label("answered"),
         )
-        .where(requests.c.created_at >= bounds[0], requests.c.created_at < bounds[-1])
+        .where(
+            requests.c.created_at >= bounds[0],
+            requests.c.created_at < bounds[-1],
+            requests.c.test.is_(False),  # real traffic only (sandbox.py)
+        )
         .subquery()
     )
     rows = await database.fetch_all(

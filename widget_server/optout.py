@@ -43,6 +43,10 @@ async def is_opted_out(database: Database, stored: StoredRequest, email: str) ->
 async def set_opt_out(
     database: Database, stored: StoredRequest, email: str, on: bool, now: dt.datetime
 ) -> None:
+    if stored.row["test"]:
+        # A test request's links play the opt-out and its undo (the confirmation goes
+        # to the test mailbox) but never change the real directory.
+        return
     column = stored.target.spec.opt_out_column
     if column is None:
         # `closed_reason`, not `status`: the directory import owns `status` and

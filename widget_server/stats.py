@@ -12,8 +12,11 @@ from . import tables
 async def stats(database: Database) -> str:
     requests, outbox = tables.contact_requests, tables.outbox
     lines = ["Requests by kind and status:"]
+    # Real traffic only: test keys' requests and their emails are counted apart.
+    real = requests.c.test.is_(False)
     rows = await database.fetch_all(
         sa.select(requests.c.kind, requests.c.status, sa.func.count())
+        .where(real)
         .group_by(requests.c.kind, requests.c.status)
         .order_by(requests.c.kind, requests.c.status)
     )
@@ -30,17 +33,23 @@ async def stats(database: Database) -> str:
         tuple(r._mapping.values())
         for r in await database.fetch_all(
             sa.select(requests.c.caller, sa.func.count())
+            .where(real)
             .group_by(requests.c.caller)
             .order_by(sa.func.count().desc())
             .limit(20)
         )
     ):
         lines.append(f"  {caller:<30} {count:>8}")
+    tests = await database.fetch_val(sa.select(sa.func.count()).where(requests.c.test.is_(True)))
+    lines.append(f"Test requests (test keys, left out of every figure here): {tests}")
     lines.append("Emails by status:")
     for status, count in (
         tuple(r._mapping.values())
         for r in await database.fetch_all(
-            sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status).order_by(outbox.c.status)
+            sa.select(outbox.c.status, sa.func.count())
+            .where(outbox.c.test_mailbox.is_(False))
+            .group_by(outbox.c.status)
+            .order_by(outbox.c.status)
         )
     ):
         lines.append(f"  {status:<12} {count:>8}")

@@ -29,7 +29,7 @@ def submit_endpoint(kind: RequestKind) -> Any:
         state = request.app.state
         await state.throttle.hit(request, "api")
         caller = await callers.authenticate(request)
-        await state.throttle.hit_caller(caller.name)
+        await state.throttle.hit_caller(caller.name, test=caller.test)
         key = request.headers.get("idempotency-key")
         if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
             raise Problem(
@@ -49,6 +49,7 @@ def submit_endpoint(kind: RequestKind) -> Any:
                 cv_filename=filename,
                 cv_data=data,
                 idempotency_key=key,
+                test=caller.test,
             ),
         )
         return JSONResponse({"id": accepted.id, "status": accepted.status}, status_code=202)

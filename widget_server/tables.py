@@ -121,6 +121,8 @@ api_keys = sa.Table(
     sa.Column("prefix", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("revoked_at", UTCDateTime),
+    # A test key: its requests are flagged `test` (see sandbox.py).
+    sa.Column("test", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 contact_requests = sa.Table(
@@ -153,6 +155,8 @@ contact_requests = sa.Table(
     sa.Column("email_key", sa.Text),
     # "key" or "form": a form caller never shares quota counters with the API key of that name.
     sa.Column("caller_origin", sa.Text, nullable=False, server_default="key"),
+    # Made with a test key: stored like any other, its emails stay in the test mailbox.
+    sa.Column("test", sa.Boolean, nullable=False, server_default=sa.false()),
     # Set when the candidate withdrew the request from their follow-up page.
     sa.Column("withdrawn_at", UTCDateTime),
 )
@@ -191,6 +195,8 @@ outbox = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     # Why a failed message failed: see outbox.FAILURE_KINDS.
     sa.Column("failure_kind", sa.Text),
+    # An email of a test request, fixed at queue time: never sent, kept for the test mailbox.
+    sa.Column("test_mailbox", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 # Periodic work claimed by one worker at a time (see jobs.py).
