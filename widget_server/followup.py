@@ -44,15 +44,15 @@ class Step:
 
 async def page(request: Request) -> Response:
     """GET (and HEAD): where the request stands."""
-    found, stored = await _find(request)
-    return _render(request, "pages/followup.html", await _view(request, found, stored), 200)
+    _, stored = await _find(request)
+    return _render(request, "pages/followup.html", await _view(request, stored), 200)
 
 
 async def withdraw_page(request: Request) -> Response:
     """GET: what withdrawing does, and a button; POST: withdraw."""
     state = request.app.state
     found, stored = await _find(request)
-    view = await _view(request, found, stored)
+    view = await _view(request, stored)
     view["check"] = state.form_tokens.issue(_CHECK, found["token_hash"], _CHECK)
     if request.method != "POST" or not await _checked(request, found):
         if not view["can_withdraw"]:
@@ -69,7 +69,7 @@ async def withdraw_page(request: Request) -> Response:
     return _render(
         request,
         "pages/followup.html",
-        {**await _view(request, found, fresh), "just_withdrawn": result.withdrawn},
+        {**await _view(request, fresh), "just_withdrawn": result.withdrawn},
         200,
     )
 
@@ -110,7 +110,7 @@ async def _sent_times(request: Request, request_id: str) -> dict[str, dt.datetim
     """When each email about the request left (the first of each template)."""
     box = tables.outbox
     rows = await request.app.state.database.fetch_all(
-        sa.select(box.c.template, box.c.sent_at, box.c.created_at, box.c.status)
+        sa.select(box.c.template, box.c.sent_at, box.c.created_at)
         .where(box.c.request_id == request_id, box.c.status == "sent")
         .order_by(box.c.id)
     )
@@ -120,7 +120,7 @@ async def _sent_times(request: Request, request_id: str) -> dict[str, dt.datetim
     return times
 
 
-async def _view(request: Request, found: dict[str, Any], stored: StoredRequest) -> dict[str, Any]:
+async def _view(request: Request, stored: StoredRequest) -> dict[str, Any]:
     row, view = stored.row, stored.view
     candidature = stored.kind.name == "candidature"
     times = await _sent_times(request, row["id"])

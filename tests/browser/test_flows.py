@@ -69,7 +69,9 @@ def test_candidature_with_a_cv_keyboard_only(page: Page, servers: Servers, tmp_p
     assert axe_violations(frame) == []
     assert page.locator("#notice").inner_text().endswith(f"(référence {request_id}).")
 
-    # "Fermer" on the acknowledgement closes the modal, back to the button.
+    # The follow-up link, then "Fermer" on the acknowledgement closes the modal, back to the button.
+    page.keyboard.press("Tab")
+    assert frame.evaluate("() => document.activeElement.textContent") == "Suivre ma candidature"
     page.keyboard.press("Tab")
     assert frame.evaluate("() => document.activeElement.textContent") == "Fermer"
     page.keyboard.press("Enter")
