@@ -344,3 +344,33 @@ def test_purge_removes_the_cancelled_emails_with_the_data(tmp_path: Path, smtp_s
         assert report.requests_anonymised == 1 and report.emails_deleted == 2
         assert _outbox(client) == []
         assert client.get(url).status_code == 404
+
+
+def test_a_bounce_and_an_answer_by_another_channel_show_on_the_page(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.formation(client)
+        seed.formation(client, "CME-0002", contact_email="rdv@autre-cfa.example")
+        key = seed.api_key(client)
+        headers = {"Authorization": f"Bearer {key}"}
+        client.post("/api/v1/appointment-requests", json=appointment(), headers=headers)
+        client.post(
+            "/api/v1/appointment-requests", json=appointment(formation_id="CME-0002"), headers=headers
+        )
+        smtp_server.handler.answer("RCPT", "550 5.1.1 No such user", times=1)
+        deliver(client)
+        [bounced, answered] = [path(u) for r in smtp_server.received for u in links(r) if "/suivi/" in u]
+        page = html.unescape(client.get(bounced).text)
+        assert "Pas remise à CFA du Commerce de Bordeaux" in page and "ne fonctionne pas" in page
+        assert "Retirer ma demande" not in page
+
+        pro = next(r for r in smtp_server.received if "rdv@autre-cfa.example" in r.rcpt_tos)
+        other = next(
+            path(u)
+            for u in links(pro)
+            if "/reply/" in u and 'value="other_channel" checked' in client.get(path(u)).text
+        )
+        client.post(other, data=form_fields(client.get(other).text))
+        page = html.unescape(client.get(answered).text)
+        assert "indique vous avoir répondu directement" in page and "Retirer ma demande" not in page
