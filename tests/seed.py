@@ -117,6 +117,14 @@ def api_key(client: TestClient, caller: str = "mon-site", role: str = "partner")
     return str(run(client, callers.create_key, state(client).database, caller, role))
 
 
+def webhook_key(client: TestClient, url: str, caller: str = "mon-site") -> tuple[str, str]:
+    """A partner key with a webhook to `url`: (key, whsec_ secret)."""
+    database = state(client).database
+    made = run(client, lambda: callers.create(database, caller, "partner", webhook_url=url))
+    assert made.webhook_secret is not None
+    return made.key, made.webhook_secret
+
+
 def fetch_all(client: TestClient, query: Any) -> list[dict[str, Any]]:
     async def go() -> list[dict[str, Any]]:
         rows = await state(client).database.fetch_all(query)

@@ -53,6 +53,9 @@ PRODUCTION = {
     "PUBLIC_URL": "https://widget.example",
     "SECRET_KEY": "JJGnvLGrjOl4BfYWMusiRhTDckxIqIKcLPLgxzTHBXM",
     "SMTP_URL": "smtp://127.0.0.1:2525",
+    "OPERATOR_NAME": "Opérateur de test",
+    "OPERATOR_ADDRESS": "1 rue de l'Exemple, 75001 Paris",
+    "PRIVACY_CONTACT_EMAIL": "donnees@operateur.example",
 }
 
 

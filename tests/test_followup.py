@@ -8,6 +8,7 @@ import datetime as dt
 import email
 import email.policy
 import html
+import json
 import re
 import threading
 from email.message import EmailMessage
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.smtp_server import SMTPServer
+from tests.smtp_server import SMTPServer, free_port
 from tests.support import (
     application,
     appointment,
@@ -33,7 +34,7 @@ from tests.support import (
     template_name,
     wait_until,
 )
-from widget_server import privacy_rights, reminders, retention, tables
+from widget_server import callers, privacy_rights, reminders, retention, tables
 
 
 def _followup_url(smtp_server: SMTPServer) -> str:
@@ -374,3 +375,35 @@ def test_a_bounce_and_an_answer_by_another_channel_show_on_the_page(
         client.post(other, data=form_fields(client.get(other).text))
         page = html.unescape(client.get(answered).text)
         assert "indique vous avoir répondu directement" in page and "Retirer ma demande" not in page
+
+
+def test_the_partner_gets_the_withdrawn_event_and_its_waiting_events_still_go(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        database = seed.state(client).database
+        # A receiver that is down: the `request.delivered` event waits in the outbox.
+        made = seed.run(
+            client,
+            lambda: callers.create(database, "mon-site", webhook_url=f"http://127.0.0.1:{free_port()}/"),
+        )
+        response = client.post(
+            "/api/v1/applications", json=application(), headers={"Authorization": f"Bearer {made.key}"}
+        )
+        assert response.status_code == 202
+        deliver(client)
+        _withdraw(client, _followup_url(smtp_server))
+        webhooks = seed.fetch_all(
+            client,
+            sa.select(tables.outbox.c.template, tables.outbox.c.status, tables.outbox.c.raw)
+            .where(tables.outbox.c.kind == "webhook")
+            .order_by(tables.outbox.c.id),
+        )
+    assert [(w["template"], w["status"]) for w in webhooks] == [
+        ("request.delivered", "pending"),
+        ("request.withdrawn", "pending"),
+    ]
+    event = json.loads(bytes(webhooks[1]["raw"]))
+    assert event["type"] == "request.withdrawn" and event["data"]["status"] == "withdrawn"
+    assert "suivi" not in json.dumps(event)

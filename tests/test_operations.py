@@ -17,8 +17,8 @@ from starlette.responses import Response
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.support import PRODUCTION, application, make_settings
-from widget_server import tables
+from tests.support import PRODUCTION, application, appointment, make_settings
+from widget_server import partner_events, tables
 from widget_server.app import create_app
 from widget_server.logs import JSONFormatter
 from widget_server.migrations import LATEST, MIGRATIONS
@@ -129,9 +129,41 @@ def test_metrics_read_the_queue_from_the_database(client: TestClient) -> None:
     assert found[("widget_outbox_messages", (("kind", "candidature_ack"), ("status", "sent")))] == 1
 
 
+def test_metrics_count_webhooks_pending_apart_from_emails(client: TestClient) -> None:
+    seed.formation(client)
+    key, _ = seed.webhook_key(client, "http://127.0.0.1:9/hooks")
+    response = client.post(
+        "/api/v1/appointment-requests", json=appointment(), headers={"Authorization": f"Bearer {key}"}
+    )
+    request_id = response.json()["id"]
+
+    async def delivered_and_one_sent() -> None:
+        database = seed.state(client).database
+        async with database.transaction():
+            now = dt.datetime.now(dt.UTC)
+            for event in (partner_events.DELIVERED, partner_events.ANSWERED):
+                await partner_events.emit(database, request_id, event, now=now)
+        await database.execute(
+            tables.outbox.update()
+            .where(tables.outbox.c.template == partner_events.ANSWERED)
+            .values(status="sent")
+        )
+
+    seed.run(client, delivered_and_one_sent)
+    found = samples(client.get("/metrics").text)
+    assert found[("widget_webhooks_pending", ())] == 1
+    assert found[("widget_webhooks", (("event", "request.delivered"), ("status", "pending")))] == 1
+    assert found[("widget_webhooks", (("event", "request.answered"), ("status", "sent")))] == 1
+    # The email figures are the emails' alone: the two of the request.
+    assert found[("widget_outbox_depth", ())] == 2
+    email_kinds = {dict(labels)["kind"] for name, labels in found if name == "widget_outbox_messages"}
+    assert email_kinds == {"rdv_pro", "rdv_ack"}
+
+
 def test_metrics_of_an_empty_queue(client: TestClient) -> None:
     found = samples(client.get("/metrics").text)
     assert found[("widget_outbox_depth", ())] == 0
+    assert found[("widget_webhooks_pending", ())] == 0
     assert found[("widget_outbox_oldest_pending_age_seconds", ())] == 0
     assert found[("widget_outbox_failures", (("reason", "message_refused"),))] == 0
 

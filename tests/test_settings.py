@@ -58,7 +58,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
 # --- production mode (SPEC section 13) ------------------------------------------
 
 
-def production_error(tmp_path: Path, **environ: str) -> str:
+def production_error(tmp_path: Path, **environ: str | None) -> str:
     """The lines production mode refuses to start with, given PRODUCTION changed by `environ`."""
     values = {**PRODUCTION, "VAR_DIR": str(tmp_path), **environ}
     with pytest.raises(SettingsError) as error:
@@ -143,18 +143,94 @@ def test_production_refuses_a_weak_metrics_token(tmp_path: Path) -> None:
     ]
 
 
+# --- the operator's identity, for the privacy notice (RGPD article 13) ----------
+
+OPERATOR_IDENTITY = ("OPERATOR_NAME", "OPERATOR_ADDRESS", "PRIVACY_CONTACT_EMAIL")
+
+
+def test_production_refuses_to_start_without_the_operator_identity(tmp_path: Path) -> None:
+    message = production_error(tmp_path, **{name: None for name in OPERATOR_IDENTITY})
+    assert message.splitlines()[1:] == [
+        "  - OPERATOR_NAME must name the operator: the privacy notice says who holds the data",
+        "  - OPERATOR_ADDRESS must be the operator's postal address, for the privacy notice",
+        "  - PRIVACY_CONTACT_EMAIL must be set: people write there to use their rights",
+    ]
+
+
+@pytest.mark.parametrize("name", OPERATOR_IDENTITY)
+def test_production_names_each_missing_part_of_the_identity(tmp_path: Path, name: str) -> None:
+    assert production_error(tmp_path, **{name: "  "}).splitlines()[1].split()[1] == name
+
+
+def test_production_refuses_the_demo_operator_name(tmp_path: Path) -> None:
+    message = production_error(tmp_path, OPERATOR_NAME="La bonne alternance (démo)")
+    assert message.splitlines()[1:] == [
+        "  - OPERATOR_NAME must name the operator: the privacy notice says who holds the data"
+    ]
+
+
+def test_development_runs_without_the_operator_identity(tmp_path: Path) -> None:
+    settings = load_settings({"VAR_DIR": str(tmp_path)}, env_file=None)
+    assert settings.operator_name == "La bonne alternance (démo)"
+    assert (settings.operator_address, settings.privacy_contact_email, settings.dpo_contact) == ("", "", "")
+    assert settings.legal_basis == "public_task"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PRIVACY_CONTACT_EMAIL", "donnees"),
+        ("PRIVACY_CONTACT_EMAIL", "donnees@operateur.example\nBcc: x@y.example"),
+        ("PRIVACY_CONTACT_EMAIL", "a b@operateur.example"),
+        ("OPERATOR_NAME", "Opérateur\nX-Injected: 1"),
+        ("OPERATOR_ADDRESS", "1 rue\x00 du Port"),
+        ("DPO_CONTACT", "http://dpo.operateur.example"),
+        ("DPO_CONTACT", "javascript:alert(1)"),
+        ("DPO_CONTACT", "https://"),
+        ("LEGAL_BASIS", "consent"),
+    ],
+)
+def test_identity_settings_refuse_bad_values(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings({"VAR_DIR": str(tmp_path), name: value}, env_file=None)
+
+
+def test_identity_settings_accept_good_values(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "VAR_DIR": str(tmp_path),
+            "PRIVACY_CONTACT_EMAIL": " Donnees@Operateur.example ",
+            "DPO_CONTACT": "https://operateur.example/dpo",
+            "OPERATOR_ADDRESS": "1 rue  du Port,   13002 Marseille",
+            "LEGAL_BASIS": "legitimate_interest",
+        },
+        env_file=None,
+    )
+    assert settings.privacy_contact_email == "Donnees@operateur.example"
+    assert settings.dpo_contact == "https://operateur.example/dpo"
+    assert settings.operator_address == "1 rue du Port, 13002 Marseille"
+    assert settings.legal_basis == "legitimate_interest"
+    dpo = load_settings({"VAR_DIR": str(tmp_path), "DPO_CONTACT": "dpo@operateur.example"}, env_file=None)
+    assert dpo.dpo_contact == "dpo@operateur.example"
+
+
 def test_the_command_refuses_to_start_in_production_and_says_why(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    for name in ("PUBLIC_URL", "SECRET_KEY", "SMTP_URL", "DATABASE_URL", "DEMO_DATA"):
+    for name in ("PUBLIC_URL", "SECRET_KEY", "SMTP_URL", "DATABASE_URL", "DEMO_DATA", *OPERATOR_IDENTITY):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ENVIRONMENT", "production")
     monkeypatch.setenv("SECRET_KEY", "changeme")
     assert main(["serve"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "configuration error: production mode refuses to start:"
-    assert [line.split()[1] for line in err[1:]] == ["PUBLIC_URL", "SECRET_KEY", "SMTP_URL"]
+    assert [line.split()[1] for line in err[1:]] == [
+        "PUBLIC_URL",
+        "SECRET_KEY",
+        "SMTP_URL",
+        *OPERATOR_IDENTITY,
+    ]
     assert not (tmp_path / "var").exists()  # nothing was started or written
 
 

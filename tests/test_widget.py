@@ -192,7 +192,8 @@ def test_integration_page_shows_the_snippet_for_real_targets(client: TestClient)
     ):
         assert name in text, name
     assert 'href="/api/docs"' in text
-    assert 'id="p-copy"' in text
+    assert 'data-copy="p-snippet"' in text
+    assert 'data-copy="p-csp"' in text
     assert re.search(r'<script src="/widget/v1/assets/integration\.[0-9a-f]+\.js" defer>', text)
 
 

@@ -1,14 +1,18 @@
-// The live preview of /integration: builds the snippet from the form, puts a
-// real placeholder on the page (the loader picks it up by itself) and lists
-// the lba:* events it receives. Minified at start-up (widget_server/minifier.py).
+// The playground of /integration: builds the snippet from the form, puts a
+// real placeholder on the page (the loader picks it up by itself), says what
+// the service answered about the target and lists the lba:* events it
+// receives. Minified at start-up (widget_server/minifier.py).
 (function () {
   "use strict";
   var form = document.getElementById("preview-form");
   if (!form) return;
   var stage = document.getElementById("p-stage"), snippet = document.getElementById("p-snippet");
-  var log = document.getElementById("p-log"), copy = document.getElementById("p-copy");
-  var copied = document.getElementById("p-copied"), kind = form.elements.kind, ref = form.elements.ref;
+  var log = document.getElementById("p-log"), verdict = document.getElementById("p-verdict");
+  var kind = form.elements.kind, ref = form.elements.ref, caller = form.elements.caller;
+  var callerError = document.getElementById("p-caller-error"), choice = form.elements.choice;
   var ATTRIBUTE = {offer: "data-offer-id", company: "data-siret", formation: "data-formation-id"};
+  // The same rule as the server's (widget_server/forms.py): anything else is counted as "direct".
+  var CALLER = /^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$/;
   var timer = 0;
 
   function quote(value) {
@@ -25,22 +29,68 @@
     return list;
   }
 
+  // The caller's name as the snippet writes it; an invalid one is said next to the field.
+  function callerName() {
+    var name = caller.value.trim(), valid = name === "" || CALLER.test(name);
+    callerError.hidden = valid;
+    if (valid) caller.removeAttribute("aria-invalid");
+    else caller.setAttribute("aria-invalid", "true");
+    caller.setAttribute("aria-describedby", valid ? "p-caller-hint" : "p-caller-hint p-caller-error");
+    return name || "mon-site";
+  }
+
   function render() {
     var list = attributes(), placeholder = document.createElement("div");
-    snippet.textContent = '<script async src="' + form.getAttribute("data-loader") + '" data-caller="mon-site"></script>\n' +
+    snippet.textContent = '<script async src="' + form.getAttribute("data-loader") + '" data-caller="' +
+      quote(callerName()) + '"></script>\n' +
       "<div " + list.map(function (pair) { return pair[0] + '="' + quote(pair[1]) + '"'; }).join(" ") + "></div>";
     list.forEach(function (pair) { placeholder.setAttribute(pair[0], pair[1]); });
+    say("En attente de la réponse…");
     // A new element: the loader's observer checks it and draws the button.
     stage.replaceChildren(placeholder);
   }
 
+  function say(text) {
+    verdict.textContent = text;
+  }
+
+  // The reasons in words, from the page (widget_server/integration.py).
+  function reason(code) {
+    var text = code && verdict.getAttribute("data-" + code.split("_").join("-"));
+    return text ? text + " (" + code + ")" : String(code);
+  }
+
   form.addEventListener("submit", function (event) { event.preventDefault(); render(); });
-  form.addEventListener("input", function () {
+  form.addEventListener("input", function (event) {
+    if (event.target === choice) return;
     clearTimeout(timer);
     timer = setTimeout(render, 400);
   });
   kind.addEventListener("change", function () {
     ref.value = kind.selectedOptions[0].getAttribute("data-example") || "";
+    if (choice) choice.value = "";
+  });
+  if (choice) {
+    choice.addEventListener("change", function () {
+      if (!choice.value) return;
+      var separator = choice.value.indexOf(":");
+      kind.value = choice.value.slice(0, separator);
+      ref.value = choice.value.slice(separator + 1);
+      clearTimeout(timer);
+      render();
+    });
+  }
+
+  stage.addEventListener("lba:ready", function (event) {
+    say("Éligible : le bouton s'affiche" + (event.detail.name ? " pour « " + event.detail.name + " »." : "."));
+  });
+  stage.addEventListener("lba:unavailable", function (event) {
+    say("Pas de bouton : " + reason(event.detail.reason) + ". L'emplacement reste vide sur votre page.");
+  });
+  stage.addEventListener("lba:error", function (event) {
+    var text = {invalid_placeholder: "il manque l'identifiant", invalid_target: "cet identifiant est mal formé",
+      network: "le service ne répond pas"}[event.detail.reason] || "";
+    say("Pas de bouton : " + (text ? text + " (" + event.detail.reason + ")" : event.detail.reason) + ".");
   });
 
   ["ready", "open", "submitted", "close", "unavailable", "error"].forEach(function (type) {
@@ -52,21 +102,25 @@
     });
   });
 
-  copy.hidden = false;
-  copy.addEventListener("click", function () {
-    var text = snippet.textContent;
-    var done = function () { copied.textContent = "Code copié."; };
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(done, select);
-    } else {
-      select();
-    }
-    function select() {
-      var range = document.createRange();
-      range.selectNodeContents(snippet);
-      getSelection().removeAllRanges();
-      getSelection().addRange(range);
-      copied.textContent = document.execCommand("copy") ? "Code copié." : "Code sélectionné : copiez-le avec Ctrl+C.";
-    }
+  // Every "Copier" button copies the code block it names.
+  Array.prototype.forEach.call(document.querySelectorAll("button[data-copy]"), function (button) {
+    var block = document.getElementById(button.getAttribute("data-copy"));
+    var copied = button.parentNode.querySelector(".copied");
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var done = function () { copied.textContent = "Copié."; };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(block.textContent).then(done, select);
+      } else {
+        select();
+      }
+      function select() {
+        var range = document.createRange();
+        range.selectNodeContents(block);
+        getSelection().removeAllRanges();
+        getSelection().addRange(range);
+        copied.textContent = document.execCommand("copy") ? "Copié." : "Sélectionné : copiez avec Ctrl+C.";
+      }
+    });
   });
 })();

@@ -13,7 +13,7 @@ from databases import Database
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import callers, contacts, emails, outbox, tables
+from . import callers, contacts, emails, outbox, partner_events, tables
 from .contact_requests import BOUNCED, OPEN, ack_message_id, load
 from .json_body import parse_json
 from .kinds import PRO_EMAILS
@@ -75,6 +75,7 @@ async def _tell_candidate(
         .where(tables.contact_requests.c.id == row["id"])
         .values(status=BOUNCED, updated_at=now)
     )
+    await partner_events.emit(database, row["id"], partner_events.BOUNCED, now=now)
 
 
 def on_recipient_refused(

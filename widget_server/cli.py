@@ -145,31 +145,48 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     from . import callers
     from .local_time import in_paris
+    from .webhooks import BadWebhookURL
 
     async def work(database: Database) -> int:
         if args.action == "create":
             if args.test and args.role != "partner":
                 print("Only a partner key can be a test key.", file=sys.stderr)
                 return 2
-            key = await callers.create_key(database, args.caller, args.role, test=args.test)
+            try:
+                made = await callers.create(
+                    database,
+                    args.caller,
+                    args.role,
+                    test=args.test,
+                    webhook_url=args.webhook,
+                    production=settings.production,
+                )
+            except BadWebhookURL as exc:
+                print(f"error: webhook URL refused: {exc}", file=sys.stderr)
+                return 2
             what = (
                 f"Test API key for {args.caller}" if args.test else f"API key for {args.caller} ({args.role})"
             )
-            print(f"{what} - shown once, keep it safe:\n{key}")
+            print(f"{what} - shown once, keep it safe:\n{made.key}")
             if args.test:
                 print(
                     "Its requests are stored as tests: their emails are never sent, read them at "
                     f"{settings.public_url}/api/v1/test-mailbox with this key."
                 )
+            if made.webhook_secret:
+                print(f"Webhook signing secret for {args.webhook} - shown once:\n{made.webhook_secret}")
         elif args.action == "list":
             for row in await callers.list_keys(database):
                 # Dates the operator reads: Paris dates (local_time.py), like every time shown.
                 state = f"revoked {in_paris(row['revoked_at']):%Y-%m-%d}" if row["revoked_at"] else "active"
+                webhook = f"  webhook {row['webhook_url']}" if row["webhook_url"] else ""
                 print(
                     f"{row['prefix']}  {row['caller']:<30} {row['role']:<9} "
                     f"{'test' if row['test'] else 'live':<4}  "
-                    f"created {in_paris(row['created_at']):%Y-%m-%d}  {state}"
+                    f"created {in_paris(row['created_at']):%Y-%m-%d}  {state}{webhook}"
                 )
+        elif args.action == "webhook":
+            return await _keys_webhook(database, settings, args)
         elif not await callers.revoke_key(database, args.prefix):
             print(f"No active key with prefix {args.prefix}.", file=sys.stderr)
             return 1
@@ -178,6 +195,36 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return int(asyncio.run(with_database(settings, work)))
+
+
+async def _keys_webhook(database: Database, settings: Settings, args: argparse.Namespace) -> int:
+    from . import callers
+    from .webhooks import BadWebhookURL
+
+    if args.remove == bool(args.url or args.rotate_secret):
+        print("error: give a URL and/or --rotate-secret, or --remove alone", file=sys.stderr)
+        return 2
+    try:
+        secret = await callers.set_webhook(
+            database,
+            args.prefix,
+            "" if args.remove else args.url,
+            rotate_secret=args.rotate_secret,
+            production=settings.production,
+        )
+    except callers.UnknownKey:
+        print(f"No active key with prefix {args.prefix}.", file=sys.stderr)
+        return 1
+    except BadWebhookURL as exc:
+        print(f"error: webhook URL refused: {exc}", file=sys.stderr)
+        return 2
+    if args.remove:
+        print(f"Webhook of key {args.prefix} removed; its waiting events will not be sent.")
+    elif secret:
+        print(f"Webhook of key {args.prefix} set. New signing secret - shown once:\n{secret}")
+    else:
+        print(f"Webhook of key {args.prefix} set; the signing secret is unchanged.")
+    return 0
 
 
 def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
@@ -241,7 +288,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     "worker": ("deliver queued emails only (run several for more throughput)", cmd_worker),
     "migrate": ("create or upgrade the database schema in place", cmd_migrate),
     "import": ("load formations, offers or companies from CSV or JSON Lines", cmd_import),
-    "keys": ("create, list or revoke partner API keys", cmd_keys),
+    "keys": ("create, list or revoke partner API keys, set their webhooks", cmd_keys),
     "purge": ("delete delivered CVs and anonymise old requests (cron-safe)", cmd_purge),
     "forget": (
         "erase everything about the person writing from EMAIL (RGPD), print what was done",
@@ -295,7 +342,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a test key: its requests are stored as tests and their emails only reach its test mailbox",
     )
-    keys.add_parser("list", help="list keys (prefix, caller, role, live or test, state)")
+    create.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="send this partner's request events to URL, signed (Standard Webhooks); prints the secret once",
+    )
+    keys.add_parser("list", help="list keys (prefix, caller, role, live or test, state, webhook)")
+    webhook = keys.add_parser(
+        "webhook",
+        help="set, change or remove the webhook of the key with this prefix",
+        description="A new URL keeps the signing secret; --rotate-secret makes (and prints) a new one. "
+        "Events still waiting go to the current URL with the current secret.",
+    )
+    webhook.add_argument("prefix")
+    webhook.add_argument("url", nargs="?", help="the new webhook URL")
+    webhook.add_argument("--rotate-secret", action="store_true", help="make a new signing secret, shown once")
+    webhook.add_argument("--remove", action="store_true", help="no more webhooks for this key")
     revoke = keys.add_parser("revoke", help="revoke the key with this prefix")
     revoke.add_argument("prefix")
     return parser

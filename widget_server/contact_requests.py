@@ -46,6 +46,8 @@ class Submission:
     cv_filename: str = ""
     cv_data: bytes | None = None
     idempotency_key: str | None = None
+    # The API key's row (None for a form): only that key reads the request's status.
+    api_key_id: int | None = None
     # Made with a test key (sandbox.py).
     test: bool = False
 
@@ -185,6 +187,7 @@ def _request_row(
         "siret": clean.target.spec.describe(record, clean.target.ref)["siret"],
         "caller": submission.caller,
         "caller_origin": submission.caller_origin,
+        "api_key_id": submission.api_key_id,
         "test": submission.test,
         "first_name": clean.values["first_name"],
         "last_name": clean.values["last_name"],
@@ -256,7 +259,12 @@ async def _store(
     ack = emails.compose(
         settings,
         kind.ack_email,
-        {**stored.context(settings.public_url), "followup_url": followup_url},
+        # The acknowledgement carries a copy of what was sent, the CV's name included.
+        {
+            **stored.context(settings.public_url),
+            "cv_filename": clean.cv.filename if clean.cv else None,
+            "followup_url": followup_url,
+        },
         to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
         now=now,
     )

@@ -1,8 +1,8 @@
-"""The service's email worker, assembled: the outbox worker with the transport the
-settings name (SMTP or the dev mailbox), a request turning `delivered` when its
-first email to the recruiter or CFA is accepted (or, if its candidate withdrew
-it meanwhile, a notice following it), bounces handled, and reminders as its
-periodic job."""
+"""The service's outbox worker, assembled: emails through the transport the
+settings name (SMTP or the dev mailbox), partner webhooks, a request turning
+`delivered` (and its partner told) when its first email to the recruiter or CFA
+is accepted (or, if its candidate withdrew it meanwhile, a notice following it),
+bounces handled, and reminders as its periodic job."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from typing import Any
 
 from databases import Database
 
-from . import bounces, outbox, reminders, tables, withdrawals
+from . import bounces, outbox, partner_events, reminders, tables, withdrawals
 from .contact_requests import DELIVERED, RECEIVED
 from .kinds import PRO_EMAILS
 from .mailer import transport_from_settings
 from .settings import Settings
+from .webhooks import WebhookCourier
 
 
 def create_worker(database: Database, settings: Settings, **options: Any) -> outbox.Worker:
@@ -25,6 +26,7 @@ def create_worker(database: Database, settings: Settings, **options: Any) -> out
         database,
         transport_from_settings(settings),
         settings,
+        couriers=[WebhookCourier(database, settings)],
         on_recipient_refused=bounces.on_recipient_refused(database, settings),
         on_sent=on_sent(database, settings),
         periodic_jobs=[reminders.job(database, settings)],
@@ -33,19 +35,24 @@ def create_worker(database: Database, settings: Settings, **options: Any) -> out
 
 
 def on_sent(database: Database, settings: Settings) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
-    """The outbox worker's hook for a message the mail server accepted."""
+    """The outbox worker's hook for a message the mail server accepted (called in
+    the transaction that records it as sent)."""
     withdrawn_meanwhile = withdrawals.on_sent(database, settings)
 
     async def hook(row: Mapping[str, Any]) -> None:
         await withdrawn_meanwhile(row)
-        if row["template"] not in PRO_EMAILS or not row["request_id"]:
+        if row["kind"] != outbox.EMAIL or row["template"] not in PRO_EMAILS or not row["request_id"]:
             return
         requests = tables.contact_requests
+        now = dt.datetime.now(dt.UTC)
         # Only from `received`: an answer or a bounce recorded meanwhile stays.
-        await database.execute(
+        delivered = await database.fetch_val(
             requests.update()
             .where(requests.c.id == row["request_id"], requests.c.status == RECEIVED)
-            .values(status=DELIVERED, updated_at=dt.datetime.now(dt.UTC))
+            .values(status=DELIVERED, delivered_at=now, updated_at=now)
+            .returning(requests.c.id)
         )
+        if delivered is not None:
+            await partner_events.emit(database, row["request_id"], partner_events.DELIVERED, now=now)
 
     return hook

@@ -3,7 +3,9 @@ mjml-python turns MJML into HTML, and `compose` builds an `Outgoing` email: the
 message and its envelope, fixed once, here.
 
 Each email `NAME` has `NAME.mjml` (HTML part) and `NAME.txt` (plain-text part,
-whose first line is `Subject: …`).
+whose first line is `Subject: …`). Every MJML template extends `_layout.mjml`
+(preheader, footer with the privacy link) and writes its headline with
+`{% call heading() %}…{% endcall %}` (`_macros.mjml`): the email's one `<h1>`.
 
 No header can be injected, in three layers: the fields that reach a header are
 checked on input (`validation`); names and subjects are made one line and
@@ -55,7 +57,18 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["phone"] = display_phone
     env.filters["date_fr"] = date_fr
+    env.filters["join_fr"] = join_fr
+    # The macros of `_macros.mjml`, callable from every template without an import line.
+    macros = env.get_template("_macros.mjml").module
+    env.globals.update(heading=macros.heading, quote=macros.quote)  # type: ignore[attr-defined]
     return env
+
+
+def join_fr(items: list[str]) -> str:
+    """`a`, `a et b`, `a, b et c`: a list as a French sentence says it."""
+    if len(items) < 2:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} et {items[-1]}"
 
 
 _ENV = _environment()

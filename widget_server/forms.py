@@ -8,6 +8,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from .targets import BadTarget, Target, make_target
 _CALLER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
 _EMBED = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+_BACK = re.compile(r"^https?://[!#-&(-;=?-~]+$", re.IGNORECASE)  # printable ASCII but " ' < >
 HONEYPOT = "website"
 # Fields given back to the page after an error; the CV can't be (browsers forbid it).
 _KEPT = ("last_name", "first_name", "email", "phone", "message", "role")
@@ -41,16 +43,28 @@ FIELD_ORDER = (
 )
 
 
-def _frame_params(source: Any) -> dict[str, str]:
-    """`caller`, `embed` and `origin`, kept only when well-formed."""
+def _frame_params(source: Any, referer: str = "") -> dict[str, str]:
+    """`caller`, `embed` and `origin`, kept only when well-formed; and `back`, the
+    page a standalone form was opened from (its Referer, then a hidden field), for
+    "Retour au site" after success."""
     caller = str(source.get("caller") or "")
     embed = str(source.get("embed") or "")
     origin = str(source.get("origin") or "")
+    back = str(source.get("back") or referer)
     return {
         "caller": caller if _CALLER.match(caller) else "direct",
         "embed": embed if _EMBED.match(embed) else "",
         "origin": origin if embed and _ORIGIN.match(origin) else "",
+        "back": back if not embed and _is_web_page(back) else "",
     }
+
+
+def _is_web_page(url: str) -> bool:
+    """An http(s) address with a host, short, with nothing that could leave an attribute."""
+    if not url or len(url) > 2000 or not _BACK.match(url):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _target_of(kind: RequestKind, source: Any) -> tuple[str, Target]:
@@ -106,7 +120,8 @@ async def _show(request: Request, kind: RequestKind, source: Any) -> Response:
     )
     if verdict.reason == "unknown_target":
         raise _gone()
-    page = _page(request, kind, _frame_params(source), field_name, target, verdict.record)
+    frame = _frame_params(source, request.headers.get("referer", ""))
+    page = _page(request, kind, frame, field_name, target, verdict.record)
     if not verdict.eligible:
         return _unavailable(request, page, verdict.reason)
     return _render(request, "pages/form.html", _with_token(state, page), 200)

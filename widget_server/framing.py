@@ -42,6 +42,18 @@ def form_policy(frame_ancestors: Iterable[str]) -> str:
     return f"{PAGE_POLICY}; frame-ancestors {ancestors}"
 
 
+# What a partner page's own policy must allow for the widget: the loader and the
+# modal code (scripts), the eligibility requests (connect), the form pages
+# (frames), all from the service's origin. Its styles are constructed style
+# sheets, which no style-src blocks. /integration shows this line to partners.
+WIDGET_DIRECTIVES = ("script-src", "connect-src", "frame-src")
+
+
+def widget_policy_line(widget_url: str) -> str:
+    """The directives a partner adds to its policy (its own sources kept beside)."""
+    return "; ".join(f"{directive} {widget_url}" for directive in WIDGET_DIRECTIVES)
+
+
 def host_policy(widget_url: str) -> str:
     """The example partner site's: the widget needs its origin allowed for scripts,
     requests and frames, and nothing more."""

@@ -3,7 +3,8 @@
 Requests are counted in-process, by route template (never the raw path, so a
 token in a URL neither leaks nor multiplies series) and status; Prometheus sums
 the instances. Queue figures (outbox depth, oldest waiting message, messages
-delivered and failed by email kind) are read from the database at scrape time,
+delivered and failed by email kind, partner webhooks waiting and by event) are
+read from the database at scrape time,
 so every instance reports the same, right, figures. Each app has its own
 `CollectorRegistry`: two apps in one process (tests) never share a counter.
 
@@ -70,29 +71,49 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.webhooks_pending = Gauge(
+            "widget_webhooks_pending",
+            "Partner webhooks waiting to be delivered (pending or being sent), all instances.",
+            registry=self.registry,
+        )
+        self.webhooks = Gauge(
+            "widget_webhooks",
+            "Partner webhooks by event and status: sent = a 2xx answer, failed = given up "
+            "(refused with a 4xx, webhook removed, or too many attempts).",
+            ["event", "status"],
+            registry=self.registry,
+        )
 
     async def refresh(self, database: Database, now: dt.datetime | None = None) -> None:
         """Read the queue figures from the database (shared by every instance)."""
         now = now or dt.datetime.now(dt.UTC)
         outbox = tables.outbox
+        emails = outbox.c.kind == outbox_.EMAIL
         waiting = await database.fetch_one(
             sa.select(
                 sa.func.count().label("n"),
                 sa.func.min(outbox.c.created_at).label("oldest"),
-            ).where(outbox.c.status.in_(WAITING))
+            ).where(outbox.c.status.in_(WAITING), emails)
         )
         oldest = waiting["oldest"] if waiting else None
         self.outbox_depth.set(waiting["n"] if waiting else 0)
         self.outbox_oldest.set(max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
         # Real emails only: those of test keys' requests never leave (sandbox.py).
         rows = await database.fetch_all(
-            sa.select(outbox.c.template, outbox.c.status, sa.func.count().label("n"))
+            sa.select(outbox.c.kind, outbox.c.template, outbox.c.status, sa.func.count().label("n"))
             .where(outbox.c.test_mailbox.is_(False))
-            .group_by(outbox.c.template, outbox.c.status)
+            .group_by(outbox.c.kind, outbox.c.template, outbox.c.status)
         )
         self.outbox_messages.clear()
+        self.webhooks.clear()
+        pending_webhooks = 0
         for row in rows:
-            self.outbox_messages.labels(kind=row["template"], status=row["status"]).set(row["n"])
+            if row["kind"] == outbox_.WEBHOOK:
+                self.webhooks.labels(event=row["template"], status=row["status"]).set(row["n"])
+                pending_webhooks += row["n"] if row["status"] in WAITING else 0
+            else:
+                self.outbox_messages.labels(kind=row["template"], status=row["status"]).set(row["n"])
+        self.webhooks_pending.set(pending_webhooks)
         for reason, count in (await outbox_.failures_by_kind(database)).items():
             self.outbox_failures.labels(reason=reason).set(count)
 

@@ -167,6 +167,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        8,
+        "partner webhooks: the key a request came with, webhook endpoints, webhook jobs in the outbox",
+        (
+            # NULL for form submissions, and for requests stored before keys were recorded.
+            "ALTER TABLE contact_requests ADD COLUMN api_key_id INTEGER",
+            "ALTER TABLE contact_requests ADD COLUMN delivered_at {ts}",
+            # Delivered: when the first email to the recruiter or CFA was accepted.
+            "UPDATE contact_requests SET delivered_at = (SELECT min(outbox.sent_at) FROM outbox "
+            "WHERE outbox.request_id = contact_requests.id "
+            "AND outbox.template IN ('candidature_pro', 'rdv_pro') AND outbox.status = 'sent') "
+            "WHERE status <> 'received'",
+            "ALTER TABLE api_keys ADD COLUMN webhook_url TEXT",
+            "ALTER TABLE api_keys ADD COLUMN webhook_secret TEXT",
+            # A job of the outbox is an email or a webhook; a webhook names the key it is for.
+            "ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'email'",
+            "ALTER TABLE outbox ADD COLUMN api_key_id INTEGER",
+        ),
+    ),
+    Migration(
         9,
         "test keys: test flag on API keys and requests, test mailbox emails",
         (

@@ -12,7 +12,10 @@ from starlette.responses import JSONResponse, Response
 from .api import MAX_TARGETS
 from .contact_requests import STATUSES
 from .eligibility import REASONS
-from .kinds import REFUSAL_REASONS, ROLES, TOPICS
+from .kinds import KINDS, REFUSAL_REASONS, ROLES, TOPICS
+from .partner_events import EVENTS
+from .replies import ANSWERS
+from .request_status import FIELDS as REQUEST_STATUS_FIELDS
 from .sandbox import MAX_MESSAGES as MAX_TEST_MESSAGES
 from .settings import Settings
 from .submissions import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
@@ -174,6 +177,7 @@ def document(settings: Settings) -> dict[str, Any]:
         "if": {"required": ["topics"], "properties": {"topics": {"contains": {"const": "autre"}}}},
         "then": {"required": ["message"], "properties": {"message": {"pattern": "\\S"}}},
     }
+    status_ref = {"$ref": "#/components/schemas/RequestStatus"}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -314,6 +318,31 @@ def document(settings: Settings) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/requests/{id}": {
+                "get": {
+                    "summary": "Where a request stands (only with the key that made it)",
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "description": "The `id` the request was accepted with.",
+                            "schema": {"type": "string", "maxLength": 100},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The request's status; nothing about the candidate",
+                            "content": {"application/json": {"schema": status_ref}},
+                        },
+                        **_errors(401),
+                        "404": _problem(
+                            "No request with this id made with this key (`code`: `unknown_request`)"
+                        ),
+                        **_errors(429),
+                    },
+                }
+            },
             "/api/v1/appointment-requests": {
                 "post": {
                     "summary": "Rendez-vous apprentissage: send questions to a training's CFA",
@@ -325,6 +354,34 @@ def document(settings: Settings) -> dict[str, Any]:
                     "responses": {"202": accepted, **_errors(400, 401, 404, 409, 413, 415, 422, 429)},
                 }
             },
+        },
+        # Sent to the partner key's webhook URL (Standard Webhooks: `webhook-id`,
+        # `webhook-timestamp`, `webhook-signature` headers).
+        "webhooks": {
+            event: {
+                "post": {
+                    "summary": f"`{event}`, signed following the Standard Webhooks specification",
+                    "security": [],
+                    "parameters": _webhook_headers(),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "allOf": [
+                                        {"$ref": "#/components/schemas/PartnerEvent"},
+                                        {"properties": {"type": {"const": event}}},
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "2XX": {"description": "Received; any other answer is retried or given up"}
+                    },
+                }
+            }
+            for event in EVENTS
         },
         "components": {
             "securitySchemes": {
@@ -391,6 +448,46 @@ def document(settings: Settings) -> dict[str, Any]:
                         }
                     },
                 },
+                "RequestStatus": {
+                    "type": "object",
+                    "required": list(REQUEST_STATUS_FIELDS),
+                    "additionalProperties": False,
+                    "properties": {
+                        "id": {"type": "string"},
+                        "kind": {"type": "string", "enum": list(KINDS)},
+                        "target": {"type": "string", "pattern": TARGET_PATTERN},
+                        "status": {"type": "string", "enum": list(STATUSES)},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "delivered_at": {
+                            "type": ["string", "null"],
+                            "format": "date-time",
+                            "description": "When the email to the recruiter or CFA was accepted by "
+                            "the mail server",
+                        },
+                        "answer": {
+                            "oneOf": [
+                                {"type": "null"},
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "at"],
+                                    "properties": {
+                                        "kind": {"type": "string", "enum": list(ANSWERS)},
+                                        "at": {"type": "string", "format": "date-time"},
+                                    },
+                                },
+                            ]
+                        },
+                    },
+                },
+                "PartnerEvent": {
+                    "type": "object",
+                    "required": ["type", "timestamp", "data"],
+                    "properties": {
+                        "type": {"type": "string", "enum": list(EVENTS)},
+                        "timestamp": {"type": "string", "format": "date-time"},
+                        "data": status_ref,
+                    },
+                },
                 "Eligibility": {
                     "type": "object",
                     "properties": {
@@ -431,6 +528,19 @@ def document(settings: Settings) -> dict[str, Any]:
         },
         "x-refusal-reasons": [{"code": c, "label": label} for c, label in REFUSAL_REASONS],
     }
+
+
+def _webhook_headers() -> list[dict[str, Any]]:
+    texts = {
+        "webhook-id": "The event's id: the same on every retry (deduplicate on it).",
+        "webhook-timestamp": "Seconds since the epoch when this attempt was signed.",
+        "webhook-signature": "`v1,<base64 HMAC-SHA256>` of `id.timestamp.body` with the key's "
+        "`whsec_` secret (verify with a Standard Webhooks library).",
+    }
+    return [
+        {"name": name, "in": "header", "required": True, "description": text, "schema": {"type": "string"}}
+        for name, text in texts.items()
+    ]
 
 
 async def openapi_json(request: Request) -> Response:

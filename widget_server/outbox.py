@@ -19,6 +19,12 @@ message, and an unavailable server leaves every message as it was — same attem
 same due time — so the queue drains at the first poll after the server is back.
 Failed messages keep their `failure_kind` for `stats` and the metrics.
 
+A job of the outbox is an email or a partner webhook (`kind`, see `KINDS`): one
+claim loop leases due jobs of every kind the worker has a courier for, and each
+kind's courier delivers them (`EmailCourier` here, `webhooks.WebhookCourier`);
+the outcomes — sent, retried with backoff, failed with a `failure_kind` — are
+recorded the same way for both.
+
 The worker loop also runs the periodic jobs it is given (the reminders), each
 claimed by one worker at a time through `jobs.claim`.
 """
@@ -32,8 +38,9 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from databases import Database
@@ -51,6 +58,7 @@ from .mailer import (
     redact,
 )
 from .migrations import dialect_of
+from .resources import write_transaction
 from .settings import Settings
 
 log = logging.getLogger("widget_server.outbox")
@@ -62,14 +70,36 @@ BACKOFF_CAP_SECONDS = 3600.0
 Clock = Callable[[], dt.datetime]
 BounceHook = Callable[[Mapping[str, Any], str], Awaitable[None]]
 SentHook = Callable[[Mapping[str, Any]], Awaitable[None]]
+# Delivers one job, or raises a `DeliveryError` saying what went wrong.
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
-# `outbox.failure_kind` of a failed message.
+# `outbox.kind`.
+EMAIL, WEBHOOK = "email", "webhook"
+KINDS = (EMAIL, WEBHOOK)
+
+# `outbox.failure_kind` of a failed email.
 RECIPIENT_REFUSED = RecipientRefused.kind
 MESSAGE_REFUSED = MessageRefused.kind
 TOO_MANY_ATTEMPTS = "too_many_attempts"
 FAILURE_KINDS = (RECIPIENT_REFUSED, MESSAGE_REFUSED, TOO_MANY_ATTEMPTS)
 # The status of a message that will never be sent: its request was withdrawn.
 CANCELLED = "cancelled"
+
+
+class Courier(Protocol):
+    """Delivers the outbox jobs of one `kind`."""
+
+    kind: str
+    max_attempts: int
+
+    def session(self) -> AbstractAsyncContextManager[Send]:
+        """A way to send a batch of jobs (one SMTP connection, one HTTP client)."""
+        ...
+
+    def describe(self, row: Mapping[str, Any]) -> str:
+        """The job, for logs (never a full address)."""
+        ...
+
 
 _outbox = tables.outbox
 
@@ -115,6 +145,41 @@ async def enqueue(
             message_id=message_id,
             raw=raw,
             attach_cv=attach_cv,
+            kind=EMAIL,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        .returning(_outbox.c.id)
+    )
+    return int(await database.fetch_val(query))
+
+
+async def enqueue_webhook(
+    database: Database,
+    *,
+    webhook_id: str,
+    event: str,
+    body: bytes,
+    api_key_id: int,
+    partner: str,
+    request_id: str | None,
+    now: dt.datetime,
+) -> int:
+    """Queue a webhook: `body` and `webhook_id` are what every attempt sends; the
+    endpoint and secret are the key's at send time (`webhooks`)."""
+    query = (
+        _outbox.insert()
+        .values(
+            kind=WEBHOOK,
+            request_id=request_id,
+            template=event,
+            recipient=partner,
+            api_key_id=api_key_id,
+            message_id=webhook_id,
+            raw=body,
+            attach_cv=False,
             status="pending",
             attempts=0,
             next_attempt_at=now,
@@ -126,13 +191,13 @@ async def enqueue(
 
 
 async def cancel_pending(database: Database, request_id: str) -> int:
-    """Cancel the messages of a request that have not left (its candidate withdrew
-    it); returns how many. One UPDATE, so a worker either claimed a message before
-    (it is `sending`, and may go out) or never will. Call it inside the
-    transaction that records why."""
+    """Cancel the emails of a request that have not left (its candidate withdrew
+    it); returns how many. Its partner's webhooks still go. One UPDATE, so a
+    worker either claimed an email before (it is `sending`, and may go out) or
+    never will. Call it inside the transaction that records why."""
     cancelled = await database.fetch_all(
         _outbox.update()
-        .where(_outbox.c.request_id == request_id, _outbox.c.status == "pending")
+        .where(_outbox.c.request_id == request_id, _outbox.c.kind == EMAIL, _outbox.c.status == "pending")
         .values(status=CANCELLED, lease_owner=None, lease_until=None)
         .returning(_outbox.c.id)
     )
@@ -140,12 +205,12 @@ async def cancel_pending(database: Database, request_id: str) -> int:
 
 
 async def failures_by_kind(database: Database) -> dict[str, int]:
-    """Failed messages by `failure_kind` (every kind present, zero included);
+    """Failed emails by `failure_kind` (every kind present, zero included);
     those failed before kinds were recorded count as `unclassified`."""
     kind = sa.func.coalesce(_outbox.c.failure_kind, "unclassified")
     rows = await database.fetch_all(
         sa.select(kind.label("kind"), sa.func.count().label("count"))
-        .where(_outbox.c.status == "failed")
+        .where(_outbox.c.status == "failed", _outbox.c.kind == EMAIL)
         .group_by(kind)
     )
     counts = dict.fromkeys(FAILURE_KINDS, 0)
@@ -160,8 +225,65 @@ def backoff_seconds(attempts: int, rng: random.Random) -> float:
     return max(1.0, rng.uniform(0, ceiling))
 
 
+class EmailCourier:
+    """The outbox courier of emails: the bytes and envelope queued go out as they
+    are (same Message-ID, recipients never read from headers), the CV added."""
+
+    kind = EMAIL
+
+    def __init__(self, database: Database, transport: Transport, settings: Settings) -> None:
+        self.database = database
+        self.transport = transport
+        self.max_attempts = settings.outbox_max_attempts
+        # For rows queued before the envelope sender was stored with them.
+        self._default_sender = envelope_sender(settings)
+
+    def describe(self, row: Mapping[str, Any]) -> str:
+        return f"message {row['message_id']} ({row['template']}) to {_domains(row)}"
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Send]:
+        async with self.transport.session() as sender:
+
+            async def send(row: Mapping[str, Any]) -> None:
+                if row["test_mailbox"]:
+                    # A test request's email (fixed at queue time): it arrives in the
+                    # test mailbox, the outbox row itself, and never reaches a transport.
+                    return
+                data = bytes(row["raw"])
+                if row["attach_cv"]:
+                    data = await self._with_cv(row, data)
+                await sender.send(
+                    row.get("envelope_sender") or self._default_sender,
+                    str(row["recipient"]).split(", "),
+                    data,
+                )
+
+            yield send
+
+    async def _with_cv(self, row: Mapping[str, Any], data: bytes) -> bytes:
+        cv_files = tables.cv_files
+        cv = await self.database.fetch_one(
+            sa.select(cv_files).where(cv_files.c.request_id == row["request_id"])
+        )
+        if cv is None or cv._mapping["deleted_at"] is not None or cv._mapping["data"] is None:
+            log.warning("message %s: the CV is gone, sending without it", row["message_id"])
+            return data
+        try:
+            return with_attachment(
+                data,
+                str(cv._mapping["filename"]),
+                str(cv._mapping["content_type"]),
+                bytes(cv._mapping["data"]),
+            )
+        except ValueError:
+            log.warning("message %s: no room for the CV, sending without it", row["message_id"])
+            return data
+
+
 class Worker:
-    """Delivers due outbox messages through `transport`, a batch at a time."""
+    """Delivers due outbox jobs, a batch at a time: emails through `transport`,
+    the other kinds through `couriers` (the service's worker: `delivery.create_worker`)."""
 
     def __init__(
         self,
@@ -169,6 +291,7 @@ class Worker:
         transport: Transport,
         settings: Settings,
         *,
+        couriers: Sequence[Courier] = (),
         on_recipient_refused: BounceHook | None = None,
         on_sent: SentHook | None = None,
         periodic_jobs: Sequence[jobs.PeriodicJob] = (),
@@ -179,6 +302,10 @@ class Worker:
     ) -> None:
         self.database = database
         self.transport = transport
+        # Only jobs of these kinds are claimed: a worker never takes a job it cannot deliver.
+        self.couriers: dict[str, Courier] = {
+            c.kind: c for c in (EmailCourier(database, transport, settings), *couriers)
+        }
         self.on_recipient_refused = on_recipient_refused
         self.on_sent = on_sent
         self.periodic_jobs = tuple(periodic_jobs)
@@ -190,10 +317,7 @@ class Worker:
         self._clock = clock or _utcnow
         self._rng = rng or random.Random()
         self._lease = dt.timedelta(seconds=settings.outbox_lease_seconds)
-        # For rows queued before the envelope sender was stored with them.
-        self._default_sender = envelope_sender(settings)
         self._poll_seconds = settings.outbox_poll_seconds
-        self._max_attempts = settings.outbox_max_attempts
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
@@ -286,16 +410,17 @@ class Worker:
     # --- one batch ----------------------------------------------------------
 
     async def claim(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Lease up to `limit` due messages to this worker: pending ones whose time
+        """Lease up to `limit` due jobs to this worker: pending ones whose time
         has come, and those whose previous worker's lease ran out."""
         now = self._clock()
         due = (
             sa.select(_outbox.c.id)
             .where(
+                _outbox.c.kind.in_(list(self.couriers)),
                 sa.or_(
                     sa.and_(_outbox.c.status == "pending", _outbox.c.next_attempt_at <= now),
                     sa.and_(_outbox.c.status == "sending", _outbox.c.lease_until < now),
-                )
+                ),
             )
             .order_by(_outbox.c.next_attempt_at, _outbox.c.id)
             .limit(limit or self.batch_size)
@@ -313,7 +438,7 @@ class Worker:
         return rows
 
     async def run_once(self) -> int:
-        """Claim a batch of due messages and try each once; returns how many were tried."""
+        """Claim a batch of due jobs and try each once; returns how many were tried."""
         # One connection for the whole batch (SQLite would otherwise open one per query).
         async with self.database.connection():
             rows = await self.claim()
@@ -322,75 +447,66 @@ class Worker:
             return await self._deliver_batch(rows)
 
     async def _deliver_batch(self, rows: Sequence[dict[str, Any]]) -> int:
-        # Stop well before the lease ends, so no other worker takes a message while
+        """Each kind's jobs through its courier's session, one kind after the other."""
+        # Stop well before the lease ends, so no other worker takes a job while
         # this one may still be sending it; the rest goes back to the queue.
         deadline = self._clock() + self._lease / 2
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_kind.setdefault(row["kind"], []).append(row)
+        untried = list(rows)
         tried = 0
-        async with self.transport.session() as sender:
-            for index, row in enumerate(rows):
-                if self._clock() >= deadline:
-                    await self._release(rows[index:])
-                    break
-                try:
-                    await self._deliver(sender, row)
-                except ServerUnavailable as exc:
-                    await self._wait_for_server(rows[index:], exc)
-                    return tried
-                except asyncio.CancelledError:
-                    # The message in flight keeps its lease: it may have been sent.
-                    await self._release(rows[index + 1 :])
-                    raise
-                tried += 1
-                self._server_back()
+        try:
+            for kind, group in by_kind.items():
+                tried += await self._deliver_group(self.couriers[kind], group, untried, deadline)
+        except asyncio.CancelledError:
+            # The job in flight keeps its lease (it may have been sent); the others go back.
+            await self._release(untried)
+            raise
+        await self._release(untried)  # past the deadline
         return tried
 
-    async def _deliver(self, sender: Transport, row: dict[str, Any]) -> None:
-        if row["test_mailbox"]:
-            # A test request's email (fixed at queue time): it arrives in the test
-            # mailbox, the outbox row itself, and never reaches a transport.
-            await self._sent(row)
-            return
+    async def _deliver_group(
+        self,
+        courier: Courier,
+        rows: Sequence[dict[str, Any]],
+        untried: list[dict[str, Any]],
+        deadline: dt.datetime,
+    ) -> int:
+        tried = 0
+        async with courier.session() as send:
+            for index, row in enumerate(rows):
+                if self._clock() >= deadline:
+                    break
+                untried.remove(row)
+                try:
+                    await self._deliver(courier, send, row)
+                except ServerUnavailable as exc:
+                    await self._wait_for_server(rows[index:], exc)
+                    for waiting in rows[index + 1 :]:
+                        untried.remove(waiting)
+                    return tried
+                tried += 1
+                if courier.kind == EMAIL:
+                    self._server_back()
+        return tried
+
+    async def _deliver(self, courier: Courier, send: Send, row: dict[str, Any]) -> None:
         try:
-            # The bytes and envelope queued go out as they are: same Message-ID, and
-            # recipients never read from headers.
-            data = bytes(row["raw"])
-            if row["attach_cv"]:
-                data = await self._with_cv(row, data)
-            await sender.send(
-                row.get("envelope_sender") or self._default_sender, str(row["recipient"]).split(", "), data
-            )
+            await send(row)
         except ServerUnavailable:
             raise  # not this message's fault: the batch waits for the server
         except TemporaryFailure as exc:
-            await self._retry(row, exc)
+            await self._retry(courier, row, exc)
         except RecipientRefused as exc:
-            await self._bounced(row, exc)
+            await self._bounced(courier, row, exc)
         except PermanentFailure as exc:
-            await self._refused(row, exc)
+            await self._refused(courier, row, exc)
         except Exception as exc:
-            log.exception("message %s: unexpected error", row["message_id"])
-            await self._retry(row, TemporaryFailure(f"{type(exc).__name__}: {exc}"))
+            log.exception("%s: unexpected error", courier.describe(row))
+            await self._retry(courier, row, TemporaryFailure(f"{type(exc).__name__}: {exc}"))
         else:
-            await self._sent(row)
-
-    async def _with_cv(self, row: Mapping[str, Any], data: bytes) -> bytes:
-        cv_files = tables.cv_files
-        cv = await self.database.fetch_one(
-            sa.select(cv_files).where(cv_files.c.request_id == row["request_id"])
-        )
-        if cv is None or cv._mapping["deleted_at"] is not None or cv._mapping["data"] is None:
-            log.warning("message %s: the CV is gone, sending without it", row["message_id"])
-            return data
-        try:
-            return with_attachment(
-                data,
-                str(cv._mapping["filename"]),
-                str(cv._mapping["content_type"]),
-                bytes(cv._mapping["data"]),
-            )
-        except ValueError:
-            log.warning("message %s: no room for the CV, sending without it", row["message_id"])
-            return data
+            await self._sent(courier, row)
 
     # --- outcomes -------------------------------------------------------------
     # Each update only applies while this worker still holds the lease.
@@ -408,17 +524,24 @@ class Worker:
         )
         updated = await self.database.fetch_val(query) is not None
         if not updated:
-            log.warning("message %s: lease lost before the outcome was recorded", row["message_id"])
+            log.warning("%s: lease lost before the outcome was recorded", row["message_id"])
         return updated
 
-    async def _sent(self, row: Mapping[str, Any]) -> None:
-        if await self._update(row, status="sent", sent_at=self._clock()) and self.on_sent is not None:
-            await self.on_sent(row)
-        log.info("message %s (%s) to %s: sent", row["message_id"], row["template"], _domains(row))
+    async def _sent(self, courier: Courier, row: Mapping[str, Any]) -> None:
+        # The job and what it changes (a request turning delivered, and its
+        # partner's event) are recorded together.
+        try:
+            async with write_transaction(self.database):
+                if await self._update(row, status="sent", sent_at=self._clock()) and self.on_sent is not None:
+                    await self.on_sent(row)
+        except Exception:
+            log.exception("%s: the sent hook failed, recorded as sent without it", courier.describe(row))
+            await self._update(row, status="sent", sent_at=self._clock())
+        log.info("%s: sent", courier.describe(row))
 
-    async def _retry(self, row: Mapping[str, Any], failure: TemporaryFailure) -> None:
+    async def _retry(self, courier: Courier, row: Mapping[str, Any], failure: TemporaryFailure) -> None:
         attempts = row["attempts"] + 1
-        if attempts >= self._max_attempts:
+        if attempts >= courier.max_attempts:
             await self._update(
                 row,
                 status="failed",
@@ -427,10 +550,8 @@ class Worker:
                 last_error=_text(failure),
             )
             log.error(
-                "message %s (%s) to %s: given up after %d attempts: %s",
-                row["message_id"],
-                row["template"],
-                _domains(row),
+                "%s: given up after %d attempts: %s",
+                courier.describe(row),
                 attempts,
                 redact(str(failure)),
             )
@@ -444,16 +565,14 @@ class Worker:
             next_attempt_at=self._clock() + dt.timedelta(seconds=delay),
         )
         log.warning(
-            "message %s (%s) to %s: attempt %d failed, retry in %.0f s: %s",
-            row["message_id"],
-            row["template"],
-            _domains(row),
+            "%s: attempt %d failed, retry in %.0f s: %s",
+            courier.describe(row),
             attempts,
             delay,
             redact(str(failure)),
         )
 
-    async def _bounced(self, row: Mapping[str, Any], failure: RecipientRefused) -> None:
+    async def _bounced(self, courier: Courier, row: Mapping[str, Any], failure: RecipientRefused) -> None:
         error = _text(failure)
         failed = await self._update(
             row,
@@ -464,13 +583,7 @@ class Worker:
         )
         if not failed:
             return
-        log.warning(
-            "message %s (%s) to %s: recipient refused (bounce): %s",
-            row["message_id"],
-            row["template"],
-            _domains(row),
-            redact(error),
-        )
+        log.warning("%s: recipient refused (bounce): %s", courier.describe(row), redact(error))
         if self.on_recipient_refused is None:
             return
         try:
@@ -478,22 +591,23 @@ class Worker:
         except Exception:
             log.exception("message %s: the bounce hook failed", row["message_id"])
 
-    async def _refused(self, row: Mapping[str, Any], failure: PermanentFailure) -> None:
-        # The address may be fine: the contact stays eligible, but someone should look.
+    async def _refused(self, courier: Courier, row: Mapping[str, Any], failure: PermanentFailure) -> None:
+        # An email's address may be fine: the contact stays eligible, but someone should look.
         error = _text(failure)
         failed = await self._update(
             row,
             status="failed",
-            failure_kind=MESSAGE_REFUSED,
+            failure_kind=MESSAGE_REFUSED if courier.kind == EMAIL else failure.kind,
             attempts=row["attempts"] + 1,
             last_error=error,
         )
         if failed:
             log.error(
-                "message %s (%s) to %s: message refused, not a bounce (the contact stays eligible): %s",
-                row["message_id"],
-                row["template"],
-                _domains(row),
+                "%s: %s: %s",
+                courier.describe(row),
+                "message refused, not a bounce (the contact stays eligible)"
+                if courier.kind == EMAIL
+                else f"refused for good ({failure.kind})",
                 redact(error),
             )
 

@@ -1,5 +1,5 @@
-"""Plain informational pages, and what every page reached through a secret link
-(quick replies, opt-out) sends with it."""
+"""Plain informational pages (the privacy notice), and what every page reached
+through a secret link (quick replies, opt-out) sends with it."""
 
 from __future__ import annotations
 
@@ -7,17 +7,38 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .framing import PAGE_POLICY
+from .settings import Settings
+
+CNIL_COMPLAINTS = "https://www.cnil.fr/fr/plaintes"
+
+
+def duration_fr(days: int) -> str:
+    """`730` → "2 ans", `30` → "30 jours", `1` → "1 jour": what a person reads."""
+    if days >= 365 and days % 365 == 0:
+        years = days // 365
+        return f"{years} an{'s' if years > 1 else ''}"
+    return f"{days} jour{'s' if days > 1 else ''}"
+
+
+def privacy_context(settings: Settings) -> dict[str, object]:
+    """What the privacy notice says (SPEC section 9, RGPD article 13), all from the settings."""
+    return {
+        "title": "Vos données personnelles",
+        "operator_address": settings.operator_address,
+        "contact_email": settings.privacy_contact_email,
+        "dpo_contact": settings.dpo_contact,
+        "dpo_is_email": "@" in settings.dpo_contact and not settings.dpo_contact.startswith("https://"),
+        "legal_basis": settings.legal_basis,
+        "cv_retention": duration_fr(settings.cv_retention_days),
+        "data_retention": duration_fr(settings.personal_data_retention_days),
+        "cnil_url": CNIL_COMPLAINTS,
+    }
 
 
 async def privacy(request: Request) -> Response:
     settings = request.app.state.settings
     response: Response = request.app.state.templates.TemplateResponse(
-        request,
-        "pages/privacy.html",
-        {
-            "cv_days": settings.cv_retention_days,
-            "years": settings.personal_data_retention_days // 365,
-        },
+        request, "pages/privacy.html", privacy_context(settings)
     )
     return response
 

@@ -24,6 +24,7 @@ from databases import Database
 
 from . import tables
 from .local_time import datetime_fr, iso_paris
+from .outbox import EMAIL
 from .resources import write_transaction
 from .retention import anonymise_requests
 from .validation import email_identity
@@ -87,7 +88,7 @@ async def export(database: Database, email: str, now: dt.datetime | None = None)
             outbox.c.created_at,
             outbox.c.sent_at,
         )
-        .where(outbox.c.request_id.in_(ids))
+        .where(outbox.c.request_id.in_(ids), outbox.c.kind == EMAIL)
         .order_by(outbox.c.id)
     )
     tokens = await database.fetch_all(
@@ -217,7 +218,7 @@ async def forget(database: Database, email: str, now: dt.datetime | None = None)
             row["status"]: row["n"]
             for row in await database.fetch_all(
                 sa.select(outbox.c.status, sa.func.count().label("n"))
-                .where(outbox.c.request_id.in_(ids))
+                .where(outbox.c.request_id.in_(ids), outbox.c.kind == EMAIL)
                 .group_by(outbox.c.status)
             )
         }
@@ -231,8 +232,11 @@ async def forget(database: Database, email: str, now: dt.datetime | None = None)
         if ids:
             await anonymise_requests(database, ids, now)
             # Every email about them goes, queued ones included: they carry the
-            # person's details, and a request that is forgotten is not sent.
-            await database.execute(outbox.delete().where(outbox.c.request_id.in_(ids)))
+            # person's details, and a request that is forgotten is not sent. Partner
+            # webhooks hold none (the status object) and stay.
+            await database.execute(
+                outbox.delete().where(outbox.c.request_id.in_(ids), outbox.c.kind == EMAIL)
+            )
             await database.execute(
                 tables.idempotency_keys.delete().where(tables.idempotency_keys.c.request_id.in_(ids))
             )

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import emails, outbox, reply_tokens, tables
+from . import emails, outbox, partner_events, reply_tokens, tables
 from .contact_requests import ANSWERED, WITHDRAWN, StoredRequest, ack_message_id, load
 from .form_tokens import InvalidFormToken
 from .kinds import REFUSAL_REASONS
@@ -226,6 +226,7 @@ async def _answer(
             )
             if answer.emails_candidate:
                 await _tell_candidate(state, stored, answer, message, details, now)
+            await partner_events.emit(state.database, stored.row["id"], partner_events.ANSWERED, now=now)
     if won is not None:
         state.outbox_worker.wake()
     fresh = await load(state.database, stored.row["id"])
@@ -262,9 +263,11 @@ async def _tell_candidate(
     row = stored.row
     reply_to = None
     if answer.code in ("accept", "reply"):
+        # The candidate answers by replying to this email: it goes to the recruiter or the CFA.
         reply_to = emails.address(
             stored.view["contact_name"], details.get("pro_email") or row["contact_email"]
         )
+    context["reply_to"] = reply_to.addr_spec if reply_to else None
     email_message = emails.compose(
         settings,
         "answer",

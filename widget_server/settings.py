@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import secrets
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -97,6 +98,46 @@ def _clamd_url(value: str) -> str:
     return check_url(value) if value else ""
 
 
+def _email(value: str) -> str:
+    """An email address (checked like a candidate's, without asking DNS), or empty."""
+    from email_validator import EmailNotValidError, validate_email
+
+    value = value.strip()
+    if not value:
+        return ""
+    try:
+        return str(validate_email(value, check_deliverability=False).normalized)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not an email address: {value!r} ({exc})") from None
+
+
+def _one_line(value: str) -> str:
+    """Text shown on pages and in emails: one line, no control character."""
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
+        raise ValueError(f"must be one line of text without control characters: {value!r}")
+    return " ".join(value.split())
+
+
+def _contact(value: str) -> str:
+    """An email address or an https:// address, or empty."""
+    value = value.strip()
+    if value.startswith("https://"):
+        if not urlsplit(value).hostname or any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError(f"not an https:// address: {value!r}")
+        return value
+    return _email(value)
+
+
+def _legal_basis(value: str) -> str:
+    if value not in LEGAL_BASES:
+        raise ValueError(f"not one of {', '.join(LEGAL_BASES)}: {value!r}")
+    return value
+
+
+# The legal bases (RGPD article 6.1) a privacy notice can state, by setting value.
+LEGAL_BASES = ("public_task", "legitimate_interest")
+
+
 def _log_format(value: str) -> str:
     if value not in {"text", "json"}:
         raise ValueError(f"not 'text' or 'json': {value!r}")
@@ -119,11 +160,13 @@ def _networks(value: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
+DEMO_OPERATOR_NAME = "La bonne alternance (démo)"
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ENVIRONMENT",
         "development",
-        "`development` or `production`. Production refuses to start, with one line per problem, unless `PUBLIC_URL` is https, `SECRET_KEY` holds at least 32 random bytes and `SMTP_URL` is set; it never loads the demo directory and has no dev mailbox.",
+        "`development` or `production`. Production refuses to start, with one line per problem, unless `PUBLIC_URL` is https, `SECRET_KEY` holds at least 32 random bytes, `SMTP_URL` is set and the privacy notice can name the operator (`OPERATOR_NAME`, `OPERATOR_ADDRESS`, `PRIVACY_CONTACT_EMAIL`); it never loads the demo directory and has no dev mailbox.",
     ),
     Setting(
         "DATABASE_URL",
@@ -150,7 +193,34 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("MAIL_FROM", "La bonne alternance <noreply@labonnealternance.example>", "`From` of every email."),
     Setting(
-        "OPERATOR_NAME", "La bonne alternance (démo)", "Who runs the service, named in every email footer."
+        "OPERATOR_NAME",
+        DEMO_OPERATOR_NAME,
+        "Who runs the service (the data controller): named in every page header, email footer and the privacy notice. Production requires it set.",
+        _one_line,
+    ),
+    Setting(
+        "OPERATOR_ADDRESS",
+        "",
+        "The operator's postal address, shown in the privacy notice (`/confidentialite`), on one line. Production requires it.",
+        _one_line,
+    ),
+    Setting(
+        "PRIVACY_CONTACT_EMAIL",
+        "",
+        "Where people write to use their rights (access, correction, erasure…), shown in the privacy notice. Production requires it.",
+        _email,
+    ),
+    Setting(
+        "DPO_CONTACT",
+        "",
+        "How to reach the operator's data protection officer (DPO): an email address or an `https://` address, shown in the privacy notice when set.",
+        _contact,
+    ),
+    Setting(
+        "LEGAL_BASIS",
+        "public_task",
+        "The legal basis the privacy notice states (RGPD article 6.1): `public_task` (e, a public service's mission) or `legitimate_interest` (f, a private operator putting people in touch).",
+        _legal_basis,
     ),
     Setting(
         "DEMO_DATA", "true", "Load the fictional demo directory into an empty database on `serve`.", _bool
@@ -238,6 +308,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("OUTBOX_WORKER", "true", "Run the email worker inside `serve`.", _bool),
     Setting(
+        "WEBHOOK_TIMEOUT_SECONDS",
+        "10",
+        "A partner's webhook endpoint must answer within this time (capped at a quarter of `OUTBOX_LEASE_SECONDS`); beyond, the attempt counts as failed and is retried.",
+        float,
+    ),
+    Setting(
+        "WEBHOOK_MAX_ATTEMPTS",
+        "12",
+        "A webhook is given up after this many failed attempts (timeouts, connection errors, 408, 429 and 5xx answers), retried with exponential backoff up to an hour apart.",
+        int,
+    ),
+    Setting(
         "REMINDER_DAYS", "5", "Days without an answer before the one reminder to the recruiter or CFA.", int
     ),
     Setting(
@@ -283,6 +365,10 @@ class Settings:
     smtp_url: Secret
     mail_from: str
     operator_name: str
+    operator_address: str
+    privacy_contact_email: str
+    dpo_contact: str
+    legal_basis: str
     demo_data: bool
     max_body_bytes: int
     max_cv_bytes: int
@@ -306,6 +392,8 @@ class Settings:
     outbox_lease_seconds: int
     outbox_max_attempts: int
     outbox_worker: bool
+    webhook_timeout_seconds: float
+    webhook_max_attempts: int
     reminder_days: int
     reminders_every_seconds: int
     cv_retention_days: int
@@ -390,6 +478,13 @@ def production_problems(values: Mapping[str, Any], given: set[str]) -> list[str]
         problems.append(f"SECRET_KEY {weakness}: form tokens signed with it could be forged")
     if not values["smtp_url"]:
         problems.append("SMTP_URL must be set: production never writes emails to the dev mailbox")
+    # The privacy notice names who holds the data and where to write (RGPD article 13).
+    if values["operator_name"].strip() in ("", DEMO_OPERATOR_NAME):
+        problems.append("OPERATOR_NAME must name the operator: the privacy notice says who holds the data")
+    if not values["operator_address"].strip():
+        problems.append("OPERATOR_ADDRESS must be the operator's postal address, for the privacy notice")
+    if not values["privacy_contact_email"]:
+        problems.append("PRIVACY_CONTACT_EMAIL must be set: people write there to use their rights")
     if "DEMO_DATA" in given and values["demo_data"]:
         problems.append(
             "DEMO_DATA=true is refused: the fictional demo directory is never loaded in production"

@@ -10,7 +10,7 @@ from . import tables
 
 
 async def stats(database: Database) -> str:
-    requests, outbox = tables.contact_requests, tables.outbox
+    requests = tables.contact_requests
     lines = ["Requests by kind and status:"]
     # Real traffic only: test keys' requests and their emails are counted apart.
     real = requests.c.test.is_(False)
@@ -42,18 +42,22 @@ async def stats(database: Database) -> str:
         lines.append(f"  {caller:<30} {count:>8}")
     tests = await database.fetch_val(sa.select(sa.func.count()).where(requests.c.test.is_(True)))
     lines.append(f"Test requests (test keys, left out of every figure here): {tests}")
+    lines.append("Partner webhooks by status:")
+    lines += await _by_status(database, outbox_.WEBHOOK)
     lines.append("Emails by status:")
-    for status, count in (
-        tuple(r._mapping.values())
-        for r in await database.fetch_all(
-            sa.select(outbox.c.status, sa.func.count())
-            .where(outbox.c.test_mailbox.is_(False))
-            .group_by(outbox.c.status)
-            .order_by(outbox.c.status)
-        )
-    ):
-        lines.append(f"  {status:<12} {count:>8}")
+    lines += await _by_status(database, outbox_.EMAIL)
     lines.append("Failed emails by kind:")
     for kind, count in (await outbox_.failures_by_kind(database)).items():
         lines.append(f"  {kind:<20} {count:>8}")
     return "\n".join(lines)
+
+
+async def _by_status(database: Database, kind: str) -> list[str]:
+    outbox = tables.outbox
+    rows = await database.fetch_all(
+        sa.select(outbox.c.status, sa.func.count())
+        .where(outbox.c.kind == kind, outbox.c.test_mailbox.is_(False))
+        .group_by(outbox.c.status)
+        .order_by(outbox.c.status)
+    )
+    return [f"  {status:<12} {count:>8}" for status, count in (tuple(r._mapping.values()) for r in rows)]

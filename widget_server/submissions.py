@@ -49,6 +49,7 @@ def submit_endpoint(kind: RequestKind) -> Any:
                 cv_filename=filename,
                 cv_data=data,
                 idempotency_key=key,
+                api_key_id=caller.key_id,
                 test=caller.test,
             ),
         )

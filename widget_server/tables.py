@@ -121,6 +121,10 @@ api_keys = sa.Table(
     sa.Column("prefix", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("revoked_at", UTCDateTime),
+    # Where this partner's events go (Standard Webhooks), and the `whsec_…` secret
+    # that signs them; both NULL without a webhook.
+    sa.Column("webhook_url", sa.Text),
+    sa.Column("webhook_secret", sa.Text),
     # A test key: its requests are flagged `test` (see sandbox.py).
     sa.Column("test", sa.Boolean, nullable=False, server_default=sa.false()),
 )
@@ -155,6 +159,10 @@ contact_requests = sa.Table(
     sa.Column("email_key", sa.Text),
     # "key" or "form": a form caller never shares quota counters with the API key of that name.
     sa.Column("caller_origin", sa.Text, nullable=False, server_default="key"),
+    # The key that made the request (only it may read its status); NULL for forms.
+    sa.Column("api_key_id", sa.Integer),
+    # When the first email to the recruiter or CFA was accepted by the mail server.
+    sa.Column("delivered_at", UTCDateTime),
     # Made with a test key: stored like any other, its emails stay in the test mailbox.
     sa.Column("test", sa.Boolean, nullable=False, server_default=sa.false()),
     # Set when the candidate withdrew the request from their follow-up page.
@@ -195,6 +203,11 @@ outbox = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     # Why a failed message failed: see outbox.FAILURE_KINDS.
     sa.Column("failure_kind", sa.Text),
+    # "email" or "webhook" (outbox.KINDS). A webhook row: `template` is the event
+    # type, `message_id` the webhook-id, `raw` the JSON body, `recipient` the
+    # partner's name and `api_key_id` the key whose endpoint and secret it goes with.
+    sa.Column("kind", sa.Text, nullable=False, server_default="email"),
+    sa.Column("api_key_id", sa.Integer),
     # An email of a test request, fixed at queue time: never sent, kept for the test mailbox.
     sa.Column("test_mailbox", sa.Boolean, nullable=False, server_default=sa.false()),
 )

@@ -4,7 +4,8 @@ In one transaction: the request turns `withdrawn` (only from an open status,
 so a second withdrawal, or one racing an answer, changes nothing); every email
 of it that has not left is cancelled; its CV is deleted (less data kept); and,
 when an email about it already reached the recruiter or CFA, they get a
-one-line notice. Its reply links then say that the request was withdrawn.
+one-line notice; its partner gets the `request.withdrawn` event. Its reply
+links then say that the request was withdrawn.
 
 The request row stays, with its email identity: quotas keep counting it, so
 withdrawing and sending again frees nothing.
@@ -20,10 +21,9 @@ from typing import Any
 import sqlalchemy as sa
 from databases import Database
 
-from . import emails, outbox, tables
+from . import emails, outbox, partner_events, tables
 from .contact_requests import OPEN, WITHDRAWN, load
 from .kinds import PRO_EMAILS
-from .migrations import dialect_of
 from .resources import write_transaction
 from .settings import Settings
 
@@ -45,8 +45,8 @@ async def withdraw(
     now = now or dt.datetime.now(dt.UTC)
     requests = tables.contact_requests
     async with write_transaction(database):
-        # This UPDATE locks the request's row: an email hook waiting on it
-        # (`on_sent`) then sees the withdrawal and the notice queued here.
+        # This UPDATE locks the request's row: an email recorded as sent meanwhile
+        # waits for it (`on_sent`), then sees the withdrawal and the notice queued here.
         withdrawn = await database.fetch_val(
             requests.update()
             .where(requests.c.id == request_id, requests.c.status.in_(OPEN))
@@ -62,6 +62,7 @@ async def withdraw(
             .values(data=None, deleted_at=now)
         )
         noticed = await _tell_recipient(database, settings, request_id, now)
+        await partner_events.emit(database, request_id, partner_events.WITHDRAWN, now=now)
     return Withdrawal(True, cancelled, noticed)
 
 
@@ -100,28 +101,21 @@ async def _tell_recipient(database: Database, settings: Settings, request_id: st
 
 
 def on_sent(database: Database, settings: Settings) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
-    """For the outbox worker: an email about a request that a worker was already
-    sending when its candidate withdrew it got out after all; its recipient
-    gets the notice too."""
+    """For the outbox worker, in the transaction that records an email as sent:
+    an email about a request that a worker was already sending when its
+    candidate withdrew it got out after all; its recipient gets the notice too."""
 
     async def hook(row: Mapping[str, Any]) -> None:
-        if row["template"] not in _ABOUT_THE_REQUEST or not row["request_id"]:
+        if row["kind"] != outbox.EMAIL or row["template"] not in _ABOUT_THE_REQUEST or not row["request_id"]:
             return
-        request_id = row["request_id"]
-        # SQLite serialises writers: a withdrawal committed before this read, or
-        # it finds this email sent. PostgreSQL's must be waited for (row lock).
-        if dialect_of(database) == "sqlite" and await _status(database, request_id) != WITHDRAWN:
-            return
-        async with write_transaction(database):
-            if await _status(database, request_id, lock=True) == WITHDRAWN:
-                await _tell_recipient(database, settings, request_id, dt.datetime.now(dt.UTC))
+        requests = tables.contact_requests
+        # The row lock waits for a withdrawal in progress (its UPDATE holds the
+        # row): either it committed, and is seen here, or it comes after this
+        # transaction and finds this email sent (SQLite: one writer at a time).
+        status = await database.fetch_val(
+            sa.select(requests.c.status).where(requests.c.id == row["request_id"]).with_for_update()
+        )
+        if status == WITHDRAWN:
+            await _tell_recipient(database, settings, row["request_id"], dt.datetime.now(dt.UTC))
 
     return hook
-
-
-async def _status(database: Database, request_id: str, *, lock: bool = False) -> str | None:
-    requests = tables.contact_requests
-    query = sa.select(requests.c.status).where(requests.c.id == request_id)
-    # The lock waits for a withdrawal in progress (its UPDATE holds the row).
-    status = await database.fetch_val(query.with_for_update() if lock else query)
-    return str(status) if status is not None else None

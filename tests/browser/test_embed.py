@@ -332,7 +332,7 @@ def test_integration_page_live_preview(page: Page, servers: Servers) -> None:
     assert 'data-label="Une question ?"' in snippet
     assert f'<script async src="{servers.widget}/widget/v1/loader.js"' in snippet
     page.get_by_role("button", name="Copier le code").click()
-    page.wait_for_function("() => document.getElementById('p-copied').textContent !== ''")
+    page.wait_for_function("() => document.querySelector('#preview .copied').textContent !== ''")
     assert page.evaluate("() => navigator.clipboard.readText()") == snippet
     page.get_by_label("Identifiant").fill("INCONNU-1")
     wait_events(page, "unavailable")
