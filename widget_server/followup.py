@@ -62,8 +62,8 @@ async def withdraw_page(request: Request) -> Response:
         return _render(request, "pages/followup_withdraw.html", view, 400 if view["expired"] else 200)
     # Withdraws only an open request, once: a second POST changes nothing more.
     result = await withdrawals.withdraw(state.database, state.settings, stored.row["id"])
-    if result.notice_queued:
-        state.outbox_worker.wake()
+    if result.withdrawn:
+        state.outbox_worker.wake()  # the notice, the partner's event
     fresh = await load(state.database, stored.row["id"])
     assert fresh is not None
     return _render(
