@@ -84,6 +84,7 @@ KINDS = (
     "answer_unreachable",
     "delivery_failed",
     "optout_confirmed",
+    "withdrawn",
 )
 
 
