@@ -25,6 +25,7 @@ TO_CANDIDATE = (
     "candidature_ack",
     "rdv_ack",
     "answer_accept",
+    "answer_filled",
     "answer_refuse",
     "answer_reply",
     "answer_unreachable",
@@ -65,6 +66,13 @@ def _ack_of(client: TestClient, pro: bytes) -> bytes:
         bytes(r["raw"]) for r in rows if r["request_id"] == request_id and r["template"].endswith("_ack")
     ]
     return ack
+
+
+def _offer_filled(client: TestClient, pro: bytes) -> None:
+    """Declares the offer filled from the link of the pro email `pro`, as a recruiter would."""
+    url = next(path(u) for u in html_links(parse(pro)) if "/filled/" in u)
+    check = re.findall(r'name="check" value="([^"]+)"', client.get(url).text)[0]
+    assert client.post(url, data={"check": check}).status_code == 200
 
 
 def every_kind(client: TestClient) -> dict[str, bytes]:
@@ -126,4 +134,7 @@ def every_kind(client: TestClient) -> dict[str, bytes]:
     queued_by(seed.run, client, reminders.send_due_reminders, state.database, state.settings, later)
     bounce = {"bounces": [{"email": "rdv@cfa-commerce.example", "reason": "5.1.1"}]}
     queued_by(client.post, "/api/v1/bounces", json=bounce, headers=operator)
+    # Last: it closes the offer.
+    filled = submit("/api/v1/applications", application(email="noa.petit@example.org", first_name="Noa"))
+    queued_by(_offer_filled, client, filled)
     return found

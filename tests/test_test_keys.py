@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from tests import seed
 from tests.smtp_server import SMTPServer
 from tests.support import PRODUCTION, application, appointment, deliver, form_fields, make_settings
+from tests.webhook_receiver import running as running_receiver
 from widget_server import callers, cli, contacts, tables
 from widget_server.app import create_app
 from widget_server.operator_page import figures
@@ -157,6 +158,42 @@ def test_the_whole_loop_from_the_test_mailbox_answer_and_reminder(
         assert "rdv@cfa-commerce.example" not in json.dumps(mailbox(client, key))
 
 
+def test_webhooks_of_a_test_key_fire_and_its_status_says_test(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_app(tmp_path, smtp_server) as client, running_receiver() as receiver:
+        seed.offer(client)
+        made = seed.run(
+            client,
+            functools.partial(callers.create, test=True, webhook_url=receiver.url),
+            seed.state(client).database,
+            "mon-site",
+        )
+        assert made.webhook_secret is not None
+        request_id = apply(client, made.key).json()["id"]
+        deliver(client)
+        [pro] = [m for m in mailbox(client, made.key) if m["template"] == "candidature_pro"]
+        [accept] = [
+            link["href"]
+            for link in pro["links"]
+            if "/reply/" in link["href"] and 'value="accept" checked' in client.get(local(link["href"])).text
+        ]
+        assert client.post(local(accept), data=form_fields(client.get(local(accept)).text)).status_code == 200
+        deliver(client)
+
+        assert smtp_server.received == []
+        events = [delivery.verify(made.webhook_secret) for delivery in receiver.deliveries]
+        assert [e["type"] for e in events] == ["request.delivered", "request.answered"]  # type: ignore[index]
+        assert all(e["data"]["id"] == request_id and e["data"]["test"] is True for e in events)  # type: ignore[index]
+        status = client.get(f"/api/v1/requests/{request_id}", headers=bearer(made.key)).json()
+        assert status["status"] == "answered" and status["test"] is True
+        live = apply(client, seed.api_key(client), email="noe.petit@example.org").json()["id"]
+        assert client.get(f"/api/v1/requests/{live}", headers=bearer(seed.api_key(client))).status_code == 404
+        live_key = seed.api_key(client, "autre-site")
+        other = apply(client, live_key, email="jade.roux@example.org").json()["id"]
+        assert client.get(f"/api/v1/requests/{other}", headers=bearer(live_key)).json()["test"] is False
+
+
 def test_production_has_no_dev_mailbox_yet_test_keys_work(tmp_path: Path, smtp_server: SMTPServer) -> None:
     settings = make_settings(tmp_path, **{**PRODUCTION, "SMTP_URL": smtp_server.url}, OUTBOX_WORKER="false")
     with TestClient(create_app(settings), base_url="https://widget.example") as client:
@@ -192,13 +229,13 @@ def test_another_key_cannot_read_a_test_mailbox(tmp_path: Path, smtp_server: SMT
         deliver(client)
         assert len(mailbox(client, key)) == 2
 
-        other = make_test_key(client, "autre-site")
-        assert mailbox(client, other) == []
-        response = client.get(
-            "/api/v1/test-mailbox", params={"request_id": request_id}, headers=bearer(other)
-        )
-        assert response.status_code == 404
-        assert response.json()["code"] == "unknown_request"
+        for other in (make_test_key(client, "autre-site"), make_test_key(client)):  # same partner too
+            assert mailbox(client, other) == []
+            response = client.get(
+                "/api/v1/test-mailbox", params={"request_id": request_id}, headers=bearer(other)
+            )
+            assert response.status_code == 404
+            assert response.json()["code"] == "unknown_request"
 
         live = client.get("/api/v1/test-mailbox", headers=bearer(seed.api_key(client)))
         assert live.status_code == 403 and live.json()["code"] == "not_a_test_key"
@@ -251,6 +288,15 @@ def test_test_keys_have_their_own_rate_limit(tmp_path: Path) -> None:
             202,
             429,
         ]
+        assert apply(client, seed.api_key(client)).status_code == 202
+
+    # Reading statuses with a test key does not spend the live key's allowance either.
+    with TestClient(create_app(make_settings(tmp_path / "2", API_KEY_RATE_LIMIT="2/minute"))) as client:
+        seed.offer(client)
+        key = make_test_key(client)
+        request_id = apply(client, key).json()["id"]
+        assert client.get(f"/api/v1/requests/{request_id}", headers=bearer(key)).status_code == 200
+        assert client.get(f"/api/v1/requests/{request_id}", headers=bearer(key)).status_code == 429
         assert apply(client, seed.api_key(client)).status_code == 202
 
 

@@ -23,7 +23,8 @@ def token_hash(token: str) -> str:
 
 
 FOLLOWUP = "followup"
-_PATHS = {"optout": "optout", "optin": "optout", FOLLOWUP: "suivi"}
+# The page each kind of token opens; every other action is an answer (`/reply/`).
+_PATHS = {"optout": "optout", "optin": "optout", "filled": "filled", FOLLOWUP: "suivi"}
 
 
 def url_for(public_url: str, action: str, token: str) -> str:
@@ -33,7 +34,8 @@ def url_for(public_url: str, action: str, token: str) -> str:
 @dataclass(frozen=True)
 class TokenSet:
     rows: list[dict[str, Any]]
-    buttons: list[dict[str, str]]
+    # In the email's order; `secondary` ones are small links after the answers.
+    buttons: list[dict[str, Any]]
     optout_url: str
 
 
@@ -52,7 +54,9 @@ def issue_set(
     for code in dict.fromkeys([*(a.code for a in actions), "optout"]):
         urls[code], row = issue(request_id, contact_email, code, ttl=ttl, public_url=public_url, now=now)
         rows.append(row)
-    buttons = [{"code": a.code, "label": a.label, "url": urls[a.code]} for a in actions]
+    buttons = [
+        {"code": a.code, "label": a.label, "url": urls[a.code], "secondary": a.secondary} for a in actions
+    ]
     return TokenSet(rows, buttons, urls["optout"])
 
 

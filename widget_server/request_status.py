@@ -21,7 +21,7 @@ from . import callers, tables
 from .problems import Problem
 
 # The keys of the status object, in order (a test checks nothing else is in it).
-FIELDS = ("id", "kind", "target", "status", "created_at", "delivered_at", "answer")
+FIELDS = ("id", "kind", "target", "status", "created_at", "delivered_at", "answer", "test")
 
 
 def timestamp(value: dt.datetime) -> str:
@@ -45,6 +45,8 @@ def status_object(row: Mapping[str, Any]) -> dict[str, Any]:
             if answered_at is not None and row["answer"]
             else None
         ),
+        # Made with a test key: its emails only reached the key's test mailbox (sandbox.py).
+        "test": bool(row["test"]),
     }
 
 
@@ -52,7 +54,7 @@ async def endpoint(request: Request) -> Response:
     state = request.app.state
     await state.throttle.hit(request, "api")
     caller = await callers.authenticate(request)
-    await state.throttle.hit_caller(caller.name)
+    await state.throttle.hit_caller(caller.name, test=caller.test)
     requests = tables.contact_requests
     row = await state.database.fetch_one(
         sa.select(requests).where(

@@ -57,11 +57,9 @@ async def key_of_test(request: Request) -> callers.Caller:
 
 
 def _of_key(caller: callers.Caller) -> sa.ColumnElement[bool]:
-    """The test requests made with `caller`'s key."""
+    """The test requests made with `caller`'s key (not another key of the same partner)."""
     requests = tables.contact_requests
-    return sa.and_(
-        requests.c.test.is_(True), requests.c.caller_origin == "key", requests.c.caller == caller.name
-    )
+    return sa.and_(requests.c.test.is_(True), requests.c.api_key_id == caller.key_id)
 
 
 async def messages(

@@ -21,9 +21,9 @@ from tests.browser.support import (
     Servers,
     fixture_pages,
     free_port,
-    server_environment,
+    start_widget_server,
+    stop_widget_server,
     wait_for,
-    widget_server,
 )
 from widget_server.host_page import create_host_app
 
@@ -39,7 +39,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     tmp = tmp_path_factory.mktemp("browser")
     port, site_port, fixtures_port = free_port(), free_port(), free_port()
-    env = server_environment(tmp, port, EXAMPLE_HOST_PAGE_PORT=str(site_port))
+    widget = f"http://localhost:{port}"
+    process = start_widget_server(tmp, port, EXAMPLE_HOST_PAGE_PORT=str(site_port))
     fixtures_dir = tmp / "pages"
     fixture_pages(fixtures_dir)
     fixtures = uvicorn.Server(
@@ -54,31 +55,30 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         )
     )
     thread = threading.Thread(target=fixtures.run, daemon=True)
-    with widget_server(tmp, "serve", env, "server.log") as process:
-        thread.start()
-        try:
-            wait_for(f"http://127.0.0.1:{port}/healthz", process)
-            wait_for(f"http://127.0.0.1:{site_port}/", process)
-            wait_for(f"http://127.0.0.1:{fixtures_port}/empty.html")
-            yield Servers(
-                env["PUBLIC_URL"],
-                f"http://127.0.0.1:{site_port}",
-                f"http://127.0.0.1:{fixtures_port}",
-                tmp / "var",
-            )
-        finally:
-            fixtures.should_exit = True
-            thread.join(10)
+    thread.start()
+    try:
+        wait_for(f"http://127.0.0.1:{port}/healthz", process)
+        wait_for(f"http://127.0.0.1:{site_port}/", process)
+        wait_for(f"http://127.0.0.1:{fixtures_port}/empty.html")
+        yield Servers(
+            widget, f"http://127.0.0.1:{site_port}", f"http://127.0.0.1:{fixtures_port}", tmp / "var"
+        )
+    finally:
+        fixtures.should_exit = True
+        thread.join(10)
+        stop_widget_server(process)
 
 
 @pytest.fixture(scope="module")
 def quiet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuietServer]:
     tmp = tmp_path_factory.mktemp("quiet")
     port = free_port()
-    env = server_environment(tmp, port, OUTBOX_WORKER="false", EXAMPLE_HOST_PAGE_PORT="0")
-    with widget_server(tmp, "serve", env, "server.log") as process:
+    process = start_widget_server(tmp, port, OUTBOX_WORKER="false", EXAMPLE_HOST_PAGE_PORT="0")
+    try:
         wait_for(f"http://127.0.0.1:{port}/healthz", process)
-        yield QuietServer(Servers(env["PUBLIC_URL"], "", "", tmp / "var"), env, tmp)
+        yield QuietServer(Servers(f"http://localhost:{port}", "", "", tmp / "var"), tmp, port)
+    finally:
+        stop_widget_server(process)
 
 
 @pytest.fixture
