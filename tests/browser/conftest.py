@@ -45,7 +45,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     fixture_pages(fixtures_dir)
     fixtures = uvicorn.Server(
         uvicorn.Config(
-            create_host_app(env["PUBLIC_URL"], fixtures_dir),
+            create_host_app(widget, fixtures_dir),
             host="127.0.0.1",
             port=fixtures_port,
             log_level="warning",
@@ -71,6 +71,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 
 @pytest.fixture(scope="module")
 def quiet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuietServer]:
+    """A service of its own whose emails wait: no worker runs until `worker()`."""
     tmp = tmp_path_factory.mktemp("quiet")
     port = free_port()
     process = start_widget_server(tmp, port, OUTBOX_WORKER="false", EXAMPLE_HOST_PAGE_PORT="0")
