@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -273,6 +274,45 @@ def links(received: Received) -> list[str]:
     found = [html.unescape(u) for u in re.findall(r'href="([^"]+)"', html_part)]
     found += re.findall(r"https?://\S+", text_part)
     return sorted({u for u in found if not u.startswith(("mailto:", "tel:"))})
+
+
+class Anchors(HTMLParser):
+    """Each link of an email's HTML: its text, whether MJML drew it as a button
+    (an inline-block link in a coloured cell) and its font size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[dict[str, Any]] = []
+        self._open: dict[str, Any] | None = None
+        self._size = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        style = dict(attrs).get("style") or ""
+        size = re.search(r"font-size:(\d+)px", style)
+        if tag == "div" and size:
+            self._size = size.group(1)
+        if tag == "a":
+            self._open = {
+                "href": dict(attrs).get("href") or "",
+                "button": "display:inline-block" in style and "padding" in style,
+                "size": int(size.group(1) if size else self._size),
+                "text": "",
+            }
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._open["text"] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._open is not None:
+            self.found.append(self._open)
+            self._open = None
+
+
+def email_anchors(message: EmailMessage) -> list[dict[str, Any]]:
+    parser = Anchors()
+    parser.feed(body(message, "html"))
+    return parser.found
 
 
 def path(url: str) -> str:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from tests import seed
-from tests.support import application, body, data_url, docx, make_settings
+from tests.support import application, body, data_url, docx, email_anchors, make_settings
 from widget_server import tables
 
 
@@ -66,7 +66,7 @@ def test_json_application_is_stored_with_its_cv_and_two_queued_emails(client: Te
     assert "10 jours" in body(ack, "plain")
 
     tokens = seed.fetch_all(client, tables.reply_tokens.select())
-    assert sorted(t["action"] for t in tokens) == ["accept", "optout", "refuse"]
+    assert sorted(t["action"] for t in tokens) == ["accept", "filled", "optout", "refuse"]
     assert all(t["request_id"] == request_id for t in tokens)
     [offer] = seed.fetch_all(client, tables.offers.select())
     assert offer["application_count"] == 1
@@ -81,6 +81,25 @@ def test_spontaneous_application_has_the_opt_out_button(client: TestClient) -> N
     html = body(pro, "html")
     assert "Ne plus recevoir de candidatures spontanées" in html
     assert "candidature spontanée" in html
+    # Secondary: a smaller plain link after the answers, not a third button under "Refuser".
+    found = email_anchors(pro)
+    answers = [a for a in found if "/reply/" in a["href"]]
+    assert [a["text"] for a in answers] == ["Répondre au candidat", "Refuser la candidature"]
+    assert all(a["button"] for a in answers)
+    optout = next(a for a in found if a["text"] == "Ne plus recevoir de candidatures spontanées")
+    assert not optout["button"] and optout["size"] < min(a["size"] for a in answers)
+    assert found.index(optout) > max(found.index(a) for a in answers)
+    text = body(pro, "plain")
+    answer_lines = [line for line in text.splitlines() if line.startswith("- ")]
+    assert [line.split(" : ")[0] for line in answer_lines] == [
+        "- Répondre au candidat",
+        "- Refuser la candidature",
+    ]
+    lines = text.splitlines()
+    secondary = next(
+        i for i, line in enumerate(lines) if "Ne plus recevoir de candidatures spontanées :" in line
+    )
+    assert secondary > lines.index(answer_lines[-1]) + 1 and lines[secondary - 1] == ""  # separated
 
 
 def test_multipart_application_with_a_docx(client: TestClient, key: str) -> None:

@@ -197,3 +197,24 @@ def test_reply_token_is_not_an_opt_out_token(tmp_path: Path, smtp_server: SMTPSe
         token = reply.rsplit("/", 1)[1]
         assert client.post(f"/optout/{token}").status_code == 404
         assert seed.fetch_all(client, tables.contacts.select()) == []
+
+
+def test_the_opt_out_page_says_since_when_in_paris_time(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.company(client)
+        pro = submit_application(client, smtp_server, offer_id=None, siret=seed.SIRET)
+        url = unsubscribe_url(pro)
+        client.post(url)
+        seed.run(
+            client,
+            seed.state(client).database.execute,
+            tables.contacts.update().values(
+                company_opt_out_at=dt.datetime(2026, 11, 29, 0, 55, tzinfo=dt.UTC)
+            ),
+        )
+        page = html.unescape(client.get(url).text)
+    assert (
+        "vous ne recevez plus de candidatures spontanées pour Garage Durand depuis le 29/11/2026 à 01:55."
+        in page
+    )
+    assert "UTC" not in page

@@ -171,16 +171,20 @@ def test_reply_pages_show_paris_time(tmp_path: Path, smtp_server: SMTPServer) ->
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
         pro = submit_application(client, smtp_server)
-        reply = path(next(url for url in links(pro) if "/reply/" in url))
+        reply = next(
+            path(u)
+            for u in links(pro)
+            if "/reply/" in u and 'value="accept" checked' in client.get(path(u)).text
+        )
         requests = tables.contact_requests
         set_rows(client, requests, requests.c.id.is_not(None), created_at=SENT)
         page = client.get(reply)
-        assert "Reçue le 2 novembre 2026" in page.text
+        assert "Reçue le 02/11/2026 à 00:30" in page.text
         assert client.post(reply, data=form_fields(page.text)).status_code == 200
         answered = dt.datetime(2026, 11, 2, 23, 55, tzinfo=dt.UTC)
         set_rows(client, requests, requests.c.id.is_not(None), answered_at=answered)
         done = client.get(reply).text
-        assert "3 novembre 2026 à 0 h 55" in done
+        assert "Vous avez répondu favorablement le 03/11/2026 à 00:55." in done
         assert "UTC" not in done
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx2
 import pytest
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
 from tests import seed
 from tests.smtp_server import SMTPServer
@@ -274,3 +275,109 @@ def test_an_expired_link_changes_nothing_whatever_the_method(tmp_path: Path, smt
         posted = client.post(url, data=fields)
         assert posted.status_code == 410 and "text/html" in posted.headers["content-type"]
         assert snapshot(client) == before
+
+
+def rdv_reply_link(client: TestClient, smtp_server: SMTPServer) -> str:
+    seed.formation(client)
+    key = seed.api_key(client)
+    client.post(
+        "/api/v1/appointment-requests", json=appointment(), headers={"Authorization": f"Bearer {key}"}
+    )
+    deliver(client)
+    return next(
+        path(u)
+        for u in links(smtp_server.received[0])
+        if "/reply/" in u and 'value="reply" checked' in client.get(path(u)).text
+    )
+
+
+@pytest.mark.parametrize(
+    "blank",
+    [
+        "",  # the default text, posted unchanged
+        " \t \u00a0\n\n ",  # only spaces and line breaks in the blank
+        "\n\n.\n\n",  # punctuation only
+    ],
+)
+def test_an_rdv_answer_with_no_text_of_its_own_is_refused(
+    tmp_path: Path, smtp_server: SMTPServer, blank: str
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        url = rdv_reply_link(client, smtp_server)
+        fields = form_fields(client.get(url).text)
+        assert "\n\n\n\n" in fields["message_reply"]  # the blank in the middle
+        fields["message_reply"] = fields["message_reply"].replace("\n\n\n\n", f"\n\n{blank}\n\n")
+        before = snapshot(client)
+        response = client.post(url, data=fields)
+        assert response.status_code == 422
+        page = html.unescape(response.text)
+        assert "Écrivez votre réponse entre la salutation et la signature" in page
+        assert 'href="#message_reply"' in response.text and 'aria-invalid="true"' in response.text
+        assert fields["message_reply"].split("\n")[0] in page  # the text is kept
+        assert snapshot(client) == before
+        assert deliver(client) == 0
+
+
+def test_the_template_parts_alone_whatever_their_case_or_order_are_no_answer(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        url = rdv_reply_link(client, smtp_server)
+        fields = form_fields(client.get(url).text)
+        parts = [line for line in fields["message_reply"].split("\n") if line]
+        fields["message_reply"] = "\n".join(line.upper() + "  " for line in reversed(parts))
+        assert client.post(url, data=fields).status_code == 422
+        # One sentence of its own is an answer.
+        fields["message_reply"] = fields["message_reply"] + "\nIl reste 3 places en septembre."
+        assert client.post(url, data=fields).status_code == 200
+        assert deliver(client) == 1
+    assert "Il reste 3 places en septembre." in body(smtp_server.received[-1].message, "plain")
+
+
+def test_an_accept_reduced_to_greeting_and_signature_is_refused(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        pro = submit_application(client, smtp_server)
+        url = next(
+            path(u)
+            for u in links(pro)
+            if "/reply/" in u and 'value="accept" checked' in client.get(path(u)).text
+        )
+        fields = form_fields(client.get(url).text)
+        fields["message_accept"] = "Bonjour Léa,\n\n\nÀ bientôt,\nBoulangerie Martin"
+        response = client.post(url, data=fields)
+        assert response.status_code == 422
+        assert "Écrivez votre réponse" in html.unescape(response.text)
+        assert seed.fetch_all(client, tables.contact_requests.select())[0]["answered_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("answered_at", "shown"),
+    [
+        (dt.datetime(2026, 11, 29, 0, 55, tzinfo=dt.UTC), "le 29/11/2026 à 01:55"),  # winter: UTC+1
+        (dt.datetime(2026, 7, 1, 22, 30, tzinfo=dt.UTC), "le 02/07/2026 à 00:30"),  # summer: UTC+2, next day
+    ],
+)
+def test_the_answer_reads_as_a_sentence_in_paris_time(
+    tmp_path: Path, smtp_server: SMTPServer, answered_at: dt.datetime, shown: str
+) -> None:
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        pro = submit_application(client, smtp_server)
+        url = next(
+            path(u)
+            for u in links(pro)
+            if "/reply/" in u and 'value="accept" checked' in client.get(path(u)).text
+        )
+        client.post(url, data=form_fields(client.get(url).text))
+        seed.run(
+            client,
+            seed.state(client).database.execute,
+            tables.contact_requests.update().values(answered_at=answered_at, created_at=answered_at),
+        )
+        page = html.unescape(client.get(url).text)
+    assert f"Vous avez répondu favorablement {shown}." in page
+    assert f"Reçue {shown}" in page
+    assert "UTC" not in page

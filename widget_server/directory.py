@@ -28,7 +28,15 @@ from databases import Database
 from . import contacts as contact_marks
 from . import migrations, tables
 from .bundled import data_dir
-from .targets import CLOSED_BY_RECRUITER, TARGETS, BadTarget, TargetSpec, is_valid_siret, make_target
+from .targets import (
+    CLOSED_BY_RECRUITER,
+    CLOSED_FILLED,
+    TARGETS,
+    BadTarget,
+    TargetSpec,
+    is_valid_siret,
+    make_target,
+)
 from .validation import InvalidValue, email_identity, normalise_email, normalise_phone
 
 log = logging.getLogger("widget_server.directory")
@@ -43,6 +51,7 @@ BOUNCE_REASON = "marked as bouncing by a directory import"
 # Why a row stays closed whatever the file says, as the summary names it.
 KEPT_CLOSED = {
     CLOSED_BY_RECRUITER: "opted out by their contact",
+    CLOSED_FILLED: "filled, said their recruiter",
     "applications_cap": "applications cap reached",
 }
 

@@ -19,10 +19,12 @@ KindName = Literal["candidature", "rdv"]
 
 @dataclass(frozen=True)
 class Action:
-    """A quick-reply button of a pro email; `code` is stored on the token and the answer."""
+    """A quick-reply button of a pro email; `code` is stored on the token and the answer.
+    A secondary action is a small text link after the answers, not a button."""
 
     code: str
     label: str
+    secondary: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ TOPIC_LABELS = dict(TOPICS)
 ROLES = (("student", "l'apprenti(e)"), ("parent", "un parent"))
 
 OPT_OUT = Action("optout", "Ne plus recevoir de demandes")
+SPONTANEOUS_OPT_OUT = Action("optout", "Ne plus recevoir de candidatures spontanées", secondary=True)
+# "Offre pourvue": closes the offer and answers the candidate (offer_filled.py).
+OFFER_FILLED = Action("filled", "L'offre est pourvue", secondary=True)
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,9 @@ class RequestKind:
 
     def actions_for(self, target_kind: TargetKind) -> tuple[Action, ...]:
         if self.name == "candidature" and target_kind == "company":
-            return (*self.actions, Action("optout", "Ne plus recevoir de candidatures spontanées"))
+            return (*self.actions, SPONTANEOUS_OPT_OUT)
+        if self.name == "candidature" and target_kind == "offer":
+            return (*self.actions, OFFER_FILLED)
         return self.actions
 
 

@@ -44,6 +44,12 @@ def datetime_fr(moment: dt.datetime) -> str:
     return f"{date_fr(local)} à {local.hour} h {local.minute:02d}"
 
 
+def short_datetime_fr(moment: dt.datetime) -> str:
+    """`29/11/2026 à 01:55`, in Paris time: a status line on a page ("… le 29/11/2026 à 01:55")."""
+    local = in_paris(moment)
+    return f"{local:%d/%m/%Y} à {local:%H:%M}"
+
+
 def iso_paris(moment: dt.datetime | None) -> str | None:
     """ISO 8601 with Paris's offset, for machine-readable output a person reads too."""
     return in_paris(moment).isoformat() if moment is not None else None

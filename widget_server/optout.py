@@ -27,17 +27,21 @@ from .targets import CLOSED_BY_RECRUITER
 UNDO_DAYS = 60
 
 
-async def is_opted_out(database: Database, stored: StoredRequest, email: str) -> bool:
+async def opted_out_since(database: Database, stored: StoredRequest, email: str) -> dt.datetime | None:
+    """When the contact stopped these requests (an offer: when the service closed it), or None."""
     column = stored.target.spec.opt_out_column
     if column is None:
-        reason = await database.fetch_val(
-            sa.select(tables.offers.c.closed_reason).where(tables.offers.c.offer_id == stored.target.ref)
+        offers = tables.offers
+        value = await database.fetch_val(
+            sa.select(offers.c.closed_at).where(
+                offers.c.offer_id == stored.target.ref, offers.c.closed_reason.is_not(None)
+            )
         )
-        return reason is not None
-    value = await database.fetch_val(
-        sa.select(tables.contacts.c[column]).where(tables.contacts.c.email == email)
-    )
-    return value is not None
+    else:
+        value = await database.fetch_val(
+            sa.select(tables.contacts.c[column]).where(tables.contacts.c.email == email)
+        )
+    return value if isinstance(value, dt.datetime) else None
 
 
 async def set_opt_out(
@@ -51,11 +55,13 @@ async def set_opt_out(
     if column is None:
         # `closed_reason`, not `status`: the directory import owns `status` and
         # rewrites it; the recruiter's decision must outlive the next import.
+        # Undoing reopens only what an opt-out closed: not an offer filled since.
         offers = tables.offers
+        query = offers.update().where(offers.c.offer_id == stored.target.ref)
+        if not on:
+            query = query.where(offers.c.closed_reason == CLOSED_BY_RECRUITER)
         await database.execute(
-            offers.update()
-            .where(offers.c.offer_id == stored.target.ref)
-            .values(closed_reason=CLOSED_BY_RECRUITER if on else None, closed_at=now if on else None)
+            query.values(closed_reason=CLOSED_BY_RECRUITER if on else None, closed_at=now if on else None)
         )
     elif on:
         await contacts.mark(database, email, {column: now})
@@ -84,22 +90,28 @@ async def optout_page(request: Request) -> Response:
         "one_click": False,
     }
     if request.method != "POST":
-        page["state"] = "opted_out" if await is_opted_out(state.database, stored, email) else "in"
+        page["since"] = await opted_out_since(state.database, stored, email)
+        page["state"] = "in" if page["since"] is None else "opted_out"
         return _render(request, page)
 
     body = await request.body()
     page["one_click"] = b"List-Unsubscribe=One-Click" in body
     async with write_transaction(state.database):
-        was_out = await is_opted_out(state.database, stored, email)
+        was_out = await opted_out_since(state.database, stored, email) is not None
         if undo:
             if was_out:
                 await set_opt_out(state.database, stored, email, False, now)
         elif not was_out:
             await set_opt_out(state.database, stored, email, True, now)
             await _confirm(state, stored, email, now)
+        page["since"] = await opted_out_since(state.database, stored, email)
     if not undo and not was_out:
         state.outbox_worker.wake()
-    page["state"] = "in" if undo else "opted_out"
+    if stored.row["test"]:
+        # Played, not applied: the page says what a real click would have done.
+        page["since"] = None if undo else now
+    # What is true now: an undo leaves an offer filled since closed.
+    page["state"] = "in" if page["since"] is None else "opted_out"
     page["done"] = True
     return _render(request, page)
 

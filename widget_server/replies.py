@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import emails, outbox, partner_events, reply_tokens, tables
-from .contact_requests import ANSWERED, StoredRequest, ack_message_id, load
+from .contact_requests import ANSWERED, OPEN, StoredRequest, ack_message_id, load
 from .form_tokens import InvalidFormToken
-from .kinds import REFUSAL_REASONS
+from .kinds import KINDS, REFUSAL_REASONS
 from .pages import private_page
 from .problems import Problem
 from .resources import write_transaction
@@ -28,7 +29,11 @@ from .validation import FieldErrors, clean_email, clean_message, clean_phone, di
 
 @dataclass(frozen=True)
 class Answer:
-    """What one answer says to the candidate; `{…}` are filled from the request."""
+    """What one answer says to the candidate; `{…}` are filled from the request.
+
+    The editable message is `greeting`, `body`, `closing`: the greeting and the
+    closing are the template's fixed parts, the body is the answer's own text (an
+    empty body is a blank left for the recruiter or CFA to fill)."""
 
     code: str
     emails_candidate: bool
@@ -36,10 +41,20 @@ class Answer:
     headline: str = ""
     intro: str = ""
     outro: str = ""
-    default_message: str = ""
+    greeting: str = ""
+    body: str = ""
+    closing: str = ""
+    # The message must say something of its own (see `own_text`).
+    requires_message: bool = False
     asks_contact: bool = False
     asks_reasons: bool = False
     done: str = ""
+    # What the recruiter or CFA did, as the page says it afterwards ("… le 29/11/2026 à 01:55").
+    status: str = ""
+
+    @property
+    def default_message(self) -> str:
+        return "\n\n".join((self.greeting, self.body, self.closing)) if self.greeting else ""
 
 
 ANSWERS = {
@@ -52,11 +67,14 @@ ANSWERS = {
             headline="Bonne nouvelle, {first_name} : {company} donne suite à votre candidature !",
             intro="Voici son message :",
             outro="Répondez vite : c'est le moment de montrer votre motivation.",
-            default_message="Bonjour {first_name},\n\nMerci pour votre candidature. Votre profil "
-            "nous intéresse : nous aimerions échanger avec vous. Contactez-nous pour "
-            "convenir d'un rendez-vous.\n\nÀ bientôt,\n{company}",
+            greeting="Bonjour {first_name},",
+            body="Merci pour votre candidature. Votre profil nous intéresse : nous aimerions "
+            "échanger avec vous. Contactez-nous pour convenir d'un rendez-vous.",
+            closing="À bientôt,\n{company}",
+            requires_message=True,
             asks_contact=True,
             done="Votre réponse a été envoyée au candidat.",
+            status="Vous avez répondu favorablement",
         ),
         Answer(
             "refuse",
@@ -65,12 +83,13 @@ ANSWERS = {
             headline="{first_name}, {company} ne donne pas suite à votre candidature",
             intro="Ce n'est pas un jugement sur vous : d'autres entreprises vous attendent.",
             outro="Courage ! Chaque candidature vous rapproche de votre alternance.",
-            default_message="Bonjour {first_name},\n\nMerci pour l'intérêt que vous portez à "
-            "{company}. Nous ne pouvons pas donner suite à votre candidature. "
-            "Nous vous souhaitons de trouver rapidement votre alternance.\n\n"
-            "Bonne continuation,\n{company}",
+            greeting="Bonjour {first_name},",
+            body="Merci pour l'intérêt que vous portez à {company}. Nous ne pouvons pas donner "
+            "suite à votre candidature. Nous vous souhaitons de trouver rapidement votre alternance.",
+            closing="Bonne continuation,\n{company}",
             asks_reasons=True,
             done="Le candidat a été prévenu, merci d'avoir répondu.",
+            status="Vous avez décliné cette candidature",
         ),
         Answer(
             "reply",
@@ -78,9 +97,11 @@ ANSWERS = {
             subject="Réponse de {company} à vos questions",
             headline="{company} a répondu à vos questions, {first_name}",
             intro="Voici sa réponse sur la formation « {title} » :",
-            default_message="Bonjour {first_name},\n\nMerci pour vos questions sur la formation "
-            "« {title} ».\n\n\n\nCordialement,\n{company}",
+            greeting="Bonjour {first_name},\n\nMerci pour vos questions sur la formation « {title} ».",
+            closing="Cordialement,\n{company}",
+            requires_message=True,
             done="Votre réponse a été envoyée au candidat.",
+            status="Vous avez répondu au candidat",
         ),
         Answer(
             "unreachable",
@@ -91,11 +112,36 @@ ANSWERS = {
             "sans succès.",
             outro="Rappelez-le au {phone} : il sera ravi de répondre à vos questions.",
             done="Le candidat a été prévenu et invité à vous rappeler.",
+            status="Vous avez signalé que le candidat est injoignable",
         ),
         # The CFA already answered by phone or email: an automatic email on top would be noise.
-        Answer("other_channel", False, done="C'est noté, merci !"),
+        Answer(
+            "other_channel",
+            False,
+            done="C'est noté, merci !",
+            status="Vous avez indiqué avoir répondu au candidat par un autre canal",
+        ),
+        # Not a choice of the reply page: the "L'offre est pourvue" link (offer_filled.py).
+        Answer(
+            "filled",
+            True,
+            subject="Réponse à votre candidature – {company}",
+            headline="{first_name}, le poste « {title} » est pourvu",
+            intro="{company} a trouvé la personne qu'il lui fallait pour ce poste : elle ne peut donc "
+            "pas donner suite à votre candidature. Merci de l'intérêt que vous lui avez porté.",
+            outro="Ce n'est pas un jugement sur vous : d'autres offres vous attendent. Courage !",
+            done="Le candidat a été prévenu que l'offre est pourvue.",
+            status="Vous avez indiqué que l'offre est pourvue",
+        ),
     )
 }
+# The answers the reply page offers: every button of both kinds.
+_PAGE_ANSWERS = frozenset(a.code for kind in KINDS.values() for a in kind.actions)
+
+NO_OWN_TEXT = (
+    "Écrivez votre réponse entre la salutation et la signature : "
+    "en l'état, le candidat recevrait un message vide."
+)
 
 
 def _fill(text: str, stored: StoredRequest) -> str:
@@ -108,6 +154,20 @@ def _fill(text: str, stored: StoredRequest) -> str:
     )
 
 
+def _words(line: str) -> str:
+    return " ".join(re.findall(r"\w+", line.casefold()))
+
+
+def own_text(message: str, answer: Answer, stored: StoredRequest) -> str:
+    """What the message says besides the template's fixed parts (its greeting and
+    closing, as filled for this request), line by line, whatever the case, the
+    spacing or the punctuation: "" when the blank was left empty."""
+    fixed = {
+        _words(line) for part in (answer.greeting, answer.closing) for line in _fill(part, stored).split("\n")
+    }
+    return "\n".join(line for line in message.split("\n") if _words(line) not in fixed | {""})
+
+
 def _phone(value: str | None) -> str:
     return display_phone(value) if value else "le numéro indiqué sur son site"
 
@@ -116,7 +176,7 @@ async def reply_page(request: Request) -> Response:
     state = request.app.state
     token = request.path_params["token"]
     found = await reply_tokens.find(state.database, token)
-    if found is None or found["action"] not in ANSWERS:
+    if found is None or found["action"] not in _PAGE_ANSWERS:
         raise Problem(404, "Ce lien de réponse n'existe pas. Vérifiez qu'il est complet.")
     stored = await load(state.database, found["request_id"])
     if stored is None or stored.row["anonymised_at"] is not None:
@@ -176,9 +236,10 @@ async def _answer(
         errors.add("answer", "Choisissez une réponse.")
         code = codes[0]
     answer = ANSWERS[code]
-    message = clean_message(
-        errors, f"message_{code}", values.get(f"message_{code}"), required=answer.code in ("accept", "reply")
-    )
+    field = f"message_{code}"
+    message = clean_message(errors, field, values.get(field), required=answer.requires_message)
+    if answer.requires_message and message and not own_text(message, answer, stored):
+        errors.add(field, NO_OWN_TEXT)
     # Who answered (the address the buttons went to) and from which button.
     details: dict[str, Any] = {"by": found["contact_email"], "via": found["action"]}
     if answer.asks_reasons:
@@ -195,41 +256,63 @@ async def _answer(
         return _render(request, "pages/reply.html", page, 422)
 
     now = dt.datetime.now(dt.UTC)
-    requests = tables.contact_requests
     async with write_transaction(state.database):
-        # The first answer wins: a replayed or concurrent POST updates nothing.
-        won = await state.database.fetch_val(
-            requests.update()
-            .where(requests.c.id == stored.row["id"], requests.c.answered_at.is_(None))
-            .values(
-                status=ANSWERED,
-                answer=code,
-                answer_message=message or None,
-                answer_details=json.dumps(details, ensure_ascii=False),
-                answered_at=now,
-                updated_at=now,
-            )
-            .returning(requests.c.id)
-        )
-        if won is not None:
+        won = await record_answer(state, stored, answer, message, details, now)
+        if won:
             await state.database.execute(
                 tables.reply_tokens.update()
                 .where(tables.reply_tokens.c.token_hash == found["token_hash"])
                 .values(used_at=now)
             )
-            if answer.emails_candidate:
-                await _tell_candidate(state, stored, answer, message, details, now)
-            await partner_events.emit(state.database, stored.row["id"], partner_events.ANSWERED, now=now)
-    if won is not None:
+    if won:
         state.outbox_worker.wake()
     fresh = await load(state.database, stored.row["id"])
     assert fresh is not None
     return _render(
         request,
         "pages/reply_done.html",
-        {**page, "stored": fresh, "row": fresh.row, **_answered(fresh), "just_answered": won is not None},
+        {**page, "stored": fresh, "row": fresh.row, **_answered(fresh), "just_answered": won},
         200,
     )
+
+
+async def record_answer(
+    state: Any,
+    stored: StoredRequest,
+    answer: Answer,
+    message: str,
+    details: dict[str, Any],
+    now: dt.datetime,
+    *,
+    open_only: bool = False,
+) -> bool:
+    """Stores the answer and queues its email to the candidate, inside the caller's
+    transaction. The first answer wins: a replayed or concurrent one stores and
+    sends nothing (False). `open_only`: only a request still waiting for one
+    (not withdrawn, its email not bounced)."""
+    requests = tables.contact_requests
+    conditions = [requests.c.id == stored.row["id"], requests.c.answered_at.is_(None)]
+    if open_only:
+        conditions.append(requests.c.status.in_(OPEN))
+    won = await state.database.fetch_val(
+        requests.update()
+        .where(*conditions)
+        .values(
+            status=ANSWERED,
+            answer=answer.code,
+            answer_message=message or None,
+            answer_details=json.dumps(details, ensure_ascii=False),
+            answered_at=now,
+            updated_at=now,
+        )
+        .returning(requests.c.id)
+    )
+    if won is None:
+        return False
+    if answer.emails_candidate:
+        await _tell_candidate(state, stored, answer, message, details, now)
+    await partner_events.emit(state.database, stored.row["id"], partner_events.ANSWERED, now=now)
+    return True
 
 
 async def _tell_candidate(
@@ -277,10 +360,11 @@ def _answered(stored: StoredRequest) -> dict[str, Any]:
     row = stored.row
     details = json.loads(row["answer_details"]) if row["answer_details"] else {}
     answer = ANSWERS.get(row["answer"] or "")
-    labels = {a.code: a.label for a in stored.kind.actions}
+    labels = {a.code: a.label for a in stored.kind.actions_for(stored.target.kind)}
     return {
         "answered_label": labels.get(row["answer"] or "", row["answer"]),
         "answered_done": answer.done if answer else "",
+        "answered_status": answer.status if answer else "Une réponse a été donnée",
         "details": details,
     }
 

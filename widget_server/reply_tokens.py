@@ -19,14 +19,19 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# The page each kind of token opens; every other action is an answer (`/reply/`).
+_PATHS = {"optout": "optout", "optin": "optout", "filled": "filled"}
+
+
 def url_for(public_url: str, action: str, token: str) -> str:
-    return f"{public_url}/{'optout' if action in ('optout', 'optin') else 'reply'}/{token}"
+    return f"{public_url}/{_PATHS.get(action, 'reply')}/{token}"
 
 
 @dataclass(frozen=True)
 class TokenSet:
     rows: list[dict[str, Any]]
-    buttons: list[dict[str, str]]
+    # In the email's order; `secondary` ones are small links after the answers.
+    buttons: list[dict[str, Any]]
     optout_url: str
 
 
@@ -45,7 +50,9 @@ def issue_set(
     for code in dict.fromkeys([*(a.code for a in actions), "optout"]):
         urls[code], row = issue(request_id, contact_email, code, ttl=ttl, public_url=public_url, now=now)
         rows.append(row)
-    buttons = [{"code": a.code, "label": a.label, "url": urls[a.code]} for a in actions]
+    buttons = [
+        {"code": a.code, "label": a.label, "url": urls[a.code], "secondary": a.secondary} for a in actions
+    ]
     return TokenSet(rows, buttons, urls["optout"])
 
 

@@ -12,7 +12,7 @@ from databases import Database
 from starlette.templating import Jinja2Templates
 
 from .database import ServiceDatabase
-from .local_time import date_fr, datetime_fr
+from .local_time import date_fr, datetime_fr, short_datetime_fr
 from .settings import Settings
 
 PAGES_DIR = Path(__file__).parent / "templates"
@@ -39,6 +39,7 @@ def create_templates(settings: Settings) -> Jinja2Templates:
     # Times a person reads are in Paris time (local_time.py), never UTC.
     templates.env.filters["date_fr"] = date_fr
     templates.env.filters["datetime_fr"] = datetime_fr
+    templates.env.filters["short_datetime_fr"] = short_datetime_fr
     return templates
 
 

@@ -106,8 +106,10 @@ FORMATION = TargetSpec(
 )
 
 # Why the service closed an offer (`offers.closed_reason`): its recruiter stopped
-# applications from an email's link. A directory import never reopens it.
+# applications from an email's link, or said the position is filled ("L'offre
+# est pourvue"). A directory import never reopens it.
 CLOSED_BY_RECRUITER = "opted_out"
+CLOSED_FILLED = "filled"
 
 TARGETS: dict[str, TargetSpec] = {t.name: t for t in (OFFER, COMPANY, FORMATION)}
 TARGET_KINDS: tuple[TargetKind, ...] = tuple(t.name for t in TARGETS.values())

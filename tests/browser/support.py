@@ -35,6 +35,7 @@ OFFER = "LBA-2026-01007"  # Boulangerie Ferrand, Lyon
 OTHER_OFFER = "LBA-2026-01014"  # Garage Lemaire, Nantes
 CLOSED_OFFER = "LBA-2026-01028"
 NO_CONTACT_OFFER = "LBA-2026-01042"
+FILLED_OFFER = "LBA-2026-01133"  # declared filled (closed) by test_answers: for no other test
 SIRET = "90933327100015"  # Numérique Phocéen
 OPTED_OUT_SIRET = "90622251400018"  # Restaurant Le Petit Zinc
 FORMATION = "004111P011010530070001510105300700015-69383#L01"  # CAP Boulanger, Lyon
