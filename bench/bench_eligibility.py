@@ -3,7 +3,7 @@ served by uvicorn on 127.0.0.1 in the same run and hit by the same wrk script.
 Prints figures; asserts nothing.
 
     .venv/bin/python bench/bench_eligibility.py [--offers 20000] [--seconds 5] [--scaling]
-    BENCH_DATABASE_URL=postgresql+asyncpg://… … --database postgresql
+    … --database postgresql   # a database of its own on BENCH_DATABASE_URL's server
 
 The directory: OFFERS generated offers plus the demo companies and formations.
 wrk (16 connections, one thread) cycles through BATCHES different pages of 50
@@ -110,9 +110,9 @@ def measure(
     database: str = "sqlite", offers: int = 20_000, seconds: float = 5.0, pages: int = BATCHES
 ) -> list[Row]:
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, database_url(database, Path(tmp), "eligibility") as url:
         folder = Path(tmp)
-        settings = bench_settings(database_url(database, folder, "eligibility"), folder)
+        settings = bench_settings(url, folder)
         ids = prepare(settings, folder, offers)
         script = wrk_script(folder, batches(ids, 50, random.Random(7), pages))
         app = create_app(settings)
@@ -146,9 +146,9 @@ def measure(
 
 
 def scaling(database: str, offers: int, seconds: float) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, database_url(database, Path(tmp), "scaling") as url:
         folder = Path(tmp)
-        settings = bench_settings(database_url(database, folder, "scaling"), folder)
+        settings = bench_settings(url, folder)
         ids = prepare(settings, folder, offers)
         print(f"targets per batch, {offers:,} offers, {database}: req/s (targets/s)")
         print(f"{'targets':>8} {'bare':>16} {'cached':>22} {'no cache':>22}")

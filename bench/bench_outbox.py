@@ -2,11 +2,11 @@
 measured in the same run against the same local SMTP server. Prints figures;
 asserts nothing.
 
-    .venv/bin/python bench/bench_outbox.py [MESSAGES]
+    .venv/bin/python bench/bench_outbox.py [MESSAGES] [--database postgresql]
 
 MESSAGES (default 500) messages of about 12 kB (text and HTML parts, like the
-service's emails) are queued with `outbox.enqueue` in a fresh SQLite file (or
-`BENCH_DATABASE_URL`, a PostgreSQL database that is emptied first), then drained by one
+service's emails) are queued with `outbox.enqueue` in a fresh SQLite file (or, with `--database
+postgresql`, a fresh database of its own on BENCH_DATABASE_URL's server), then drained by one
 `outbox.Worker` (default batch size) over SMTP to aiosmtpd on 127.0.0.1. Baseline:
 the same messages sent with aiosmtplib on one connection, no database at all —
 the floor set by SMTP itself. The ratio is the price of the outbox (claims,
@@ -15,11 +15,10 @@ leases, one status write per message). Each run is cut at TIME_LIMIT seconds.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import os
 import re
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -31,7 +30,7 @@ from typing import Any
 
 import aiosmtplib
 from aiosmtpd.controller import Controller
-from support import Row
+from support import Row, database_url
 
 from widget_server import emails, mailer, migrations, outbox
 from widget_server.resources import create_database, prepare_sqlite
@@ -90,23 +89,20 @@ def outgoing(msg: EmailMessage) -> emails.Outgoing:
     return emails.Outgoing(msg, "noreply@lba.example", tuple(a.addr_spec for a in msg["To"].addresses))
 
 
-async def run_worker(count: int, smtp_url: str, workdir: Path) -> tuple[float, float, int]:
+async def run_worker(count: int, smtp_url: str, workdir: Path, url: str) -> tuple[float, float, int]:
     environ = {
         "VAR_DIR": str(workdir),
         "SECRET_KEY": "bench",
         "SMTP_URL": smtp_url,
         "LOG_LEVEL": "WARNING",
         "OUTBOX_WORKER": "false",
-        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL") or f"sqlite+aiosqlite:///{workdir}/bench.db",
+        "DATABASE_URL": url,
     }
     settings = load_settings(environ, env_file=None)
     database = create_database(settings)
     await database.connect()
     try:
         await prepare_sqlite(database)
-        if settings.database_url.startswith("postgresql"):
-            await database.execute("DROP SCHEMA public CASCADE")
-            await database.execute("CREATE SCHEMA public")
         await migrations.migrate(database)
         messages = [message(n, "w") for n in range(count)]
         started = time.perf_counter()
@@ -146,17 +142,17 @@ async def run_baseline(count: int, port: int) -> tuple[float, int]:
     return time.perf_counter() - started, sent
 
 
-def drain(count: int) -> tuple[float, float, int, int, float, bool]:
+def drain(count: int, database: str = "sqlite") -> tuple[float, float, int, int, float, bool]:
     """(worker rate, baseline rate, handled, sent, enqueue rate, each received once),
-    the worker on BENCH_DATABASE_URL (PostgreSQL) when set, else a fresh SQLite file."""
+    the worker on a fresh database of `database`'s kind."""
     handler = CountingHandler()
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, database_url(database, Path(tmp), "outbox") as url:
             enqueue_s, worker_s, handled = asyncio.run(
-                run_worker(count, f"smtp://127.0.0.1:{port}", Path(tmp))
+                run_worker(count, f"smtp://127.0.0.1:{port}", Path(tmp), url)
             )
         worker_ids = {k: v for k, v in handler.ids.items() if re.search(rb"\.w\d+@", k)}
         baseline_s, sent = asyncio.run(run_baseline(count, port))
@@ -168,16 +164,7 @@ def drain(count: int) -> tuple[float, float, int, int, float, bool]:
 
 def measure(database: str = "sqlite", count: int = 500, rounds: int = 2) -> list[Row]:
     """The worker beside the bare loop, `rounds` times in turn (mean of each)."""
-    previous = os.environ.pop("BENCH_DATABASE_URL", None)
-    try:
-        if database == "postgresql":
-            if not previous:
-                raise RuntimeError("set BENCH_DATABASE_URL=postgresql+asyncpg://… for the PostgreSQL figures")
-            os.environ["BENCH_DATABASE_URL"] = previous
-        results = [drain(count) for _ in range(rounds)]
-    finally:
-        if previous is not None:
-            os.environ["BENCH_DATABASE_URL"] = previous
+    results = [drain(count, database) for _ in range(rounds)]
     worker = statistics.fmean(r[0] for r in results)
     baseline = statistics.fmean(r[1] for r in results)
     once = all(r[5] for r in results)
@@ -195,11 +182,14 @@ def measure(database: str = "sqlite", count: int = 500, rounds: int = 2) -> list
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-    worker_rate, baseline_rate, handled, sent, enqueue_rate, once = drain(count)
-    database = "PostgreSQL" if os.environ.get("BENCH_DATABASE_URL", "").startswith("postgres") else "SQLite"
+    parser = argparse.ArgumentParser()
+    parser.add_argument("messages", type=int, nargs="?", default=500)
+    parser.add_argument("--database", default="sqlite", choices=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    count = args.messages
+    worker_rate, baseline_rate, handled, sent, enqueue_rate, once = drain(count, args.database)
     print(
-        f"{count} messages of ~{len(bytes(message(0, 'x'))) // 1024} kB, {database}, "
+        f"{count} messages of ~{len(bytes(message(0, 'x'))) // 1024} kB, {args.database}, "
         f"aiosmtpd on 127.0.0.1, batch size {outbox.BATCH_SIZE}"
     )
     print(f"enqueue (one transaction):   {enqueue_rate:8.0f} messages/s")

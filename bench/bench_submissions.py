@@ -7,7 +7,7 @@ Prints figures; asserts nothing.
 
     .venv/bin/python bench/bench_submissions.py [--requests 240] [--concurrency 8] [--pdf-kb 200]
     .venv/bin/python bench/bench_submissions.py --scaling     # CV size 10 KB → 3 MB
-    BENCH_DATABASE_URL=postgresql+asyncpg://… … --database postgresql
+    … --database postgresql   # a database of its own on BENCH_DATABASE_URL's server
 """
 
 from __future__ import annotations
@@ -149,9 +149,9 @@ def compare(
 def measure(
     database: str = "sqlite", requests: int = 60, concurrency: int = 8, pdf_kb: int = 200
 ) -> list[Row]:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, database_url(database, Path(tmp), "submissions") as url:
         folder = Path(tmp)
-        settings = bench_settings(database_url(database, folder, "submissions"), folder)
+        settings = bench_settings(url, folder)
         ours, base, p50 = compare(settings, make_pdf(pdf_kb * 1024), requests, concurrency)
     return [
         Row(
@@ -169,9 +169,9 @@ def measure(
 def scaling(database: str, requests: int, concurrency: int) -> None:
     print(f"CV size, {database}: ours / bare multipart echo (req/s), p50")
     for kb in (10, 200, 1024, 3 * 1024 - 4):
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, database_url(database, Path(tmp), f"cv{kb}") as url:
             folder = Path(tmp)
-            settings = bench_settings(database_url(database, folder, f"cv{kb}"), folder)
+            settings = bench_settings(url, folder)
             ours, base, p50 = compare(settings, make_pdf(kb * 1024), requests, concurrency, rounds=2)
         print(f"{kb:>6} KB {ours:8.1f} {base:8.1f}  ratio {ours / base:4.2f}  p50 {p50:6.0f} ms")
 

@@ -1,9 +1,13 @@
 """Every bench of issue #11 in one bounded run, one table: each of our figures
 beside a baseline measured in the same process run, the ratio and its goal.
 
-    bench/run                     # SQLite
-    BENCH_DATABASE_URL=postgresql+asyncpg://root@127.0.0.1:5432/bench bench/run   # and PostgreSQL
+    bench/run                     # SQLite, and PostgreSQL when its server answers
+    BENCH_DATABASE_URL=postgresql+asyncpg://USER@HOST:PORT/DB bench/run   # another server
     bench/run --quick             # smaller runs, for a first look
+
+On PostgreSQL each bench creates a database of its own on the server
+(postgresql+asyncpg://root@127.0.0.1:5432 unless BENCH_DATABASE_URL names another)
+and drops it afterwards: no bench touches a database someone else uses.
 
 Servers listen on 127.0.0.1 only; every load is bounded in requests or time.
 Absolute figures depend on the machine and on whoever else uses it; the ratio
@@ -24,7 +28,7 @@ import bench_eligibility
 import bench_import
 import bench_outbox
 import bench_submissions
-from support import Row, have_wrk
+from support import Row, have_postgresql, have_wrk, postgresql_server
 
 
 def table(rows: list[Row]) -> str:
@@ -44,7 +48,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller runs (about a minute)")
     parser.add_argument("--only", choices=["eligibility", "submissions", "import", "outbox"])
     args = parser.parse_args()
-    databases = ["sqlite"] + (["postgresql"] if os.environ.get("BENCH_DATABASE_URL") else [])
+    databases = ["sqlite"]
+    if have_postgresql():
+        databases.append("postgresql")
+    else:
+        print(f"PostgreSQL at {postgresql_server()} does not answer: its figures skipped", file=sys.stderr)
     quick = args.quick
     benches: list[tuple[str, str, Callable[[], list[Row]]]] = []
     for db in databases:
@@ -61,6 +69,7 @@ def main() -> int:
 
     rows: list[Row] = []
     started = time.monotonic()
+    print(f"load average at the start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", file=sys.stderr)
     for name, db, run in benches:
         if args.only and name != args.only:
             continue

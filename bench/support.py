@@ -4,6 +4,7 @@ wrk run, the settings of a bench app, and one result row of `bench/run`."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import shutil
@@ -12,12 +13,14 @@ import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from sqlalchemy.engine import URL, make_url
 
 from widget_server.settings import Settings, load_settings
 
@@ -112,23 +115,58 @@ def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
 
-def database_url(kind: str, folder: Path, name: str) -> str:
-    """A fresh SQLite file in `folder`, or BENCH_DATABASE_URL (PostgreSQL) emptied."""
-    if kind == "sqlite":
-        return f"sqlite+aiosqlite:///{folder / name}.db"
-    url = os.environ.get("BENCH_DATABASE_URL", "")
-    if not url.startswith("postgresql"):
-        raise RuntimeError("set BENCH_DATABASE_URL=postgresql+asyncpg://… for the PostgreSQL figures")
-    asyncio.run(_reset_postgresql(url))
-    return url
+# The PostgreSQL server the benches use (BENCH_DATABASE_URL overrides it): each
+# bench creates a database of its own there and drops it afterwards, so a bench
+# never touches a database someone else is using (the test suite's `test`).
+POSTGRESQL_SERVER = "postgresql+asyncpg://root@127.0.0.1:5432/test"
+_databases = itertools.count()
 
 
-async def _reset_postgresql(url: str) -> None:
+def postgresql_server() -> str:
+    return os.environ.get("BENCH_DATABASE_URL") or POSTGRESQL_SERVER
+
+
+def have_postgresql() -> bool:
+    """Whether the PostgreSQL server answers (its figures are skipped otherwise)."""
     import asyncpg
 
-    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    async def probe() -> None:
+        connection = await asyncpg.connect(_driver_url(postgresql_server()), timeout=5)
+        await connection.close()
+
     try:
-        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    return True
+
+
+def _driver_url(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+@contextmanager
+def database_url(kind: str, folder: Path, name: str) -> Iterator[str]:
+    """A fresh SQLite file in `folder`, or a fresh PostgreSQL database of this
+    bench on the server of `postgresql_server()`, dropped on the way out."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{folder / name}.db"
+        return
+    server = make_url(postgresql_server())
+    database = f"widget_bench_{os.getpid()}_{next(_databases)}_{name}"
+    asyncio.run(_admin(server, f'CREATE DATABASE "{database}"'))
+    try:
+        yield server.set(database=database).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+async def _admin(server: URL, sql: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(_driver_url(server.render_as_string(hide_password=False)))
+    try:
+        await connection.execute(sql)
     finally:
         await connection.close()
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -8,6 +9,10 @@ from starlette.testclient import TestClient
 
 from tests.seed import run, state
 from widget_server import directory, tables
+from widget_server import eligibility as eligibility_module
+from widget_server.api import MAX_QUERY_BYTES, MAX_TARGETS
+from widget_server.database import fetch_tuples
+from widget_server.targets import parse_target
 
 # The demo directory (examples/data), one target per reason.
 EXPECTED: dict[str, tuple[str | None, str | None, str | None]] = {
@@ -144,15 +149,52 @@ def test_no_target_is_refused(demo: TestClient) -> None:
     assert_problem(demo.get("/api/v1/eligibility"), ["target"])
 
 
-def test_malformed_targets_are_named_by_position(demo: TestClient) -> None:
-    response = eligibility(demo, ["offer:LBA-2026-01007", "LBA-2026-01007", "job:1", "offer:a b"])
-    assert_problem(response, ["target[1]", "target[2]", "target[3]"])
+def invalid(target: str) -> dict[str, Any]:
+    return {"target": target, "eligible": False, "reason": "invalid_target", "name": None, "city": None}
 
 
-def test_a_siret_with_a_bad_key_is_refused(demo: TestClient) -> None:
-    response = eligibility(demo, ["company:90103791900016", "company:123"])
-    assert_problem(response, ["target[0]", "target[1]"])
-    assert "SIRET" in response.json()["errors"][0]["message"]
+def test_a_malformed_target_gets_its_own_result_and_the_others_are_answered(demo: TestClient) -> None:
+    asked = ["offer:LBA-2026-01007", "LBA-2026-01007", "job:1", "offer:a b", "company:90622251400018"]
+    response = eligibility(demo, asked)
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    results = response.json()["results"]
+    assert [r["target"] for r in results] == asked
+    assert results[0]["eligible"] is True
+    assert results[1:4] == [invalid("LBA-2026-01007"), invalid("job:1"), invalid("offer:a b")]
+    assert results[4]["reason"] == "opted_out"
+
+
+def test_a_siret_with_a_bad_key_is_an_invalid_target(demo: TestClient) -> None:
+    asked = ["company:90103791900016", "company:123", "company:90103791900015"]
+    results = eligibility(demo, asked).json()["results"]
+    assert results[:2] == [invalid("company:90103791900016"), invalid("company:123")]
+    assert results[2]["eligible"] is True
+
+
+def test_a_malformed_target_is_echoed_as_json_whatever_it_holds(demo: TestClient) -> None:
+    hostile = ['offer:"}]<script>\u2028', "offer:\r\nX-Injected: 1", "formation:" + "é" * 300, ""]
+    response = eligibility(demo, hostile)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["results"] == [invalid(t) for t in hostile]
+    assert "x-injected" not in response.headers
+
+
+def test_a_query_longer_than_any_hundred_targets_is_refused_before_it_is_parsed(demo: TestClient) -> None:
+    # The longest well-formed batch (100 formation ids of 100 characters, each
+    # one percent-encoded) fits; one byte more than the limit does not.
+    longest = ["formation:A" + "#" * 99] * MAX_TARGETS
+    assert eligibility(demo, longest).status_code == 200
+    query = "target=" + "x" * (MAX_QUERY_BYTES - len("target="))
+    assert demo.get(f"/api/v1/eligibility?{query}").status_code == 200
+    response = demo.get(f"/api/v1/eligibility?{query}x")
+    assert_problem(response, ["target"])
+    assert response.headers["access-control-allow-origin"] == "*"
+
+
+def test_more_than_a_hundred_targets_is_refused_even_malformed(demo: TestClient) -> None:
+    assert_problem(eligibility(demo, ["x"] * 101), ["target"])
 
 
 @pytest.fixture
@@ -168,16 +210,44 @@ def queries(demo: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[
             return _original(query, *args, **kwargs)
 
         monkeypatch.setattr(database, method, counting)
+    # The widget's lean read (statements written for the driver).
+    lean = fetch_tuples
+
+    async def lean_counting(database: Any, statements: Any, args: Any) -> Any:
+        seen.append(statements[database.url.dialect])
+        return await lean(database, statements, args)
+
+    monkeypatch.setattr(eligibility_module, "fetch_tuples", lean_counting)
     yield seen
 
 
-def test_one_query_per_target_kind_whatever_the_number_of_targets(
-    demo: TestClient, queries: list[str]
-) -> None:
+def test_one_query_whatever_the_number_and_kinds_of_targets(demo: TestClient, queries: list[str]) -> None:
     assert eligibility(demo, list(EXPECTED)).status_code == 200
-    assert len(queries) == 3
+    assert len(queries) == 1
     queries.clear()
     offers = [t for t in EXPECTED if t.startswith("offer:")] + [f"offer:X-{n}" for n in range(50)]
     assert eligibility(demo, offers).status_code == 200
     assert len(queries) == 1
     assert "offers" in queries[0]
+
+
+def test_the_lean_read_and_the_submissions_read_give_the_same_answers(demo: TestClient) -> None:
+    # The widget's read (eligibility.answers) and the one submissions use
+    # (check_many) apply one rule to the same rows.
+    targets = [parse_target(t) for t in EXPECTED]
+    database = state(demo).database
+    run(  # one offer at a cap of 2 applications, to see the cap applied by both
+        demo,
+        database.execute,
+        tables.offers.update()
+        .where(tables.offers.c.offer_id == "LBA-2026-01014")
+        .values(application_count=2),
+    )
+    full = run(demo, partial(eligibility_module.check_many, database, targets, max_offer_applications=2))
+    assert {r.reason for r in full} == {None, *eligibility_module.REASONS}
+    # Through the service's database and through the widget's (on SQLite, read inline).
+    for reads in (database, state(demo).eligibility_cache.database):
+        lean = run(demo, partial(eligibility_module.answers, reads, targets, max_offer_applications=2))
+        assert lean is not None
+        assert [lean[t] for t in targets] == [result.as_json() for result in full]
+    assert lean is not None and lean[parse_target("offer:LBA-2026-01014")]["reason"] == "closed"

@@ -20,6 +20,7 @@ from widget_server.eligibility_cache import (
     PROMISE_SECONDS,
     EligibilityCache,
 )
+from widget_server.targets import Target
 
 CONTACT = "contact@garage-durand.example"
 OFFER_CONTACT = "recrutement@boulangerie.example"
@@ -186,3 +187,17 @@ def test_the_memory_the_cache_holds_is_bounded(
         sizes.append((len(cache.pages), len(cache.entries)))
     assert max(pages for pages, _ in sizes) <= 4
     assert max(entries for _, entries in sizes) <= 6
+
+
+def test_an_answer_with_a_malformed_target_is_not_kept_whole(
+    instances: tuple[TestClient, TestClient, Clock],
+) -> None:
+    # Distinct malformed queries cost nothing to make: kept whole, they would
+    # fill the memory of answers that real listing pages need.
+    first, _, _ = instances
+    cache = seed.state(first).eligibility_cache
+    for n in range(5):
+        response = first.get("/api/v1/eligibility", params=[("target", "offer:A-1"), ("target", f"bad {n}")])
+        assert [r["reason"] for r in response.json()["results"]] == ["unknown_target", "invalid_target"]
+    assert cache.pages == {}
+    assert list(cache.entries) == [Target("offer", "A-1")]

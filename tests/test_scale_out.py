@@ -295,18 +295,31 @@ def _run_load_and_checks(
         wait_until(lambda: len(smtp.received) >= 6, "the first emails", seconds=60)
         smtp.handler.hold_next_recipient()
         wait_until(lambda: smtp.handler.held_recipient is not None, "a worker to be held", seconds=60)
-        [held] = database.rows(
-            sa.select(outbox.c.lease_owner).where(
-                outbox.c.recipient == smtp.handler.held_recipient, outbox.c.status == "sending"
-            )
-        )
-        victim = int(str(held["lease_owner"]).split(":")[1])
-        assert victim in workers, f"{held['lease_owner']} is not one of the worker processes"
+        # Other workers may be sending emails to the same recruiter (each worker
+        # claims a batch): they finish theirs, the held one cannot.
+        owners: list[set[str]] = []
+
+        def one_owner() -> bool:
+            owners[:] = [
+                {
+                    str(row["lease_owner"])
+                    for row in database.rows(
+                        sa.select(outbox.c.lease_owner).where(
+                            outbox.c.recipient == smtp.handler.held_recipient,
+                            outbox.c.status == "sending",
+                        )
+                    )
+                }
+            ]
+            return len(owners[0]) == 1
+
+        wait_until(one_owner, "the held worker alone sending to that recipient", seconds=60)
+        [held_owner] = owners[0]
+        victim = int(str(held_owner).split(":")[1])
+        assert victim in workers, f"{held_owner} is not one of the worker processes"
         os.kill(victim, signal.SIGKILL)
         leased = database.rows(
-            sa.select(outbox.c.id).where(
-                outbox.c.lease_owner == held["lease_owner"], outbox.c.status == "sending"
-            )
+            sa.select(outbox.c.id).where(outbox.c.lease_owner == held_owner, outbox.c.status == "sending")
         )
         smtp.handler.release()
         accepted = [r.json()["id"] for r in responses if r.status_code == 202]

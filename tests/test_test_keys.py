@@ -9,7 +9,7 @@ import functools
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from starlette.testclient import TestClient
@@ -17,11 +17,12 @@ from starlette.testclient import TestClient
 from tests import seed
 from tests.smtp_server import SMTPServer
 from tests.support import PRODUCTION, application, appointment, deliver, form_fields, make_settings
+from tests.webhook_receiver import running as running_receiver
 from widget_server import callers, cli, contacts, tables
 from widget_server.app import create_app
+from widget_server.contact_requests import STAND_IN_CONTACT
 from widget_server.operator_page import figures
 from widget_server.reminders import send_due_reminders
-from widget_server.sandbox import STAND_IN_CONTACT
 from widget_server.stats import stats
 
 REAL_RECRUITER = "recrutement@boulangerie.example"  # seed.offer's contact
@@ -94,7 +95,10 @@ def test_a_test_key_request_sends_nothing_over_smtp_and_lands_in_its_test_mailbo
         assert STAND_IN_CONTACT in pro["to"]
         assert REAL_RECRUITER not in json.dumps(messages)
         assert row["contact_email"] == STAND_IN_CONTACT
-        tokens = seed.fetch_all(client, tables.reply_tokens.select())
+        # The recruiter's links (the candidate's follow-up link is to the candidate).
+        tokens = seed.fetch_all(
+            client, tables.reply_tokens.select().where(tables.reply_tokens.c.action != "followup")
+        )
         assert tokens and {t["contact_email"] for t in tokens} == {STAND_IN_CONTACT}
         assert mailbox(client, key, request_id=request_id) == messages
 
@@ -154,6 +158,42 @@ def test_the_whole_loop_from_the_test_mailbox_answer_and_reminder(
         assert "rdv@cfa-commerce.example" not in json.dumps(mailbox(client, key))
 
 
+def test_webhooks_of_a_test_key_fire_and_its_status_says_test(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_app(tmp_path, smtp_server) as client, running_receiver() as receiver:
+        seed.offer(client)
+        made = seed.run(
+            client,
+            functools.partial(callers.create, test=True, webhook_url=receiver.url),
+            seed.state(client).database,
+            "mon-site",
+        )
+        assert made.webhook_secret is not None
+        request_id = apply(client, made.key).json()["id"]
+        deliver(client)
+        [pro] = [m for m in mailbox(client, made.key) if m["template"] == "candidature_pro"]
+        [accept] = [
+            link["href"]
+            for link in pro["links"]
+            if "/reply/" in link["href"] and 'value="accept" checked' in client.get(local(link["href"])).text
+        ]
+        assert client.post(local(accept), data=form_fields(client.get(local(accept)).text)).status_code == 200
+        deliver(client)
+
+        assert smtp_server.received == []
+        events = [delivery.verify(made.webhook_secret) for delivery in receiver.deliveries]
+        assert [e["type"] for e in events] == ["request.delivered", "request.answered"]  # type: ignore[index]
+        assert all(e["data"]["id"] == request_id and e["data"]["test"] is True for e in events)  # type: ignore[index]
+        status = client.get(f"/api/v1/requests/{request_id}", headers=bearer(made.key)).json()
+        assert status["status"] == "answered" and status["test"] is True
+        live = apply(client, seed.api_key(client), email="noe.petit@example.org").json()["id"]
+        assert client.get(f"/api/v1/requests/{live}", headers=bearer(seed.api_key(client))).status_code == 404
+        live_key = seed.api_key(client, "autre-site")
+        other = apply(client, live_key, email="jade.roux@example.org").json()["id"]
+        assert client.get(f"/api/v1/requests/{other}", headers=bearer(live_key)).json()["test"] is False
+
+
 def test_production_has_no_dev_mailbox_yet_test_keys_work(tmp_path: Path, smtp_server: SMTPServer) -> None:
     settings = make_settings(tmp_path, **{**PRODUCTION, "SMTP_URL": smtp_server.url}, OUTBOX_WORKER="false")
     with TestClient(create_app(settings), base_url="https://widget.example") as client:
@@ -189,13 +229,13 @@ def test_another_key_cannot_read_a_test_mailbox(tmp_path: Path, smtp_server: SMT
         deliver(client)
         assert len(mailbox(client, key)) == 2
 
-        other = make_test_key(client, "autre-site")
-        assert mailbox(client, other) == []
-        response = client.get(
-            "/api/v1/test-mailbox", params={"request_id": request_id}, headers=bearer(other)
-        )
-        assert response.status_code == 404
-        assert response.json()["code"] == "unknown_request"
+        for other in (make_test_key(client, "autre-site"), make_test_key(client)):  # same partner too
+            assert mailbox(client, other) == []
+            response = client.get(
+                "/api/v1/test-mailbox", params={"request_id": request_id}, headers=bearer(other)
+            )
+            assert response.status_code == 404
+            assert response.json()["code"] == "unknown_request"
 
         live = client.get("/api/v1/test-mailbox", headers=bearer(seed.api_key(client)))
         assert live.status_code == 403 and live.json()["code"] == "not_a_test_key"
@@ -203,6 +243,16 @@ def test_another_key_cannot_read_a_test_mailbox(tmp_path: Path, smtp_server: SMT
         prefix = key.split("_")[2]
         assert seed.run(client, callers.revoke_key, seed.state(client).database, prefix)
         assert client.get("/api/v1/test-mailbox", headers=bearer(key)).status_code == 401
+
+
+@pytest.mark.parametrize("request_id", ["\x00", "a\x00b", "é" * 20, "A" * 20, "0" * 5000, "../x"])
+def test_a_malformed_request_id_is_a_404_never_a_500(client: TestClient, request_id: str) -> None:
+    # PostgreSQL refuses a NUL in text: ids are checked before any query.
+    key = make_test_key(client)
+    response = client.get("/api/v1/test-mailbox", params={"request_id": request_id}, headers=bearer(key))
+    assert response.status_code == 404 and response.json()["code"] == "unknown_request"
+    response = client.get(f"/api/v1/requests/{quote(request_id, safe='')}", headers=bearer(key))
+    assert response.status_code == 404
 
 
 # --- nothing counts against real people or real figures -------------------------------
@@ -248,6 +298,15 @@ def test_test_keys_have_their_own_rate_limit(tmp_path: Path) -> None:
             202,
             429,
         ]
+        assert apply(client, seed.api_key(client)).status_code == 202
+
+    # Reading statuses with a test key does not spend the live key's allowance either.
+    with TestClient(create_app(make_settings(tmp_path / "2", API_KEY_RATE_LIMIT="2/minute"))) as client:
+        seed.offer(client)
+        key = make_test_key(client)
+        request_id = apply(client, key).json()["id"]
+        assert client.get(f"/api/v1/requests/{request_id}", headers=bearer(key)).status_code == 200
+        assert client.get(f"/api/v1/requests/{request_id}", headers=bearer(key)).status_code == 429
         assert apply(client, seed.api_key(client)).status_code == 202
 
 

@@ -140,6 +140,7 @@ def test_an_event_arrives_signed_with_the_status_object_and_a_stable_id(tmp_path
             "created_at": "2026-11-02T09:00:00Z",
             "delivered_at": "2026-11-02T09:00:00Z",
             "answer": None,
+            "test": False,
         },
     }
     # Signed with another secret, it does not verify.

@@ -227,6 +227,9 @@ def test_example_site_points_at_the_widget(tmp_path: Path) -> None:
 def test_malformed_targets_are_reported_to_partner_pages(client: TestClient) -> None:
     # The loader, on a partner's origin, must read which placeholder is wrong.
     response = client.get("/api/v1/eligibility", params={"target": ["offer:A-1", "company:12345678901235"]})
-    assert response.status_code == 400
+    assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == "*"
-    assert [e["field"] for e in response.json()["errors"]] == ["target[1]"]
+    assert [(r["target"], r["reason"]) for r in response.json()["results"]] == [
+        ("offer:A-1", "unknown_target"),
+        ("company:12345678901235", "invalid_target"),
+    ]

@@ -10,7 +10,11 @@ from .problems import Problem
 from .targets import BadTarget, Target, parse_target
 
 MAX_TARGETS = 100
-# Errors too: the widget reads which target was malformed from a partner's page.
+# The longest query string MAX_TARGETS well-formed targets can make (a reference
+# is at most 100 characters, 3 bytes each once percent-encoded); a longer one is
+# refused before it is parsed, and no answer ever echoes more than this back.
+MAX_QUERY_BYTES = 32 * 1024
+# Errors too: the widget on a partner's page reads them.
 CORS = {"Access-Control-Allow-Origin": "*"}
 
 
@@ -28,36 +32,33 @@ async def eligibility_endpoint(request: Request) -> Response:
     )
 
 
-def _targets(request: Request) -> list[Target]:
+def _targets(request: Request) -> list[Target | str]:
+    """The targets asked about, in order; a malformed one stays the text it was
+    (answered `invalid_target` in its own result, SPEC section 11)."""
+    if len(request.scope["query_string"]) > MAX_QUERY_BYTES:
+        raise _bad_parameter(f"Demande trop longue : au plus {MAX_TARGETS} cibles d'au plus 100 caractères.")
     values = request.query_params.getlist("target")
     if not values:
-        raise Problem(
-            400,
-            "Indiquez au moins une cible : ?target=offer:ID",
-            code="bad_parameter",
-            errors=[{"field": "target", "message": "paramètre obligatoire"}],
-            headers=CORS,
-        )
+        raise _bad_parameter("Indiquez au moins une cible : ?target=offer:ID", "paramètre obligatoire")
     if len(values) > MAX_TARGETS:
-        raise Problem(
-            400,
-            f"Au plus {MAX_TARGETS} cibles par demande.",
-            code="bad_parameter",
-            errors=[{"field": "target", "message": f"au plus {MAX_TARGETS} valeurs"}],
-            headers=CORS,
-        )
-    targets = []
-    errors = []
-    for index, value in enumerate(values):
+        raise _bad_parameter(f"Au plus {MAX_TARGETS} cibles par demande.", f"au plus {MAX_TARGETS} valeurs")
+    targets: list[Target | str] = []
+    for value in values:
         try:
             targets.append(parse_target(value))
-        except BadTarget as exc:
-            errors.append({"field": f"target[{index}]", "message": str(exc)})
-    if errors:
-        raise Problem(
-            400, "Certaines cibles sont mal formées.", code="bad_parameter", errors=errors, headers=CORS
-        )
+        except BadTarget:
+            targets.append(value)
     return targets
+
+
+def _bad_parameter(detail: str, message: str | None = None) -> Problem:
+    return Problem(
+        400,
+        detail,
+        code="bad_parameter",
+        errors=[{"field": "target", "message": message or detail}],
+        headers=CORS,
+    )
 
 
 async def healthz(request: Request) -> Response:

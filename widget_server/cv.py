@@ -4,7 +4,8 @@ first bytes alone, before anything is forwarded to a recruiter.
 - PDF: starts with `%PDF-`, is not also a ZIP (a polyglot), and opens in a real
   PDF parser (pypdf) with at least one page and no JavaScript, launch action or
   embedded file. The parser runs in a child process with CPU and memory limits,
-  killed on a deadline (`pdf_check`), so no file can hang the service.
+  killed on a deadline (`pdf_check`, started once and reused: `pdf_checkers`),
+  so no file can hang the service.
 - DOCX: a valid OOXML package read from the zip directory: `[Content_Types].xml`
   and `word/document.xml` present, the Word document content type declared, at
   most `DOCX_MAX_ENTRIES` entries and `DOCX_MAX_INFLATED_BYTES` once inflated
@@ -19,17 +20,14 @@ asynchronously, before the request is stored.
 
 from __future__ import annotations
 
-import asyncio
 import io
-import json
 import logging
 import re
-import sys
 import unicodedata
 import zipfile
 from dataclasses import dataclass
 
-from . import clamd
+from . import clamd, pdf_checkers
 from .problems import Problem
 from .settings import Settings
 
@@ -207,26 +205,9 @@ async def verify(cv: CV, settings: Settings) -> None:
 
 
 async def inspect_pdf(data: bytes) -> str:
-    """The verdict of `pdf_check` run in a child process: `ok`, `active`,
+    """The verdict of a `pdf_check` child process (`pdf_checkers`): `ok`, `active`,
     `unreadable`, or `timeout` after `PDF_CHECK_SECONDS` (the child is killed)."""
-    limit_seconds = PDF_CHECK_SECONDS
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "widget_server.pdf_check",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(data), limit_seconds)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        log.warning("a PDF took more than %.0f s to parse; refused", limit_seconds)
-        return "timeout"
-    try:
-        return str(json.loads(output)["verdict"])
-    except (ValueError, KeyError, TypeError):
-        # Killed by its CPU or memory limit, or crashed: not a PDF we forward.
-        return "unreadable"
+    verdict = await pdf_checkers.checkers().check(data, PDF_CHECK_SECONDS)
+    if verdict == "timeout":
+        log.warning("a PDF took more than %.0f s to parse; refused", PDF_CHECK_SECONDS)
+    return verdict

@@ -76,6 +76,27 @@ def connections_in_use(database: Database) -> int:
     return int(pool.get_size() - pool.get_idle_size())
 
 
+async def fetch_tuples(
+    database: Database, statements: Mapping[str, str], args: Sequence[Any]
+) -> list[Any] | None:
+    """The rows of a statement written for the driver itself, as tuples in the
+    select's order, with no SQLAlchemy on the way (no statement to build, compile
+    or bind, no row conversion): for the hottest read, where those cost more
+    than the read. `statements` by dialect (`sqlite`: `?` placeholders,
+    `postgresql`: `$1`…). None when the backend cannot (the caller then reads
+    through SQLAlchemy)."""
+    statement = statements.get(database.url.dialect)
+    if statement is None:
+        return None
+    async with database.connection() as connection:
+        backend = connection._connection
+        fetch = getattr(backend, "fetch_tuples", None)
+        if fetch is None:
+            return None
+        async with connection._query_lock:
+            return list(await fetch(statement, args))
+
+
 # --- statements compiled once ---------------------------------------------------
 
 
@@ -412,6 +433,13 @@ class CachedSQLiteConnection(SQLiteConnection):
         records = self._records(outcome, result_columns, context)
         return records[0] if records else None
 
+    async def fetch_tuples(self, statement: str, args: Sequence[Any]) -> list[Any]:
+        assert self._connection is not None, "Connection is not acquired"
+        outcome: _Outcome = await self._connection._execute(  # type: ignore[no-untyped-call]
+            _run, self._connection._conn, statement, args, None
+        )
+        return outcome[0]
+
     async def execute(self, query: ClauseElement) -> Any:
         (_, _, lastrowid, rowcount), _, _ = await self._one_hop(query, 0)
         # What `databases` answers: the new row's id, else the rows changed.
@@ -475,6 +503,12 @@ class CachedPostgresConnection(PostgresConnection):
         # The dialect writes %(name)s; asyncpg wants $1, $2… (as `databases` does).
         numbers = {name: f"${index}" for index, name in enumerate(names, start=1)}
         return statement % numbers, [values[name] for name in names], compiled._result_columns
+
+    async def fetch_tuples(self, statement: str, args: Sequence[Any]) -> list[Any]:
+        # asyncpg prepares a statement once per connection and keeps it (its
+        # statement cache): later calls are one round trip.
+        assert self._connection is not None, "Connection is not acquired"
+        return list(await self._connection.fetch(statement, *args))
 
 
 _WatchedPostgresConnection, _ = _watch(CachedPostgresConnection, PostgresTransaction)
@@ -550,6 +584,14 @@ class InlineReadConnection(CachedSQLiteConnection):
     async def fetch_one(self, query: ClauseElement) -> Any:
         rows = self._fetch(query, 1)
         return rows[0] if rows else None
+
+    async def fetch_tuples(self, statement: str, args: Sequence[Any]) -> list[Any]:
+        assert self._reader is not None, "Connection is not acquired"
+        cursor = self._reader.execute(statement, args)
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
 
     def _fetch(self, query: ClauseElement, limit: int | None) -> list[ReadRecord]:
         assert self._reader is not None, "Connection is not acquired"

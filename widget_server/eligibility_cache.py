@@ -43,9 +43,13 @@ MAX_PAGES = 2_000
 Clock = Callable[[], float]
 
 
+# Starlette's JSONResponse encoding, so the answer is the same byte for byte
+# (one encoder for every answer: `json.dumps` with options makes one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
 def _json(value: object) -> bytes:
-    # Starlette's JSONResponse encoding, so the answer is the same byte for byte.
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 class EligibilityCache:
@@ -93,40 +97,55 @@ class EligibilityCache:
             return entry[1]
         return None
 
-    async def answer(self, targets: Sequence[Target], query: bytes | None = None) -> bytes:
-        """The JSON body `{"results": [...]}` for `targets`, in their order; kept
-        for `page(query)` until its oldest part expires."""
+    async def answer(self, targets: Sequence[Target | str], query: bytes | None = None) -> bytes:
+        """The JSON body `{"results": [...]}` for `targets`, in their order (a
+        string: a malformed target, answered `invalid_target`); kept for
+        `page(query)` until its oldest part expires. An answer with malformed
+        targets is not kept whole: nobody asks it twice but by mistake, or to
+        fill memory."""
         # Read before the query: an answer never outlives `seconds` after the read.
         now = self.clock()
         generation = self._current()
         entries = self.entries
-        parts: list[bytes | None] = []
+        # Each result's JSON, or the target whose JSON is still to be read.
+        parts: list[bytes | Target] = []
         missing: dict[Target, None] = {}
         oldest = now + self.seconds
         for target in targets:
+            if isinstance(target, str):
+                parts.append(_json(eligibility.invalid_json(target)))
+                query = None
+                continue
             entry = entries.get(target)
             if entry is not None and entry[0] > now:
                 parts.append(entry[1])
                 oldest = min(oldest, entry[0])
             else:
-                parts.append(None)
+                parts.append(target)
                 missing[target] = None
         if missing:
             if len(entries) + len(missing) > MAX_ENTRIES:
                 entries = self._shrink(now)
-            fresh = await eligibility.check_many(
-                self.database, list(missing), max_offer_applications=self.max_offer_applications
+            fresh = await eligibility.answers(
+                self.database, missing, max_offer_applications=self.max_offer_applications
             )
+            if fresh is None:
+                fresh = {
+                    result.target: result.as_json()
+                    for result in await eligibility.check_many(
+                        self.database, missing, max_offer_applications=self.max_offer_applications
+                    )
+                }
             expires = now + self.seconds
-            found = {result.target: _json(result.as_json()) for result in fresh}
+            found = {target: _json(answer) for target, answer in fresh.items()}
             if self.writes.generation != generation:
                 # A write was committed while we read: these rows may predate it.
                 query = None
             else:
                 for target, part in found.items():
                     entries[target] = (expires, part)
-            parts = [part if part is not None else found[t] for part, t in zip(parts, targets, strict=True)]
-        body = b'{"results":[' + b",".join(p for p in parts if p is not None) + b"]}"
+            parts = [found[part] if isinstance(part, Target) else part for part in parts]
+        body = b'{"results":[' + b",".join(p for p in parts if isinstance(p, bytes)) + b"]}"
         if missing:
             self.misses += 1
         else:

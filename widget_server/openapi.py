@@ -9,9 +9,9 @@ from email_validator.rfc_constants import EMAIL_MAX_LENGTH
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .api import MAX_TARGETS
+from .api import MAX_QUERY_BYTES, MAX_TARGETS
 from .contact_requests import STATUSES
-from .eligibility import REASONS
+from .eligibility import INVALID_TARGET, REASONS
 from .kinds import KINDS, REFUSAL_REASONS, ROLES, TOPICS
 from .partner_events import EVENTS
 from .replies import ANSWERS
@@ -205,8 +205,12 @@ def document(settings: Settings) -> dict[str, Any]:
                                 "maxItems": MAX_TARGETS,
                                 "items": {
                                     "type": "string",
-                                    "pattern": TARGET_PATTERN,
-                                    "description": "A company's SIRET must also have a valid Luhn key.",
+                                    "description": (
+                                        f"A well-formed target matches `{TARGET_PATTERN}`, and a company's "
+                                        "SIRET also has a valid Luhn key. A malformed one is not refused: "
+                                        "its own result says `invalid_target`, the others are answered. "
+                                        f"The query string is at most {MAX_QUERY_BYTES:,} bytes."
+                                    ),
                                     "examples": [
                                         "offer:OFF-001",
                                         "company:73282932000074",
@@ -218,7 +222,8 @@ def document(settings: Settings) -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": {
-                            "description": "One result per target, in order",
+                            "description": "One result per target, in order (a malformed target "
+                            "included: `eligible` false, `reason` `invalid_target`)",
                             "content": {
                                 "application/json": {"schema": {"$ref": "#/components/schemas/Eligibility"}}
                             },
@@ -477,6 +482,11 @@ def document(settings: Settings) -> dict[str, Any]:
                                 },
                             ]
                         },
+                        "test": {
+                            "type": "boolean",
+                            "description": "Made with a test key: its emails went to the key's test "
+                            "mailbox only (`GET /api/v1/test-mailbox`)",
+                        },
                     },
                 },
                 "PartnerEvent": {
@@ -498,7 +508,10 @@ def document(settings: Settings) -> dict[str, Any]:
                                 "properties": {
                                     "target": {"type": "string"},
                                     "eligible": {"type": "boolean"},
-                                    "reason": {"type": ["string", "null"], "enum": [*REASONS, None]},
+                                    "reason": {
+                                        "type": ["string", "null"],
+                                        "enum": [*REASONS, INVALID_TARGET, None],
+                                    },
                                     "name": {"type": ["string", "null"]},
                                     "city": {"type": ["string", "null"]},
                                 },

@@ -1,7 +1,13 @@
-"""Runs in a child process of its own (`python -m widget_server.pdf_check`): reads a
-PDF on stdin, prints a one-line JSON verdict. A PDF parser on untrusted input may
-take long or use much memory; in a child with CPU and memory limits, killed on
-a deadline by the parent (`cv.inspect_pdf`), it can never hang the service.
+"""Runs in a child process of its own (`python -m widget_server.pdf_check`): reads
+PDFs on stdin, one after the other, and prints a one-line JSON verdict for each.
+A PDF parser on untrusted input may take long or use much memory; in a child
+with CPU and memory limits, killed on a deadline by the parent
+(`pdf_checkers`), it can never hang the service.
+
+The child is started once and kept for many CVs (starting Python and importing
+pypdf cost more than parsing a CV): each request is its length in decimal on a
+line, then that many bytes. The CPU limit is set again before each PDF, so it
+bounds each parse, not the life of the process. Stdin closed: the child exits.
 
 Imports nothing of the service, so it starts fast.
 """
@@ -13,7 +19,7 @@ import json
 import logging
 import resource
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 CPU_SECONDS = 10
 MEMORY_BYTES = 768 * 1024 * 1024
@@ -43,12 +49,33 @@ def verdict(data: bytes) -> str:
     return "ok"
 
 
+def _limit_cpu_from_now() -> None:
+    """SIGXCPU (which ends the process) after CPU_SECONDS more of CPU time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    soft = int(usage.ru_utime + usage.ru_stime) + 1 + CPU_SECONDS
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def serve(requests: BinaryIO, replies: io.TextIOBase) -> None:
+    while header := requests.readline(32):
+        size = int(header)
+        if not 0 <= size <= MAX_INPUT_BYTES:
+            raise SystemExit("request too large")
+        data = requests.read(size)
+        _limit_cpu_from_now()
+        replies.write(json.dumps({"verdict": verdict(data)}) + "\n")
+        replies.flush()
+
+
 def main() -> None:
-    resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS + 1))
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
     logging.disable(logging.CRITICAL)  # pypdf reports what it repairs; only the verdict matters
-    data = sys.stdin.buffer.read(MAX_INPUT_BYTES)
-    sys.stdout.write(json.dumps({"verdict": verdict(data)}) + "\n")
+    import pypdf  # noqa: F401  (imported once, before the first CV)
+
+    serve(sys.stdin.buffer, sys.stdout)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

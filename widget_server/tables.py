@@ -165,6 +165,8 @@ contact_requests = sa.Table(
     sa.Column("delivered_at", UTCDateTime),
     # Made with a test key: stored like any other, its emails stay in the test mailbox.
     sa.Column("test", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Set when the candidate withdrew the request from their follow-up page.
+    sa.Column("withdrawn_at", UTCDateTime),
 )
 
 cv_files = sa.Table(
@@ -176,6 +178,20 @@ cv_files = sa.Table(
     sa.Column("size", sa.Integer, nullable=False),
     sa.Column("data", sa.LargeBinary),
     sa.Column("deleted_at", UTCDateTime),
+)
+
+# A form's valid CV, kept while the candidate fixes another field (`kept_cvs`).
+kept_cvs = sa.Table(
+    "kept_cvs",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("token_hash", sa.Text, nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
 )
 
 outbox = sa.Table(

@@ -5,9 +5,6 @@ by Playwright. Everything listens on 127.0.0.1 and stops with the tests."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +17,12 @@ from tests.browser.support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     EVENTS_SCRIPT,
+    QuietServer,
     Servers,
     fixture_pages,
     free_port,
+    start_widget_server,
+    stop_widget_server,
     wait_for,
 )
 from widget_server.host_page import create_host_app
@@ -40,30 +40,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     tmp = tmp_path_factory.mktemp("browser")
     port, site_port, fixtures_port = free_port(), free_port(), free_port()
     widget = f"http://localhost:{port}"
-    env = {
-        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT")},
-        "ENVIRONMENT": "development",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "PUBLIC_URL": widget,
-        "EXAMPLE_HOST_PAGE_PORT": str(site_port),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/widget.db",
-        "VAR_DIR": str(tmp / "var"),
-        "SECRET_KEY": "browser-tests",
-        "DEMO_DATA": "true",
-        "FORM_MIN_FILL_SECONDS": "0",
-        "RATE_LIMIT": "10000/minute",
-        "OUTBOX_POLL_SECONDS": "0.2",
-        "LOG_LEVEL": "WARNING",
-    }
-    log = (tmp / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "widget_server.cli", "serve"],
-        cwd=tmp,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_widget_server(tmp, port, EXAMPLE_HOST_PAGE_PORT=str(site_port))
     fixtures_dir = tmp / "pages"
     fixture_pages(fixtures_dir)
     fixtures = uvicorn.Server(
@@ -89,13 +66,20 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     finally:
         fixtures.should_exit = True
         thread.join(10)
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
+        stop_widget_server(process)
+
+
+@pytest.fixture(scope="module")
+def quiet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuietServer]:
+    """A service of its own whose emails wait: no worker runs until `worker()`."""
+    tmp = tmp_path_factory.mktemp("quiet")
+    port = free_port()
+    process = start_widget_server(tmp, port, OUTBOX_WORKER="false", EXAMPLE_HOST_PAGE_PORT="0")
+    try:
+        wait_for(f"http://127.0.0.1:{port}/healthz", process)
+        yield QuietServer(Servers(f"http://localhost:{port}", "", "", tmp / "var"), tmp, port)
+    finally:
+        stop_widget_server(process)
 
 
 @pytest.fixture

@@ -5,10 +5,14 @@ form's frame and the dev mailbox. Fixtures are in conftest.py."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +94,66 @@ def wait_for(url: str, process: subprocess.Popen[bytes] | None = None, seconds: 
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {seconds} s")
+
+
+def start_widget_server(
+    tmp: Path, port: int, *, command: str = "serve", **overrides: str
+) -> subprocess.Popen[bytes]:
+    """`widget-server serve` (or another `command`, e.g. `worker`) on 127.0.0.1:`port`,
+    on SQLite under `tmp` with the demo directory; `overrides`: settings of the test at hand."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT")},
+        "ENVIRONMENT": "development",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "PUBLIC_URL": f"http://localhost:{port}",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/widget.db",
+        "VAR_DIR": str(tmp / "var"),
+        "SECRET_KEY": "browser-tests",
+        "DEMO_DATA": "true",
+        "FORM_MIN_FILL_SECONDS": "0",
+        "RATE_LIMIT": "10000/minute",
+        "OUTBOX_POLL_SECONDS": "0.2",
+        "LOG_LEVEL": "WARNING",
+        **overrides,
+    }
+    log = (tmp / ("server.log" if command == "serve" else f"{command}.log")).open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "widget_server.cli", command],
+        cwd=tmp,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()  # the child has its own copy
+    return process
+
+
+def stop_widget_server(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+@dataclass(frozen=True)
+class QuietServer:
+    """A service whose emails wait in the outbox until `worker()` runs one."""
+
+    servers: Servers
+    tmp: Path
+    port: int
+
+    @contextmanager
+    def worker(self) -> Iterator[subprocess.Popen[bytes]]:
+        """`widget-server worker` on the same database and dev mailbox, while inside."""
+        process = start_widget_server(self.tmp, self.port, command="worker")
+        try:
+            yield process
+        finally:
+            stop_widget_server(process)
 
 
 def get_json(url: str) -> Any:

@@ -82,8 +82,8 @@ def test_unknown_or_malformed_targets_stay_empty(page: Page, servers: Servers) -
     assert page.locator(f"{slot(SIRET)} button").count() == 1
     assert page.locator(f"{slot(UNKNOWN_OFFER)} a.fallback").is_hidden()
     assert page.locator("[data-lba-widget] button").count() == 1
-    # The batch, then the batch without the malformed target.
-    assert len(eligibility_requests(page)) == 2
+    # One request: the malformed target is answered in its own result.
+    assert len(eligibility_requests(page)) == 1
 
 
 def test_the_fallback_link_stays_when_the_service_is_unreachable(page: Page, servers: Servers) -> None:

@@ -7,7 +7,9 @@ tested against a fake clamd speaking INSTREAM on 127.0.0.1."""
 from __future__ import annotations
 
 import io
+import os
 import re
+import signal
 import socketserver
 import struct
 import threading
@@ -23,7 +25,7 @@ from starlette.testclient import TestClient
 from tests import seed
 from tests.smtp_server import free_port
 from tests.support import application, data_url, docx, make_settings
-from widget_server import clamd, cv, tables
+from widget_server import clamd, cv, pdf_checkers, tables
 from widget_server.app import create_app
 from widget_server.problems import Problem
 from widget_server.settings import SettingsError
@@ -155,13 +157,74 @@ def test_a_real_pdf_with_pages_is_accepted(offer_client: TestClient) -> None:
     assert stored(offer_client) == (1, 1)
 
 
+def many_pages_pdf(pages: int = 20_000) -> bytes:
+    """A valid PDF of `pages` pages (about 2 MB): pypdf takes seconds to list them."""
+    kids = " ".join(f"{n + 3} 0 R" for n in range(pages))
+    bodies = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>",
+        *["<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>"] * pages,
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(bodies, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode()
+    xref = len(out)
+    out += f"xref\n0 {len(bodies) + 1}\n0000000000 65535 f \n".encode()
+    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
+    out += f"trailer\n<< /Size {len(bodies) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+def checker_processes() -> set[int]:
+    """The `pdf_check` children of this process that are running (not zombies)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == os.getpid() and state != "Z" and b"widget_server.pdf_check" in command:
+            found.add(int(entry.name))
+    return found
+
+
 def test_a_pdf_parse_that_takes_too_long_is_cut_and_refused(
     offer_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # No real PDF is slow enough to wait for in a test: the deadline is made tiny.
+    slow = many_pages_pdf()
+    # The deadline is made tiny, for a PDF that takes seconds to parse.
     monkeypatch.setattr(cv, "PDF_CHECK_SECONDS", 0.001)
-    assert seed.run(offer_client, cv.inspect_pdf, seed.PDF) == "timeout"
-    assert_refused(post_cv(offer_client, seed.PDF), cv.PDF_UNREADABLE)
+    assert seed.run(offer_client, cv.inspect_pdf, slow) == "timeout"
+    assert_refused(post_cv(offer_client, slow), cv.PDF_UNREADABLE)
+    # The children that ran past the deadline were killed, not left parsing…
+    assert checker_processes() == set(pdf_checkers.checkers().pids())
+    # …and the next CV gets a new one.
+    monkeypatch.undo()
+    assert seed.run(offer_client, cv.inspect_pdf, seed.PDF) == "ok"
+
+
+def test_the_pdf_checker_is_started_once_and_reused(offer_client: TestClient) -> None:
+    # Each CV used to start a Python process of its own.
+    seen: set[int] = set()
+    for _ in range(3 * pdf_checkers.CHECKERS):
+        assert seed.run(offer_client, cv.inspect_pdf, seed.PDF) == "ok"
+        seen.update(pdf_checkers.checkers().pids())
+    assert 1 <= len(seen) <= pdf_checkers.CHECKERS
+
+
+def test_a_pdf_checker_killed_while_idle_is_replaced_without_failing_a_cv(offer_client: TestClient) -> None:
+    seed.run(offer_client, cv.inspect_pdf, seed.PDF)
+    for pid in pdf_checkers.checkers().pids():
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert seed.run(offer_client, cv.inspect_pdf, seed.PDF) == "ok"
+    assert seed.run(offer_client, cv.inspect_pdf, JAVASCRIPT_PDF) == "active"
 
 
 def test_the_pdf_parser_child_answers_for_each_kind_of_file(offer_client: TestClient) -> None:

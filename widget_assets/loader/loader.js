@@ -227,29 +227,14 @@
     return fetch(BASE + "/api/v1/eligibility?" + query, {credentials: "omit"})
       .then((response) => {
         return response.json().then((body) => {
-          if (response.ok) {
-            return body.results.forEach((answer) => {
-              each((placeholder, state) => {
-                if (state.target == answer.target) show(placeholder, state, answer);
-              });
+          if (!response.ok) throw Error(body.detail || response.status);
+          // One result per target, a malformed one included (invalid_target):
+          // it never takes the others down.
+          body.results.forEach((answer) => {
+            each((placeholder, state) => {
+              if (state.target == answer.target) show(placeholder, state, answer);
             });
-          }
-          // A malformed target (say, a SIRET with a wrong key) must not take
-          // the others down: report it and ask again without it. Errors name
-          // it by position: {field: "target[3]"}.
-          var bad = (body.errors || []).map((error) => {
-            return targets[+error.field.slice(7, -1)];
           });
-          if (response.status != 400 || !bad.length) throw Error(body.detail || response.status);
-          each((placeholder, state) => {
-            if (!bad.includes(state.target)) return;
-            state.answer = {};
-            fire(placeholder, "error", {reason: "invalid_target"});
-          });
-          targets = targets.filter((target) => {
-            return !bad.includes(target);
-          });
-          return targets.length && request(targets, waiting);
         });
       })
       .catch((error) => {
@@ -263,7 +248,9 @@
     var shadow = root(placeholder), data = placeholder.dataset;
     var label = data.label || internals.labels[state.kind], button;
     state.answer = answer;
-    if (!answer.eligible) return fire(placeholder, "unavailable", {reason: answer.reason});
+    // A malformed target is the page's mistake (lba:error), not the target's
+    // state (lba:unavailable).
+    if (!answer.eligible) return fire(placeholder, answer.reason == "invalid_target" ? "error" : "unavailable", {reason: answer.reason});
     if (data.mode == "inline") {
       return use(placeholder, (loaded) => {
         if (states.get(placeholder) == state) loaded.inline(placeholder, state);
