@@ -93,8 +93,6 @@ def every_kind(client: TestClient) -> dict[str, bytes]:
 
     offer_pro = submit("/api/v1/applications", application())
     queued_by(_answer, client, offer_pro, "accept", pro_phone="04 72 00 00 00")
-    filled = submit("/api/v1/applications", application(email="noa.petit@example.org", first_name="Noa"))
-    queued_by(_offer_filled, client, filled)
     spontaneous = submit(
         "/api/v1/applications",
         application(offer_id=None, siret=seed.SIRET, email="tom.petit@example.org", message=None),
@@ -119,4 +117,7 @@ def every_kind(client: TestClient) -> dict[str, bytes]:
     queued_by(seed.run, client, reminders.send_due_reminders, state.database, state.settings, later)
     bounce = {"bounces": [{"email": "rdv@cfa-commerce.example", "reason": "5.1.1"}]}
     queued_by(client.post, "/api/v1/bounces", json=bounce, headers=operator)
+    # Last: it closes the offer.
+    filled = submit("/api/v1/applications", application(email="noa.petit@example.org", first_name="Noa"))
+    queued_by(_offer_filled, client, filled)
     return found

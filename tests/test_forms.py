@@ -6,6 +6,7 @@ import html
 from typing import Any
 
 import pytest
+from itsdangerous import URLSafeSerializer
 from starlette.testclient import TestClient
 
 from tests import seed
@@ -230,3 +231,189 @@ def test_an_empty_form_sent_at_once_shows_the_fields_to_fill(tmp_path: Any) -> N
         response = client.post(FORM, data=fields(page, last_name="", email=""))
         assert response.status_code == 422
         assert 'id="last_name-error"' in response.text and 'id="email-error"' in response.text
+
+
+# --- the CV kept across error round trips (issue #13) ----------------------------
+
+
+def kept(client: TestClient) -> list[dict[str, Any]]:
+    return seed.fetch_all(client, tables.kept_cvs.select())
+
+
+def stored_cv(client: TestClient) -> bytes:
+    [row] = seed.fetch_all(client, tables.cv_files.select())
+    return bytes(row["data"])
+
+
+def test_a_valid_cv_is_kept_while_another_field_is_fixed(client: TestClient, page: str) -> None:
+    wrong = client.post(FORM, data=fields(page, phone="12"), files={"cv": ("Mon CV.pdf", seed.PDF, "x/y")})
+    assert wrong.status_code == 422
+    assert "CV reçu : <strong>Mon-CV.pdf</strong> ✓" in wrong.text
+    assert "Changer de fichier" in wrong.text
+    assert "choisi à nouveau" not in wrong.text and "sécurité" not in wrong.text
+    assert (
+        'name="cv" class="file-input" accept' in wrong.text and " required data-max-bytes" not in wrong.text
+    )
+    [row] = kept(client)
+    assert bytes(row["data"]) == seed.PDF and row["filename"] == "Mon-CV.pdf"
+    token = seed.state(client).form_tokens.read(form_token(wrong.text))
+    assert token.kept_cv == row["id"]
+
+    # Wrong again (the kept CV moves to the next page's token), then right: no file sent.
+    again = client.post(FORM, data=fields(wrong.text, email="pas-un-email"))
+    assert again.status_code == 422 and "CV reçu" in again.text
+    assert [r["id"] for r in kept(client)] == [row["id"]]
+    done = client.post(FORM, data=fields(again.text))
+    assert done.status_code == 200, done.text
+    assert stored_cv(client) == seed.PDF
+    assert kept(client) == []  # in cv_files now, and nowhere else
+
+
+def test_a_new_file_replaces_the_kept_one(client: TestClient, page: str) -> None:
+    wrong = client.post(FORM, data=fields(page, phone="12"), files=cv())
+    [first] = kept(client)
+    other = seed.PDF.replace(b"/Producer (pypdf)", b"/Producer (autre)")
+    again = client.post(FORM, data=fields(wrong.text, phone="12"), files=cv(other))
+    [second] = kept(client)
+    assert second["id"] != first["id"] and bytes(second["data"]) == other
+    done = client.post(FORM, data=fields(again.text))
+    assert done.status_code == 200, done.text
+    assert stored_cv(client) == other
+
+
+def test_a_refused_cv_is_not_kept_and_drops_the_kept_one(client: TestClient, page: str) -> None:
+    wrong = client.post(FORM, data=fields(page, phone="12"), files=cv())
+    assert len(kept(client)) == 1
+    refused = client.post(FORM, data=fields(wrong.text, phone="12"), files=cv(b"GIF89a not a cv"))
+    assert 'id="cv-error"' in refused.text
+    assert "CV reçu" not in refused.text
+    assert kept(client) == []
+    assert seed.state(client).form_tokens.read(form_token(refused.text)).kept_cv == ""
+
+
+def test_a_kept_cv_is_read_from_the_signed_token_only(client: TestClient, page: str) -> None:
+    wrong = client.post(FORM, data=fields(page, phone="12"), files=cv())
+    [row] = kept(client)
+    # A fresh page of the same form, naming the kept CV in posted fields: ignored.
+    fresh = client.get(FORM, params={"offer_id": seed.OFFER_ID, "caller": "mon-site"}).text
+    forged = client.post(FORM, data=fields(fresh, kept_cv=row["id"], cv=row["id"]))
+    assert forged.status_code == 422 and 'id="cv-error"' in forged.text
+    # A token naming the kept CV, made without the server's key.
+    genuine = seed.state(client).form_tokens.read(form_token(wrong.text))
+    forged_token = URLSafeSerializer("not-the-key", salt="form-token").dumps(
+        [genuine.kind, genuine.target, genuine.caller, genuine.issued_at, row["id"]]
+    )
+    response = client.post(FORM, data=fields(fresh, form_token=forged_token))
+    assert response.status_code == 400 and "a expiré" in response.text
+    assert seed.fetch_all(client, tables.contact_requests.select()) == []
+
+
+def test_an_older_page_of_the_form_no_longer_brings_the_kept_cv(client: TestClient, page: str) -> None:
+    wrong = client.post(FORM, data=fields(page, phone="12"), files=cv())
+    client.post(FORM, data=fields(wrong.text, phone="13"))  # the kept CV moves to a newer page
+    # The older page (its token is genuine and unexpired, e.g. the back button).
+    response = client.post(FORM, data=fields(wrong.text))
+    assert response.status_code == 422 and 'id="cv-error"' in response.text
+    assert seed.fetch_all(client, tables.contact_requests.select()) == []
+
+
+def test_an_expired_kept_cv_is_not_used_and_purge_deletes_it(client: TestClient, page: str) -> None:
+    import datetime as dt
+
+    from widget_server.retention import purge
+
+    wrong = client.post(FORM, data=fields(page, phone="12"), files=cv())
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    state = seed.state(client)
+    seed.run(client, state.database.execute, tables.kept_cvs.update().values(expires_at=past))
+    response = client.post(FORM, data=fields(wrong.text))
+    assert response.status_code == 422 and 'id="cv-error"' in response.text
+    assert kept(client) == []  # and gone at once
+    # One the candidate never came back for: purge deletes it once expired.
+    client.post(FORM, data=fields(response.text, phone="12"), files=cv())
+    seed.run(client, state.database.execute, tables.kept_cvs.update().values(expires_at=past))
+    report = seed.run(client, purge, state.database, state.settings)
+    assert report.kept_cvs_deleted == 1
+    assert "Expired CVs kept across form errors deleted: 1" in report.summary()
+    assert kept(client) == []
+
+
+def test_too_fast_says_to_wait_and_keeps_everything(tmp_path: Any) -> None:
+    with TestClient(create_app(make_settings(tmp_path, FORM_MIN_FILL_SECONDS="60"))) as client:
+        seed.offer(client)
+        page = client.get(FORM, params={"offer_id": seed.OFFER_ID}).text
+        response = client.post(FORM, data=fields(page), files=cv())
+        assert response.status_code == 400
+        text = html.unescape(response.text)
+        assert "attendez quelques secondes, puis renvoyez-le" in text
+        assert "CV reçu : <strong>cv.pdf</strong> ✓" in text
+        assert 'value="Moreau"' in response.text and "Bonjour !</textarea>" in text
+        assert len(kept(client)) == 1
+        assert seed.fetch_all(client, tables.contact_requests.select()) == []
+
+
+def test_rdv_summary_links_go_to_the_first_option_of_each_group(client: TestClient) -> None:
+    seed.formation(client)
+    page = client.get("/widget/v1/rdv", params={"formation_id": seed.FORMATION_ID}).text
+    data = {k: v for k, v in fields(page).items() if k != "offer_id"}
+    response = client.post("/widget/v1/rdv", data={**data, "formation_id": seed.FORMATION_ID})
+    assert response.status_code == 422
+    assert '<a href="#role-student">' in response.text and 'id="role-student"' in response.text
+    assert '<a href="#topic-modalites">' in response.text and 'id="topic-modalites"' in response.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("email", "lea.moreau@example.org", ""),
+        ("email", "pas-un-email", "Cette adresse e-mail n'est pas valide"),
+        ("email", "x@mailinator.com", "jetables"),
+        ("phone", "06 12 34 56 78", ""),
+        ("phone", "08 99 12 34 56", "surtaxés"),
+        ("phone", "12", "n'est pas valide"),
+    ],
+)
+def test_a_field_is_checked_by_the_servers_rules(
+    client: TestClient, field: str, value: str, message: str
+) -> None:
+    response = client.post("/widget/v1/check", data={"field": field, "value": value})
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    assert response.json()["field"] == field
+    assert (message in response.json()["message"]) if message else response.json()["message"] == ""
+
+
+@pytest.mark.parametrize("data", [{"field": "last_name", "value": "x"}, {"field": "email"}, {"value": "x"}])
+def test_a_check_of_anything_else_is_a_400(client: TestClient, data: dict[str, str]) -> None:
+    assert client.post("/widget/v1/check", data=data).status_code == 400
+    assert client.post("/widget/v1/check", data={"field": "email", "value": "a" * 1001}).status_code == 400
+
+
+def test_field_checks_are_rate_limited_per_client(tmp_path: Any) -> None:
+    with TestClient(create_app(make_settings(tmp_path, RATE_LIMIT="2/minute"))) as client:
+        answers = [
+            client.post("/widget/v1/check", data={"field": "email", "value": "a@b.fr"}).status_code
+            for _ in range(3)
+        ]
+        assert answers == [200, 200, 429]
+
+
+def test_kept_cvs_have_a_ceiling_then_the_file_is_chosen_again(tmp_path: Any) -> None:
+    settings = make_settings(tmp_path, KEPT_CVS_MAX_BYTES=str(len(seed.PDF) + 10))
+    with TestClient(create_app(settings)) as client:
+        seed.offer(client)
+
+        def wrong_phone() -> Any:
+            page = client.get(FORM, params={"offer_id": seed.OFFER_ID, "caller": "mon-site"}).text
+            return client.post(FORM, data=fields(page, phone="12"), files=cv())
+
+        first = wrong_phone()
+        assert "CV reçu" in first.text
+        second = wrong_phone()
+        assert second.status_code == 422
+        assert "CV reçu" not in second.text and " required data-max-bytes" in second.text
+        assert seed.state(client).form_tokens.read(form_token(second.text)).kept_cv == ""
+        assert len(kept(client)) == 1
+        # The kept one still moves along its own form.
+        again = client.post(FORM, data=fields(first.text, phone="13"))
+        assert "CV reçu" in again.text

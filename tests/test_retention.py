@@ -149,6 +149,7 @@ def test_purge_dry_run_prints_exactly_what_purge_then_does_and_changes_nothing(c
         "Requests anonymised: 0",
         "Finished emails deleted: 0",
         "Reply tokens deleted: 0",
+        "Expired CVs kept across form errors deleted: 0",
     ]
 
 

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,42 +60,25 @@ def spamassassin(raw: bytes, home: Path) -> Verdict:
 
 
 @pytest.fixture(scope="module")
-def verdicts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Verdict]]:
+def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
     tmp_path = tmp_path_factory.mktemp("spamassassin")
     with running_smtp_server() as smtp, smtp_client(tmp_path, smtp) as client:
         kinds = every_kind(client)
     # One process each, side by side: SpamAssassin spends its time starting up.
     with ThreadPoolExecutor(4) as pool:
-        results = pool.map(lambda raw: spamassassin(raw, tmp_path), kinds.values())
-        yield dict(zip(kinds, results, strict=True))
+        return dict(
+            zip(kinds, pool.map(lambda raw: spamassassin(raw, tmp_path), kinds.values()), strict=True)
+        )
 
 
-KINDS = (
-    "candidature_pro",
-    "candidature_pro_spontaneous",
-    "rdv_pro",
-    "reminder",
-    "candidature_ack",
-    "rdv_ack",
-    "answer_accept",
-    "answer_filled",
-    "answer_refuse",
-    "answer_reply",
-    "answer_unreachable",
-    "delivery_failed",
-    "optout_confirmed",
-)
-
-
-def test_every_kind_of_email_is_scored(verdicts: dict[str, Verdict]) -> None:
-    # A kind added to email_kinds (a new template: see test_email_layout) is scored here too.
-    assert sorted(verdicts) == sorted(KINDS)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_the_email_scores_at_most_zero(verdicts: dict[str, Verdict], kind: str) -> None:
-    verdict = verdicts[kind]
-    assert verdict.score <= 0, f"{kind}: {verdict.score} points, rules {verdict.rules}\n{verdict.report}"
+def test_every_kind_of_email_scores_at_most_zero(verdicts: dict[str, Verdict]) -> None:
+    # Every kind that tests/email_kinds.py produces, which test_email_layout checks
+    # covers every template: a new kind of email is scored without a change here.
+    assert {"candidature_pro", "rdv_pro", "candidature_ack", "answer_accept", "answer_refuse"} <= set(
+        verdicts
+    )
+    over = {kind: v for kind, v in verdicts.items() if v.score > 0}
+    assert not over, "\n".join(f"{k}: {v.score} points, rules {v.rules}\n{v.report}" for k, v in over.items())
 
 
 def test_the_preheader_is_not_low_contrast_text(verdicts: dict[str, Verdict]) -> None:

@@ -9,7 +9,7 @@ import functools
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from starlette.testclient import TestClient
@@ -20,9 +20,9 @@ from tests.support import PRODUCTION, application, appointment, deliver, form_fi
 from tests.webhook_receiver import running as running_receiver
 from widget_server import callers, cli, contacts, tables
 from widget_server.app import create_app
+from widget_server.contact_requests import STAND_IN_CONTACT
 from widget_server.operator_page import figures
 from widget_server.reminders import send_due_reminders
-from widget_server.sandbox import STAND_IN_CONTACT
 from widget_server.stats import stats
 
 REAL_RECRUITER = "recrutement@boulangerie.example"  # seed.offer's contact
@@ -240,6 +240,16 @@ def test_another_key_cannot_read_a_test_mailbox(tmp_path: Path, smtp_server: SMT
         prefix = key.split("_")[2]
         assert seed.run(client, callers.revoke_key, seed.state(client).database, prefix)
         assert client.get("/api/v1/test-mailbox", headers=bearer(key)).status_code == 401
+
+
+@pytest.mark.parametrize("request_id", ["\x00", "a\x00b", "é" * 20, "A" * 20, "0" * 5000, "../x"])
+def test_a_malformed_request_id_is_a_404_never_a_500(client: TestClient, request_id: str) -> None:
+    # PostgreSQL refuses a NUL in text: ids are checked before any query.
+    key = make_test_key(client)
+    response = client.get("/api/v1/test-mailbox", params={"request_id": request_id}, headers=bearer(key))
+    assert response.status_code == 404 and response.json()["code"] == "unknown_request"
+    response = client.get(f"/api/v1/requests/{quote(request_id, safe='')}", headers=bearer(key))
+    assert response.status_code == 404
 
 
 # --- nothing counts against real people or real figures -------------------------------

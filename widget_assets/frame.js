@@ -18,7 +18,12 @@
   // The host sizes the iframe to the page, so the page itself never scrolls
   // (no inner scrollbar, hence no width change feeding back into the height).
   doc.style.overflow = "hidden";
-  post("ready", { title: document.title });
+  // For the modal's bar: the page's title without the operator's name, and that name.
+  var operator = document.querySelector("meta[name=application-name]");
+  operator = operator ? operator.getAttribute("content") : "";
+  var title = document.title, suffix = " – " + operator;
+  if (operator && title.slice(-suffix.length) === suffix) title = title.slice(0, -suffix.length);
+  post("ready", { title: title, operator: operator });
 
   // The <html> height does not depend on the iframe height (no vh units in
   // form.css), and only changes of 1px or more are sent: no resize loop.
@@ -33,12 +38,6 @@
   var submitted = body.getAttribute("data-lba-submitted");
   if (submitted) post("submitted", { id: submitted });
 
-  function closers() {
-    return document.querySelectorAll("[data-lba-close]");
-  }
-  for (var i = 0, list = closers(); i < list.length; i++) {
-    list[i].addEventListener("click", function () { post("close"); });
-  }
   // In a modal, focus is inside this iframe, so the host's <dialog> never sees ESC.
   document.addEventListener("keydown", function (event) {
     if (modal && event.key === "Escape" && !event.defaultPrevented) post("close");
@@ -60,8 +59,6 @@
     if (data.type === "init") {
       var payload = data.payload || {};
       modal = !!payload.modal;
-      // "Fermer" only means something in the widget's modal.
-      for (var j = 0, els = closers(); j < els.length; j++) els[j].hidden = !modal;
       if (payload.focus) focusFirst();
     } else if (data.type === "focus") {
       focusFirst();

@@ -9,8 +9,14 @@
 ((script) => {
   script?.lbaStart?.((loader) => {
     var ORIGIN = new URL(loader.base).origin;
-    var CSS = "dialog{box-sizing:border-box;width:min(42rem,100% - 2rem);max-width:none;max-height:calc(100% - 2rem);padding:0;border:0;border-radius:.5rem;overflow:auto;overscroll-behavior:contain;background:#fff}" +
-      "dialog::backdrop{background:#000a}.h{position:sticky;top:0;display:flex;justify-content:flex-end;padding:.5rem;background:#fff;border-bottom:1px solid #ccc}" +
+    // The modal: a thin bar that stays on top (who runs the service, the form
+    // page's title, the one "Fermer"), then the form's iframe. The dialog
+    // scrolls; its scroll-padding keeps whatever the form focuses or links to
+    // (the error summary, a field) from sitting under the bar.
+    var CSS = "dialog{box-sizing:border-box;width:min(42rem,100% - 2rem);max-width:none;max-height:calc(100% - 2rem);padding:0;border:0;border-radius:.5rem;overflow:auto;overscroll-behavior:contain;scroll-padding-top:4.5rem;background:#fff;color:#1e1e1e;font:1rem/1.3 system-ui,sans-serif}" +
+      "dialog::backdrop{background:#000a}" +
+      ".h{position:sticky;top:0;display:flex;align-items:center;gap:.75rem;padding:.35rem .5rem .35rem 1rem;background:#fff;border-bottom:1px solid #ccc}" +
+      ".t{flex:1;min-width:0;margin:0}.t span{display:block;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}.o{font-size:.8rem;color:#555}.p{font-weight:700}" +
       ".h button{background:#fff;color:#1a4fa0;border:2px solid;padding:.6em 1em}" +
       "iframe{display:block;width:100%;height:34rem;border:0;background:#fff}" +
       "@media(max-width:40rem){dialog{width:100%;height:100%;max-height:none;margin:0;border-radius:0}}";
@@ -40,12 +46,16 @@
     }
 
     function open(placeholder, back) {
-      var state = loader.states.get(placeholder), dialog, entry;
+      var state = loader.states.get(placeholder), dialog, entry, bar, heading, operator, title;
       if (state.dialog) return;
       dialog = state.dialog = loader.element("dialog", null, loader.root(placeholder, CSS));
-      loader.element("button", {type: "button", textContent: "Fermer", onclick: () => dialog.close()},
-        loader.element("div", {className: "h"}, dialog));
+      bar = loader.element("div", {className: "h"}, dialog);
+      heading = loader.element("p", {className: "t"}, bar);
+      operator = loader.element("span", {className: "o"}, heading);
+      title = loader.element("span", {className: "p", textContent: loader.labels[state.kind] + (state.answer?.name ? " – " + state.answer.name : "")}, heading);
+      loader.element("button", {type: "button", textContent: "Fermer", onclick: () => dialog.close()}, bar);
       entry = frame(placeholder, state, dialog, dialog);
+      entry.bar = {operator: operator, title: title};
       dialog.setAttribute("aria-label", entry.iframe.title);
       dialog.addEventListener("close", () => {
         frames.delete(entry.id);
@@ -80,6 +90,11 @@
         // focus only after a page change inside it, never on the host's load.
         focus = !!entry.dialog || entry.iframe.getRootNode().activeElement == entry.iframe;
         if (focus) entry.iframe.focus();
+        // The bar names the page the form shows now, and who runs the service.
+        if (entry.bar) {
+          entry.bar.operator.textContent = String(payload.operator || "");
+          if (payload.title) entry.bar.title.textContent = String(payload.title);
+        }
         send(entry, "init", {modal: !!entry.dialog, focus: focus});
         if (!entry.dialog && !entry.ready) {
           entry.ready = true;

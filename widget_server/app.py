@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/widget/v1/assets/{name}", assets.endpoint, methods=["GET"], name="asset"),
         Route("/widget/v1/candidature", forms.form_page(CANDIDATURE), methods=["GET", "POST"]),
         Route("/widget/v1/rdv", forms.form_page(RDV), methods=["GET", "POST"]),
+        Route("/widget/v1/check", forms.check_field, methods=["POST"], name="check_field"),
         Route("/confidentialite", pages.privacy, methods=["GET"], name="privacy"),
         Route("/api/v1/openapi.json", openapi.openapi_json, methods=["GET"], name="openapi"),
         Route("/api/docs", openapi.docs, methods=["GET"], name="api_docs"),

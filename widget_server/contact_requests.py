@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,7 +28,6 @@ from .local_time import datetime_fr
 from .migrations import dialect_of
 from .problems import Problem
 from .resources import write_transaction
-from .sandbox import STAND_IN_CONTACT
 from .settings import Settings
 from .targets import BadTarget, Target, make_target
 from .validation import FieldErrors, clean_email, clean_name, clean_phone, email_identity
@@ -62,6 +62,20 @@ class Accepted:
     id: str
     status: str
     created: bool
+
+
+# The recruiter or CFA of every test request (sandbox.py): a test request never
+# holds the directory's address. `.invalid` never resolves (RFC 6761).
+STAND_IN_CONTACT = "recruteur@boite-de-test.invalid"
+
+# A request's id: random, in hex. `is_request_id` checks an id read from a URL
+# before any query (PostgreSQL refuses a NUL in text: that must be a 404, not a 500).
+REQUEST_ID_BYTES = 10
+_REQUEST_ID = re.compile(f"[0-9a-f]{{{2 * REQUEST_ID_BYTES}}}")
+
+
+def is_request_id(value: str) -> bool:
+    return _REQUEST_ID.fullmatch(value) is not None
 
 
 # A request's status: stored, its email not yet accepted by the mail server;
@@ -176,7 +190,7 @@ def _request_row(
     submission: Submission, clean: _Clean, record: Mapping[str, Any], now: dt.datetime
 ) -> dict[str, Any]:
     return {
-        "id": secrets.token_hex(10),
+        "id": secrets.token_hex(REQUEST_ID_BYTES),
         "kind": submission.kind.name,
         "target_kind": clean.target.kind,
         "target_ref": clean.target.ref,

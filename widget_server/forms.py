@@ -4,6 +4,7 @@ as a plain link. Integrity comes from a signed form token, never a cookie."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Mapping
@@ -12,20 +13,23 @@ from urllib.parse import urlsplit
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
-from . import contact_requests, eligibility
+from . import contact_requests, eligibility, kept_cvs
+from .cv import CV, check_cv
 from .form_tokens import FormToken, InvalidFormToken
 from .kinds import ROLES, TOPICS, RequestKind
 from .problems import Problem
 from .targets import BadTarget, Target, make_target
+from .validation import InvalidValue, normalise_email, normalise_phone
 
 _CALLER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
 _EMBED = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 _BACK = re.compile(r"^https?://[!#-&(-;=?-~]+$", re.IGNORECASE)  # printable ASCII but " ' < >
 HONEYPOT = "website"
-# Fields given back to the page after an error; the CV can't be (browsers forbid it).
+# Fields given back to the page after an error; the CV can't be (browsers forbid
+# it): a valid one is kept on the server instead (`kept_cvs`).
 _KEPT = ("last_name", "first_name", "email", "phone", "message", "role")
 
 FIELD_ORDER = (
@@ -140,25 +144,93 @@ async def _post(request: Request, kind: RequestKind, form: FormData) -> Response
     if form.get(HONEYPOT):
         # A bot filled the hidden field: it sees a success and nothing is stored.
         return _render(request, "pages/sent.html", {**page, "request_id": "0"}, 200)
+    upload = await _upload(form)
     token = _signed_token(state, kind, target, form)
     if token is None:
         page["summary"] = [
             {"field": "", "message": "Ce formulaire a expiré. Vérifiez vos informations et renvoyez-le."}
         ]
-        return _render(request, "pages/form.html", _with_token(state, page), 400)
+        return await _form_again(request, page, 400, cv=_valid_cv(state, upload))
     # The caller is the one the server signed into the token, never a posted field.
     page["frame"]["caller"] = token.caller
-    submission = await _submission(kind, form, page, field_name, target, token.caller)
+    now = dt.datetime.now(dt.UTC)
+    # A CV kept from an earlier round trip is named by the signed token only.
+    kept = None
+    if upload is None:
+        kept = await kept_cvs.find(state.database, token.kept_cv, form_token=token_text(form), now=now)
+    sent_cv = upload or ((kept.filename, kept.data) if kept else None)
+    submission = _submission(kind, form, page, field_name, target, token.caller, sent_cv)
     try:
         if state.form_tokens.filled_too_fast(token):
-            # Sent faster than a person can type: likely a bot. A person who just
-            # clicked "Envoyer" on an empty form still sees which fields to fill.
+            # Sent faster than a person can type: likely a bot, or autofill. A person
+            # who just clicked "Envoyer" on an empty form still sees which fields to fill.
             contact_requests.validate(submission, state.settings.max_cv_bytes)
-            raise Problem(400, "Vérifiez vos informations, puis renvoyez le formulaire.")
+            raise Problem(400, TOO_FAST, code="too_fast")
         accepted = await contact_requests.submit(state, submission)
     except Problem as problem:
-        return _refused(request, page, problem)
+        # The CV stays when nothing is wrong with it: the kept one moves to the
+        # new token, a new file is kept (and replaces the old one).
+        cv = None if _field_errors(problem, "cv") else (kept or _valid_cv(state, upload))
+        reused = kept is not None and cv is kept
+        if not reused:
+            await kept_cvs.forget(state.database, token.kept_cv)
+        return await _refused(request, page, problem, cv=cv, kept_id=token.kept_cv if reused else "")
+    await kept_cvs.forget(state.database, token.kept_cv)
     return _render(request, "pages/sent.html", {**page, "request_id": accepted.id}, 200)
+
+
+TOO_FAST = (
+    "Vous avez envoyé le formulaire très vite : attendez quelques secondes, puis renvoyez-le. "
+    "Tout ce que vous avez saisi est conservé."
+)
+
+
+async def _upload(form: FormData) -> tuple[str, bytes] | None:
+    """The file posted with the form, as sent: its name and bytes (None when no
+    file was chosen), checked later with the other fields."""
+    upload = form.get("cv")
+    if not isinstance(upload, UploadFile):
+        return None
+    data = await upload.read()
+    return (upload.filename or "cv", data) if data else None
+
+
+def _valid_cv(state: Any, upload: tuple[str, bytes] | None) -> CV | None:
+    """The posted file, typed and named as it would be stored, when its checks pass."""
+    if upload is None:
+        return None
+    try:
+        return check_cv(*upload, state.settings.max_cv_bytes)
+    except Problem:
+        return None
+
+
+def _field_errors(problem: Problem, field: str) -> bool:
+    return any(error.get("field") == field for error in problem.errors)
+
+
+# What the form checks as the person leaves a field: the server's own rules.
+CHECKED_FIELDS = {"email": normalise_email, "phone": normalise_phone}
+CHECKED_VALUE_MAX = 1000
+
+
+async def check_field(request: Request) -> Response:
+    """`POST /widget/v1/check` (`field`, `value`, form-encoded): the server's verdict
+    on an email address or a phone number, which form.js shows as the person
+    leaves the field. `{"message": ""}` when the value is fine. Nothing is stored;
+    the form works without it (the same checks run on submission)."""
+    await request.app.state.throttle.hit(request, "check")
+    async with request.form(max_files=0, max_fields=4) as form:
+        field, value = form.get("field"), form.get("value")
+    normalise = CHECKED_FIELDS.get(str(field or ""))
+    if normalise is None or not isinstance(value, str) or len(value) > CHECKED_VALUE_MAX:
+        raise Problem(400, "Indiquez un champ à vérifier (email ou phone) et sa valeur.", code="bad_check")
+    try:
+        normalise(value)
+        message = ""
+    except InvalidValue as exc:
+        message = exc.message
+    return JSONResponse({"field": field, "message": message}, headers={"Cache-Control": "no-store"})
 
 
 def _gone() -> Problem:
@@ -189,6 +261,7 @@ def _page(
         "summary": [],
         "max_cv_mb": request.app.state.settings.max_cv_bytes // (1024 * 1024),
         "honeypot": HONEYPOT,
+        "kept_cv": "",
     }
 
 
@@ -209,28 +282,33 @@ def _signed_token(state: Any, kind: RequestKind, target: Target, form: FormData)
     return token
 
 
-async def _submission(
-    kind: RequestKind, form: FormData, page: dict[str, Any], field_name: str, target: Target, caller: str
+def _submission(
+    kind: RequestKind,
+    form: FormData,
+    page: dict[str, Any],
+    field_name: str,
+    target: Target,
+    caller: str,
+    cv: tuple[str, bytes] | None,
 ) -> contact_requests.Submission:
-    upload = form.get("cv")
-    cv_name, cv_data = "", None
-    if isinstance(upload, UploadFile):
-        cv_name, cv_data = upload.filename or "cv", (await upload.read()) or None
     return contact_requests.Submission(
         kind=kind,
         fields={**page["values"], field_name: target.ref},
         caller=caller,
         caller_origin="form",
-        cv_filename=cv_name,
-        cv_data=cv_data,
+        cv_filename=cv[0] if cv else "",
+        cv_data=cv[1] if cv else None,
         # The form token doubles as an idempotency key: a re-posted page creates nothing.
         idempotency_key="form:" + hashlib.sha256(token_text(form).encode()).hexdigest(),
     )
 
 
-def _refused(request: Request, page: dict[str, Any], problem: Problem) -> Response:
+async def _refused(
+    request: Request, page: dict[str, Any], problem: Problem, *, cv: CV | None, kept_id: str
+) -> Response:
     """The page for a refused submission: the target turned unavailable, or the
-    form again with every error next to its field and the input kept."""
+    form again with every error next to its field and the input kept (the CV too,
+    when it passed its checks)."""
     # A 503 (the CV cannot be checked right now) keeps the page and its input too.
     if (problem.status >= 500 and problem.status != 503) or problem.status == 404:
         raise problem
@@ -239,8 +317,38 @@ def _refused(request: Request, page: dict[str, Any], problem: Problem) -> Respon
     errors = sorted(problem.errors, key=lambda e: _order(e.get("field", "")))
     page["errors"] = {e["field"]: e["message"] for e in errors}
     page["summary"] = errors or [{"field": "", "message": problem.detail}]
+    return await _form_again(request, page, problem.status, problem.headers, cv=cv, kept_id=kept_id)
+
+
+async def _form_again(
+    request: Request,
+    page: dict[str, Any],
+    status: int,
+    headers: dict[str, str] | None = None,
+    *,
+    cv: CV | None,
+    kept_id: str = "",
+) -> Response:
+    """The form again under a new token; a valid CV is kept on the server for
+    that token (the same kept CV moves to it, or a new one is stored)."""
     state = request.app.state
-    return _render(request, "pages/form.html", _with_token(state, page), problem.status, problem.headers)
+    if cv is None:
+        return _render(request, "pages/form.html", _with_token(state, page), status, headers)
+    kept_id = kept_id or kept_cvs.new_id()
+    _with_token(state, page, kept_cv=kept_id)
+    if await kept_cvs.keep(
+        state.database,
+        kept_id,
+        cv,
+        form_token=page["form_token"],
+        now=dt.datetime.now(dt.UTC),
+        ttl=dt.timedelta(seconds=state.form_tokens.ttl_seconds),
+        max_bytes=state.settings.kept_cvs_max_bytes,
+    ):
+        page["kept_cv"] = cv.filename
+    else:
+        _with_token(state, page)  # no room: the file is chosen again
+    return _render(request, "pages/form.html", page, status, headers)
 
 
 def _unavailable(request: Request, page: dict[str, Any], reason: str | None) -> Response:
@@ -256,9 +364,9 @@ def _order(field: str) -> int:
     return FIELD_ORDER.index(field) if field in FIELD_ORDER else len(FIELD_ORDER)
 
 
-def _with_token(state: Any, page: dict[str, Any]) -> dict[str, Any]:
+def _with_token(state: Any, page: dict[str, Any], *, kept_cv: str = "") -> dict[str, Any]:
     page["form_token"] = state.form_tokens.issue(
-        page["kind"].name, page["target_id"], page["frame"]["caller"]
+        page["kind"].name, page["target_id"], page["frame"]["caller"], kept_cv=kept_cv
     )
     return page
 

@@ -196,6 +196,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE outbox ADD COLUMN test_mailbox BOOLEAN NOT NULL DEFAULT FALSE",
         ),
     ),
+    Migration(
+        12,
+        "CVs kept across a form's error round trips",
+        (
+            """CREATE TABLE kept_cvs (
+            id TEXT PRIMARY KEY, token_hash TEXT NOT NULL,
+            filename TEXT NOT NULL, content_type TEXT NOT NULL, size INTEGER NOT NULL,
+            data {blob} NOT NULL, created_at {ts} NOT NULL, expires_at {ts} NOT NULL)""",
+            "CREATE INDEX kept_cvs_expires ON kept_cvs (expires_at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -139,8 +139,8 @@ ANSWERS = {
 _PAGE_ANSWERS = frozenset(a.code for kind in KINDS.values() for a in kind.actions)
 
 NO_OWN_TEXT = (
-    "Écrivez votre réponse entre la salutation et la signature : "
-    "en l'état, le candidat recevrait un message vide."
+    "Votre message ne contient que la salutation et la signature : le candidat recevrait "
+    "un message vide. Écrivez votre réponse entre les deux."
 )
 
 

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import callers, tables
+from .contact_requests import is_request_id
 from .problems import Problem
 
 # The keys of the status object, in order (a test checks nothing else is in it).
@@ -56,12 +57,11 @@ async def endpoint(request: Request) -> Response:
     caller = await callers.authenticate(request)
     await state.throttle.hit_caller(caller.name, test=caller.test)
     requests = tables.contact_requests
-    row = await state.database.fetch_one(
-        sa.select(requests).where(
-            requests.c.id == request.path_params["id"], requests.c.api_key_id == caller.key_id
-        )
+    request_id = request.path_params["id"]
+    row = is_request_id(request_id) and await state.database.fetch_one(
+        sa.select(requests).where(requests.c.id == request_id, requests.c.api_key_id == caller.key_id)
     )
     # Another key's request and an unknown id get the same answer: ids are not confirmed.
-    if row is None:
+    if not row:
         raise Problem(404, "Cette demande est introuvable avec cette clé d'API.", code="unknown_request")
     return JSONResponse(status_object(row._mapping), headers={"Cache-Control": "no-store"})

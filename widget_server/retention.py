@@ -1,5 +1,6 @@
 """`widget-server purge`: CVs are deleted once delivered plus a grace period, and
-candidates' personal data is anonymised after the retention period. Safe to run
+candidates' personal data is anonymised after the retention period; CVs kept
+across a form's errors (`kept_cvs`) go once expired. Safe to run
 from cron, as often as wanted: each run only does what is due."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from databases import Database
 
-from . import tables
+from . import kept_cvs, tables
 from .resources import write_transaction
 from .settings import Settings
 
@@ -26,6 +27,7 @@ class PurgeReport:
     anonymised_requests: tuple[str, ...]
     emails_deleted: int
     tokens_deleted: int
+    kept_cvs_deleted: int = 0
     dry_run: bool = False
 
     @property
@@ -44,6 +46,7 @@ class PurgeReport:
             *(f"  request {request_id}" for request_id in self.anonymised_requests),
             f"Finished emails deleted: {self.emails_deleted}",
             f"Reply tokens deleted: {self.tokens_deleted}",
+            f"Expired CVs kept across form errors deleted: {self.kept_cvs_deleted}",
         ]
 
     def summary(self) -> str:
@@ -66,7 +69,9 @@ async def purge(
         finished = _finished_emails(anonymised)
         emails = await _count(database, tables.outbox, finished)
         tokens = await _count(database, tables.reply_tokens, _tokens(anonymised))
+        kept = await _count(database, tables.kept_cvs, kept_cvs.expired(now))
         if not dry_run:
+            await database.execute(tables.kept_cvs.delete().where(kept_cvs.expired(now)))
             if cv_requests:
                 await database.execute(
                     tables.cv_files.update()
@@ -77,7 +82,7 @@ async def purge(
                 await anonymise_requests(database, anonymised, now)
                 # Queued emails hold the candidate's details too; finished ones go.
                 await database.execute(tables.outbox.delete().where(finished))
-    return PurgeReport(tuple(cv_requests), tuple(anonymised), emails, tokens, dry_run)
+    return PurgeReport(tuple(cv_requests), tuple(anonymised), emails, tokens, kept, dry_run)
 
 
 async def anonymise_requests(database: Database, request_ids: Sequence[str], now: dt.datetime) -> None:

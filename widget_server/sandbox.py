@@ -12,9 +12,9 @@ few places, each once:
   with `SMTP_URL` set and in production, where `/dev/mailbox` does not exist; the
   request still turns `delivered`, and its webhooks are sent as any other.
 - The recruiter's or CFA's address: a test request never holds it. It stores
-  `STAND_IN_CONTACT` instead, so its emails, reply links and the test mailbox
-  cannot disclose or reach a real recruiter whatever code path reads it (the
-  directory's contact addresses are not public).
+  `contact_requests.STAND_IN_CONTACT` instead, so its emails, reply links and the
+  test mailbox cannot disclose or reach a real recruiter whatever code path reads
+  it (the directory's contact addresses are not public).
 - Quotas count test requests apart from real ones (a partner testing with a real
   candidate's address never blocks that candidate), a test application does not
   take one of an offer's `OFFER_MAX_APPLICATIONS` places, an idempotency key of a
@@ -35,11 +35,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import callers, tables
+from .contact_requests import is_request_id
 from .mailbox import message_json, parse
 from .problems import Problem
 
-# The recruiter or CFA of every test request: `.invalid` never resolves (RFC 6761).
-STAND_IN_CONTACT = "recruteur@boite-de-test.invalid"
 # The newest messages a listing holds.
 MAX_MESSAGES = 100
 
@@ -126,10 +125,10 @@ async def mailbox_endpoint(request: Request) -> Response:
     request_id = request.query_params.get("request_id") or None
     if request_id is not None:
         requests = tables.contact_requests
-        mine = await state.database.fetch_val(
+        mine = is_request_id(request_id) and await state.database.fetch_val(
             sa.select(requests.c.id).where(requests.c.id == request_id, _of_key(caller))
         )
-        if mine is None:
+        if not mine:
             raise Problem(
                 404, "Aucune demande de test de cette clé n'a cet identifiant.", code="unknown_request"
             )

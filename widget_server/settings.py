@@ -252,6 +252,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("FORM_TOKEN_TTL_SECONDS", "7200", "How long a rendered form stays valid.", int),
     Setting("FORM_MIN_FILL_SECONDS", "3", "A form posted faster than this is treated as a bot.", int),
+    Setting(
+        "KEPT_CVS_MAX_BYTES",
+        "268435456",
+        "Room for the CVs kept on the server across form errors, all forms together (each for `FORM_TOKEN_TTL_SECONDS` at most). When full, a candidate sent back by an error chooses the file again.",
+        int,
+    ),
     Setting("RATE_LIMIT", "60/minute", "Requests per client IP on the API and the forms (429 beyond).", str),
     Setting(
         "API_KEY_RATE_LIMIT",
@@ -380,6 +386,7 @@ class Settings:
     rdv_interval_days: int
     form_token_ttl_seconds: int
     form_min_fill_seconds: int
+    kept_cvs_max_bytes: int
     rate_limit: str
     api_key_rate_limit: str
     trusted_proxies: tuple[str, ...]

@@ -178,6 +178,20 @@ cv_files = sa.Table(
     sa.Column("deleted_at", UTCDateTime),
 )
 
+# A form's valid CV, kept while the candidate fixes another field (`kept_cvs`).
+kept_cvs = sa.Table(
+    "kept_cvs",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("token_hash", sa.Text, nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
 outbox = sa.Table(
     "outbox",
     metadata,

@@ -5,9 +5,6 @@ by Playwright. Everything listens on 127.0.0.1 and stops with the tests."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +20,8 @@ from tests.browser.support import (
     Servers,
     fixture_pages,
     free_port,
+    start_widget_server,
+    stop_widget_server,
     wait_for,
 )
 from widget_server.host_page import create_host_app
@@ -40,30 +39,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     tmp = tmp_path_factory.mktemp("browser")
     port, site_port, fixtures_port = free_port(), free_port(), free_port()
     widget = f"http://localhost:{port}"
-    env = {
-        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT")},
-        "ENVIRONMENT": "development",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "PUBLIC_URL": widget,
-        "EXAMPLE_HOST_PAGE_PORT": str(site_port),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/widget.db",
-        "VAR_DIR": str(tmp / "var"),
-        "SECRET_KEY": "browser-tests",
-        "DEMO_DATA": "true",
-        "FORM_MIN_FILL_SECONDS": "0",
-        "RATE_LIMIT": "10000/minute",
-        "OUTBOX_POLL_SECONDS": "0.2",
-        "LOG_LEVEL": "WARNING",
-    }
-    log = (tmp / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "widget_server.cli", "serve"],
-        cwd=tmp,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_widget_server(tmp, port, EXAMPLE_HOST_PAGE_PORT=str(site_port))
     fixtures_dir = tmp / "pages"
     fixture_pages(fixtures_dir)
     fixtures = uvicorn.Server(
@@ -89,13 +65,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     finally:
         fixtures.should_exit = True
         thread.join(10)
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
+        stop_widget_server(process)
 
 
 @pytest.fixture

@@ -5,8 +5,10 @@ form's frame and the dev mailbox. Fixtures are in conftest.py."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -90,6 +92,46 @@ def wait_for(url: str, process: subprocess.Popen[bytes] | None = None, seconds: 
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {seconds} s")
+
+
+def start_widget_server(tmp: Path, port: int, **overrides: str) -> subprocess.Popen[bytes]:
+    """`widget-server serve` on 127.0.0.1:`port`, on SQLite under `tmp` with the
+    demo directory; `overrides`: settings of the test at hand."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT")},
+        "ENVIRONMENT": "development",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "PUBLIC_URL": f"http://localhost:{port}",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/widget.db",
+        "VAR_DIR": str(tmp / "var"),
+        "SECRET_KEY": "browser-tests",
+        "DEMO_DATA": "true",
+        "FORM_MIN_FILL_SECONDS": "0",
+        "RATE_LIMIT": "10000/minute",
+        "OUTBOX_POLL_SECONDS": "0.2",
+        "LOG_LEVEL": "WARNING",
+        **overrides,
+    }
+    log = (tmp / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "widget_server.cli", "serve"],
+        cwd=tmp,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()  # the child has its own copy
+    return process
+
+
+def stop_widget_server(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 def get_json(url: str) -> Any:

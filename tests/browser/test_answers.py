@@ -84,7 +84,7 @@ def test_offer_filled_asks_then_closes(page: Page, servers: Servers, tmp_path: P
     [filled] = [u for u in message_links(servers, pro) if "/filled/" in u]
 
     page.goto(filled)
-    assert page.locator("h1").inner_text().startswith("L'offre « ")
+    assert page.locator("h1").inner_text() == "Votre offre est pourvue ?"
     assert axe_violations(page) == []
     eligibility = f"{servers.widget}/api/v1/eligibility?target=offer:{FILLED_OFFER}"
     assert get_json(eligibility)["results"][0]["eligible"] is True  # the page changed nothing

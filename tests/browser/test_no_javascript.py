@@ -41,8 +41,10 @@ def test_spontaneous_application_without_javascript(
     page.wait_for_selector(".error-summary")
     assert page.locator("#email-error").is_visible()
     assert page.input_value("#last_name") == "Sansjs"
+    # Browsers never keep a file after a page load: the server kept it.
+    assert "CV reçu : cv.docx.pdf ✓" in page.locator("#cv-status").inner_text()
+    assert page.locator("#cv").is_visible()  # the browser's own control, to change it
     page.fill("#email", email)
-    page.set_input_files("#cv", str(cv))  # browsers never keep a file after a page load
     page.click("button[type=submit]")
     page.wait_for_selector("[data-lba-submitted]")
     assert "Votre candidature a bien été envoyée" in page.content()
