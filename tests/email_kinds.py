@@ -1,6 +1,7 @@
 """Every kind of email the service sends, produced the way the service produces
 it (requests posted through the API, answers and opt-outs through their pages,
-reminders by their job, a bounce through its webhook) and read back from the
+reminders by their job, a bounce through its webhook, a withdrawal through the
+follow-up page) and read back from the
 outbox as stored: for the checks that hold for every email (SpamAssassin, the
 <h1>, the privacy link)."""
 
@@ -57,6 +58,16 @@ def _answer(client: TestClient, pro: bytes, action: str, **changes: Any) -> None
     assert client.post(path(url), data=fields).status_code == 200
 
 
+def _ack_of(client: TestClient, pro: bytes) -> bytes:
+    """The acknowledgement queued with the pro email `pro`."""
+    rows = _outbox(client)
+    [request_id] = [r["request_id"] for r in rows if bytes(r["raw"]) == pro]
+    [ack] = [
+        bytes(r["raw"]) for r in rows if r["request_id"] == request_id and r["template"].endswith("_ack")
+    ]
+    return ack
+
+
 def _offer_filled(client: TestClient, pro: bytes) -> None:
     """Declares the offer filled from the link of the pro email `pro`, as a recruiter would."""
     url = next(path(u) for u in html_links(parse(pro)) if "/filled/" in u)
@@ -111,7 +122,13 @@ def every_kind(client: TestClient) -> dict[str, bytes]:
     unreachable = submit("/api/v1/appointment-requests", appointment(email="zoe@example.org", message=None))
     queued_by(_answer, client, unreachable, "unreachable")
     submit("/api/v1/appointment-requests", appointment(email="ines@example.org", role="parent"))
+    withdrawn = submit("/api/v1/applications", application(email="noe.martin@example.org"))
     deliver(client)
+    # The candidate withdraws from their follow-up page: the recruiter gets the notice.
+    [followup] = [u for u in html_links(parse(_ack_of(client, withdrawn))) if "/suivi/" in u]
+    check = re.search(r'name="check" value="([^"]+)"', client.get(path(followup) + "/retirer").text)
+    assert check
+    queued_by(client.post, path(followup) + "/retirer", data={"check": check.group(1)})
     state = seed.state(client)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=state.settings.reminder_days + 1)
     queued_by(seed.run, client, reminders.send_due_reminders, state.database, state.settings, later)

@@ -34,6 +34,7 @@ class RecordingHandler:
         self._script: dict[str, list[str]] = {"MAIL": [], "RCPT": [], "DATA": []}
         self._lock = threading.Lock()
         self._hold = False
+        self._then_accept = False
         self._released = threading.Event()
         self.held_recipient: str | None = None
 
@@ -41,11 +42,13 @@ class RecordingHandler:
         with self._lock:
             self._script[command].extend([reply] * times)
 
-    def hold_next_recipient(self) -> None:
+    def hold_next_recipient(self, *, then_accept: bool = False) -> None:
         """The next RCPT waits, unanswered, until `release()`: its client is stuck
-        mid-transaction, before DATA, so nothing of that message was received."""
+        mid-transaction, before DATA, so nothing of that message was received.
+        Released, it is refused for now (451), or accepted with `then_accept`."""
         with self._lock:
             self._hold = True
+            self._then_accept = then_accept
             self.held_recipient = None
         self._released.clear()
 
@@ -84,7 +87,7 @@ class RecordingHandler:
         reply = self._scripted("RCPT")
         if reply:
             return reply
-        if await self._held(address):
+        if await self._held(address) and not self._then_accept:
             return "451 4.3.0 Held by the test, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"

@@ -66,7 +66,8 @@ def test_json_application_is_stored_with_its_cv_and_two_queued_emails(client: Te
     assert "10 jours" in body(ack, "plain")
 
     tokens = seed.fetch_all(client, tables.reply_tokens.select())
-    assert sorted(t["action"] for t in tokens) == ["accept", "filled", "optout", "refuse"]
+    # The recruiter's buttons, and the candidate's follow-up link.
+    assert sorted(t["action"] for t in tokens) == ["accept", "filled", "followup", "optout", "refuse"]
     assert all(t["request_id"] == request_id for t in tokens)
     [offer] = seed.fetch_all(client, tables.offers.select())
     assert offer["application_count"] == 1

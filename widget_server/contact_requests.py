@@ -62,6 +62,9 @@ class Accepted:
     id: str
     status: str
     created: bool
+    # The candidate's private follow-up link, for the form's success page only
+    # (never in the API's answer: that goes to the partner). None on a replay.
+    followup_url: str | None = None
 
 
 # The recruiter or CFA of every test request (sandbox.py): a test request never
@@ -79,9 +82,10 @@ def is_request_id(value: str) -> bool:
 
 
 # A request's status: stored, its email not yet accepted by the mail server;
-# accepted by it; answered; its contact's address bounced.
+# accepted by it; answered; its contact's address bounced; withdrawn by the candidate.
 RECEIVED, DELIVERED, ANSWERED, BOUNCED = "received", "delivered", "answered", "bounced"
-STATUSES = (RECEIVED, DELIVERED, ANSWERED, BOUNCED)
+WITHDRAWN = "withdrawn"
+STATUSES = (RECEIVED, DELIVERED, ANSWERED, BOUNCED, WITHDRAWN)
 # Waiting for an answer.
 OPEN = (RECEIVED, DELIVERED)
 
@@ -165,11 +169,11 @@ async def submit(state: State, submission: Submission, now: dt.datetime | None =
         if not submission.test:
             # A test application takes none of the offer's real places.
             await _count_application(database, clean.target, settings.offer_max_applications)
-        await _store(database, settings, submission, clean, row, record, fingerprint, now)
+        followup_url = await _store(database, settings, submission, clean, row, record, fingerprint, now)
     worker = getattr(state, "outbox_worker", None)
     if worker is not None:
         worker.wake()
-    return Accepted(row["id"], row["status"], True)
+    return Accepted(row["id"], row["status"], True, followup_url)
 
 
 async def _eligible_record(database: Database, target: Target, settings: Settings) -> dict[str, Any]:
@@ -242,8 +246,9 @@ async def _store(
     record: Mapping[str, Any],
     fingerprint: str,
     now: dt.datetime,
-) -> None:
-    """The request, its CV, its reply tokens, its two emails and its idempotency key."""
+) -> str:
+    """The request, its CV, its reply tokens, its two emails and its idempotency key;
+    returns the candidate's follow-up link."""
     kind, request_id = submission.kind, row["id"]
     target_view = clean.target.spec.describe(record, clean.target.ref)
     tokens = reply_tokens.issue_set(
@@ -254,13 +259,26 @@ async def _store(
         public_url=settings.public_url,
         now=now,
     )
+    # The candidate's link: valid as long as their data is kept (anonymising deletes it).
+    followup_url, followup_token = reply_tokens.issue(
+        request_id,
+        row["email"],
+        reply_tokens.FOLLOWUP,
+        ttl=dt.timedelta(days=settings.personal_data_retention_days),
+        public_url=settings.public_url,
+        now=now,
+    )
     stored = StoredRequest(row, kind, clean.target, target_view)
     pro = compose_pro_email(settings, stored, tokens, now=now)
     ack = emails.compose(
         settings,
         kind.ack_email,
         # The acknowledgement carries a copy of what was sent, the CV's name included.
-        {**stored.context(settings.public_url), "cv_filename": clean.cv.filename if clean.cv else None},
+        {
+            **stored.context(settings.public_url),
+            "cv_filename": clean.cv.filename if clean.cv else None,
+            "followup_url": followup_url,
+        },
         to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
         now=now,
     )
@@ -275,7 +293,7 @@ async def _store(
                 data=clean.cv.data,
             )
         )
-    await reply_tokens.store(database, tokens.rows)
+    await reply_tokens.store(database, [*tokens.rows, followup_token])
     await outbox.enqueue(
         database, pro, template=kind.pro_email, request_id=request_id, attach_cv=clean.cv is not None, now=now
     )
@@ -290,6 +308,7 @@ async def _store(
                 created_at=now,
             )
         )
+    return followup_url
 
 
 NOT_ELIGIBLE = {

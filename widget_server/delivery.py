@@ -1,7 +1,8 @@
 """The service's outbox worker, assembled: emails through the transport the
 settings name (SMTP or the dev mailbox), partner webhooks, a request turning
 `delivered` (and its partner told) when its first email to the recruiter or CFA
-is accepted, bounces handled, and reminders as its periodic job."""
+is accepted (or, if its candidate withdrew it meanwhile, a notice following it),
+bounces handled, and reminders as its periodic job."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from databases import Database
 
-from . import bounces, outbox, partner_events, reminders, tables
+from . import bounces, outbox, partner_events, reminders, tables, withdrawals
 from .contact_requests import DELIVERED, RECEIVED
 from .kinds import PRO_EMAILS
 from .mailer import transport_from_settings
@@ -27,17 +28,19 @@ def create_worker(database: Database, settings: Settings, **options: Any) -> out
         settings,
         couriers=[WebhookCourier(database, settings)],
         on_recipient_refused=bounces.on_recipient_refused(database, settings),
-        on_sent=on_sent(database),
+        on_sent=on_sent(database, settings),
         periodic_jobs=[reminders.job(database, settings)],
         **options,
     )
 
 
-def on_sent(database: Database) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
+def on_sent(database: Database, settings: Settings) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
     """The outbox worker's hook for a message the mail server accepted (called in
     the transaction that records it as sent)."""
+    withdrawn_meanwhile = withdrawals.on_sent(database, settings)
 
     async def hook(row: Mapping[str, Any]) -> None:
+        await withdrawn_meanwhile(row)
         if row["kind"] != outbox.EMAIL or row["template"] not in PRO_EMAILS or not row["request_id"]:
             return
         requests = tables.contact_requests

@@ -197,6 +197,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        10,
+        "requests withdrawn by their candidate",
+        # The follow-up link's token is a `reply_tokens` row (action "followup").
+        ("ALTER TABLE contact_requests ADD COLUMN withdrawn_at {ts}",),
+    ),
+    Migration(
         12,
         "CVs kept across a form's error round trips",
         (

@@ -82,6 +82,8 @@ RECIPIENT_REFUSED = RecipientRefused.kind
 MESSAGE_REFUSED = MessageRefused.kind
 TOO_MANY_ATTEMPTS = "too_many_attempts"
 FAILURE_KINDS = (RECIPIENT_REFUSED, MESSAGE_REFUSED, TOO_MANY_ATTEMPTS)
+# The status of a message that will never be sent: its request was withdrawn.
+CANCELLED = "cancelled"
 
 
 class Courier(Protocol):
@@ -186,6 +188,20 @@ async def enqueue_webhook(
         .returning(_outbox.c.id)
     )
     return int(await database.fetch_val(query))
+
+
+async def cancel_pending(database: Database, request_id: str) -> int:
+    """Cancel the emails of a request that have not left (its candidate withdrew
+    it); returns how many. Its partner's webhooks still go. One UPDATE, so a
+    worker either claimed an email before (it is `sending`, and may go out) or
+    never will. Call it inside the transaction that records why."""
+    cancelled = await database.fetch_all(
+        _outbox.update()
+        .where(_outbox.c.request_id == request_id, _outbox.c.kind == EMAIL, _outbox.c.status == "pending")
+        .values(status=CANCELLED, lease_owner=None, lease_until=None)
+        .returning(_outbox.c.id)
+    )
+    return len(cancelled)
 
 
 async def failures_by_kind(database: Database) -> dict[str, int]:

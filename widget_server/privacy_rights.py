@@ -48,7 +48,7 @@ _REQUEST_FIELDS = (
     "answer_message",
     "answer_details",
 )
-_REQUEST_TIMES = ("created_at", "updated_at", "answered_at", "reminded_at", "anonymised_at")
+_REQUEST_TIMES = ("created_at", "updated_at", "answered_at", "reminded_at", "withdrawn_at", "anonymised_at")
 # Statuses of an email that has not left yet; `sending`: a worker holds it right now.
 _QUEUED = ("pending", "sending")
 

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import emails, outbox, partner_events, reply_tokens, tables
-from .contact_requests import ANSWERED, OPEN, StoredRequest, ack_message_id, load
+from .contact_requests import ANSWERED, OPEN, WITHDRAWN, StoredRequest, ack_message_id, load
 from .form_tokens import InvalidFormToken
 from .kinds import KINDS, REFUSAL_REASONS
 from .pages import private_page
@@ -181,6 +181,9 @@ async def reply_page(request: Request) -> Response:
     stored = await load(state.database, found["request_id"])
     if stored is None or stored.row["anonymised_at"] is not None:
         raise Problem(410, "Cette demande n'est plus disponible.")
+    if stored.row["status"] == WITHDRAWN and request.method != "POST":
+        # A POST is refused by the answer's own UPDATE: it may race the withdrawal.
+        return _withdrawn(request, stored)
     page: dict[str, Any] = {
         "stored": stored,
         "row": stored.row,
@@ -268,6 +271,8 @@ async def _answer(
         state.outbox_worker.wake()
     fresh = await load(state.database, stored.row["id"])
     assert fresh is not None
+    if fresh.row["status"] == WITHDRAWN:
+        return _withdrawn(request, fresh)
     return _render(
         request,
         "pages/reply_done.html",
@@ -291,7 +296,12 @@ async def record_answer(
     sends nothing (False). `open_only`: only a request still waiting for one
     (not withdrawn, its email not bounced)."""
     requests = tables.contact_requests
-    conditions = [requests.c.id == stored.row["id"], requests.c.answered_at.is_(None)]
+    # Never a withdrawn request: its candidate took it back.
+    conditions = [
+        requests.c.id == stored.row["id"],
+        requests.c.answered_at.is_(None),
+        requests.c.status != WITHDRAWN,
+    ]
     if open_only:
         conditions.append(requests.c.status.in_(OPEN))
     won = await state.database.fetch_val(
@@ -354,6 +364,28 @@ async def _tell_candidate(
     await outbox.enqueue(
         database, email_message, template=f"answer_{answer.code}", request_id=row["id"], now=now
     )
+
+
+def _withdrawn(request: Request, stored: StoredRequest) -> Response:
+    """What every reply link of a request its candidate withdrew shows, instead of acting."""
+    return _render(request, "pages/reply_withdrawn.html", {"row": stored.row, "kind": stored.kind}, 200)
+
+
+def answer_as_sent(stored: StoredRequest) -> dict[str, Any] | None:
+    """The answer as the candidate's email told it (their follow-up page shows it
+    again); None when no email told it (`other_channel`)."""
+    row = stored.row
+    answer = ANSWERS.get(row["answer"] or "")
+    if answer is None or not answer.emails_candidate:
+        return None
+    details = json.loads(row["answer_details"]) if row["answer_details"] else {}
+    return {
+        **{key: _fill(getattr(answer, key), stored) for key in ("headline", "intro", "outro")},
+        "message": row["answer_message"],
+        "reasons": details.get("reasons", []),
+        "pro_email": details.get("pro_email"),
+        "pro_phone": details.get("pro_phone"),
+    }
 
 
 def _answered(stored: StoredRequest) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""Quick-reply and opt-out tokens: random, single-purpose, stored hashed, expiring."""
+"""Quick-reply, opt-out and follow-up tokens: random, single-purpose, stored
+hashed, expiring. The candidate's follow-up link is one too (action
+`followup`): it dies with the request's other tokens when the request is
+anonymised or forgotten."""
 
 from __future__ import annotations
 
@@ -19,8 +22,9 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+FOLLOWUP = "followup"
 # The page each kind of token opens; every other action is an answer (`/reply/`).
-_PATHS = {"optout": "optout", "optin": "optout", "filled": "filled"}
+_PATHS = {"optout": "optout", "optin": "optout", "filled": "filled", FOLLOWUP: "suivi"}
 
 
 def url_for(public_url: str, action: str, token: str) -> str:

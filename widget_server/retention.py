@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from databases import Database
 
 from . import kept_cvs, tables
+from .outbox import CANCELLED
 from .resources import write_transaction
 from .settings import Settings
 
@@ -80,7 +81,7 @@ async def purge(
                 )
             if anonymised:
                 await anonymise_requests(database, anonymised, now)
-                # Queued emails hold the candidate's details too; finished ones go.
+                # Queued emails hold the candidate's details too; finished (or cancelled) ones go.
                 await database.execute(tables.outbox.delete().where(finished))
     return PurgeReport(tuple(cv_requests), tuple(anonymised), emails, tokens, kept, dry_run)
 
@@ -141,7 +142,7 @@ async def _due_requests(database: Database, settings: Settings, now: dt.datetime
 
 def _finished_emails(request_ids: Sequence[str]) -> sa.ColumnElement[bool]:
     outbox = tables.outbox
-    return sa.and_(outbox.c.request_id.in_(request_ids), outbox.c.status.in_(("sent", "failed")))
+    return sa.and_(outbox.c.request_id.in_(request_ids), outbox.c.status.in_(("sent", "failed", CANCELLED)))
 
 
 def _tokens(request_ids: Sequence[str]) -> sa.ColumnElement[bool]:

@@ -165,6 +165,8 @@ contact_requests = sa.Table(
     sa.Column("delivered_at", UTCDateTime),
     # Made with a test key: stored like any other, its emails stay in the test mailbox.
     sa.Column("test", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Set when the candidate withdrew the request from their follow-up page.
+    sa.Column("withdrawn_at", UTCDateTime),
 )
 
 cv_files = sa.Table(

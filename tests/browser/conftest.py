@@ -17,6 +17,7 @@ from tests.browser.support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     EVENTS_SCRIPT,
+    QuietServer,
     Servers,
     fixture_pages,
     free_port,
@@ -65,6 +66,19 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     finally:
         fixtures.should_exit = True
         thread.join(10)
+        stop_widget_server(process)
+
+
+@pytest.fixture(scope="module")
+def quiet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuietServer]:
+    """A service of its own whose emails wait: no worker runs until `worker()`."""
+    tmp = tmp_path_factory.mktemp("quiet")
+    port = free_port()
+    process = start_widget_server(tmp, port, OUTBOX_WORKER="false", EXAMPLE_HOST_PAGE_PORT="0")
+    try:
+        wait_for(f"http://127.0.0.1:{port}/healthz", process)
+        yield QuietServer(Servers(f"http://localhost:{port}", "", "", tmp / "var"), tmp, port)
+    finally:
         stop_widget_server(process)
 
 

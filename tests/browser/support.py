@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,9 +96,11 @@ def wait_for(url: str, process: subprocess.Popen[bytes] | None = None, seconds: 
     raise RuntimeError(f"{url} did not answer within {seconds} s")
 
 
-def start_widget_server(tmp: Path, port: int, **overrides: str) -> subprocess.Popen[bytes]:
-    """`widget-server serve` on 127.0.0.1:`port`, on SQLite under `tmp` with the
-    demo directory; `overrides`: settings of the test at hand."""
+def start_widget_server(
+    tmp: Path, port: int, *, command: str = "serve", **overrides: str
+) -> subprocess.Popen[bytes]:
+    """`widget-server serve` (or another `command`, e.g. `worker`) on 127.0.0.1:`port`,
+    on SQLite under `tmp` with the demo directory; `overrides`: settings of the test at hand."""
     env = {
         **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT")},
         "ENVIRONMENT": "development",
@@ -113,9 +117,9 @@ def start_widget_server(tmp: Path, port: int, **overrides: str) -> subprocess.Po
         "LOG_LEVEL": "WARNING",
         **overrides,
     }
-    log = (tmp / "server.log").open("wb")
+    log = (tmp / ("server.log" if command == "serve" else f"{command}.log")).open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "widget_server.cli", "serve"],
+        [sys.executable, "-m", "widget_server.cli", command],
         cwd=tmp,
         env=env,
         stdout=log,
@@ -132,6 +136,24 @@ def stop_widget_server(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(5)
+
+
+@dataclass(frozen=True)
+class QuietServer:
+    """A service whose emails wait in the outbox until `worker()` runs one."""
+
+    servers: Servers
+    tmp: Path
+    port: int
+
+    @contextmanager
+    def worker(self) -> Iterator[subprocess.Popen[bytes]]:
+        """`widget-server worker` on the same database and dev mailbox, while inside."""
+        process = start_widget_server(self.tmp, self.port, command="worker")
+        try:
+            yield process
+        finally:
+            stop_widget_server(process)
 
 
 def get_json(url: str) -> Any:
