@@ -561,3 +561,44 @@ def test_a_worker_without_the_webhook_courier_leaves_webhooks_alone(tmp_path: Pa
         assert (row["status"], row["attempts"], row["lease_owner"]) == ("pending", 0, None)
 
     run(settings, scenario)
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_timeout(tmp_path: Path) -> None:
+    """Each byte of the answer's head comes well within the timeout, the whole head
+    far beyond it: the attempt still ends at the timeout (the job is retried) instead
+    of holding the worker, and the job's lease, for as long as the receiver likes."""
+    import asyncio
+
+    settings = make_settings(tmp_path, WEBHOOK_TIMEOUT_SECONDS="1")
+    lines = 40  # one header line every 0.2 s: 8 s for the whole head
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n")
+            for _ in range(lines):
+                await writer.drain()
+                await asyncio.sleep(0.2)
+                writer.write(b"x-slow: 1\r\n")
+            writer.write(b"\r\n")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client hung up
+        finally:
+            writer.close()
+
+    async def scenario(database: Database) -> dict[str, Any]:
+        server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            key_id, _ = await key_with_webhook(database, f"http://127.0.0.1:{port}/hook")
+            await deliver_request(database, await new_request(database, key_id))
+            assert await worker_for(database, settings, Clock()).run_once() == 1
+            [row] = await webhook_rows(database)
+            return row
+        finally:
+            server.close()
+
+    row = run(settings, scenario)
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert row["last_error"] == "no answer within 1 s"

@@ -214,6 +214,26 @@ class WebhookCourier:
 
     async def _post(self, client: httpx2.AsyncClient, row: Mapping[str, Any]) -> None:
         url, secret = await self._endpoint(row)
+        # One budget for the whole attempt (name, connection, TLS, request, the
+        # answer's head): the client's timeout bounds each read, not their sum, so
+        # a receiver trickling its answer would otherwise hold the job past its lease.
+        try:
+            async with asyncio.timeout(self.timeout):
+                status = await self._exchange(client, url, secret, row)
+        except (TimeoutError, httpx2.TimeoutException) as exc:
+            raise TemporaryFailure(f"no answer within {self.timeout:g} s") from exc
+        except httpx2.TransportError as exc:
+            raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
+        if 200 <= status < 300:
+            return
+        if status >= 500 or status in RETRIED_STATUSES:
+            raise TemporaryFailure(f"HTTP {status}", code=status)
+        raise EndpointRefused(f"HTTP {status}", code=status)
+
+    async def _exchange(
+        self, client: httpx2.AsyncClient, url: str, secret: str, row: Mapping[str, Any]
+    ) -> int:
+        """POSTs the job's body, signed, to the address `url` resolves to; returns the status."""
         parts = urlsplit(url)
         assert parts.hostname is not None  # check_url
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -232,20 +252,11 @@ class WebhookCourier:
         # To the address checked above; the name stays in Host and in TLS (SNI, certificate).
         literal = f"[{address}]" if address.version == 6 else str(address)
         target = urlunsplit(parts._replace(netloc=f"{literal}:{port}"))
-        try:
-            async with client.stream(
-                "POST", target, content=body, headers=headers, extensions={"sni_hostname": parts.hostname}
-            ) as response:
-                status = response.status_code
-        except httpx2.TimeoutException as exc:
-            raise TemporaryFailure(f"no answer within {self.timeout:g} s") from exc
-        except httpx2.TransportError as exc:
-            raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
-        if 200 <= status < 300:
-            return
-        if status >= 500 or status in RETRIED_STATUSES:
-            raise TemporaryFailure(f"HTTP {status}", code=status)
-        raise EndpointRefused(f"HTTP {status}", code=status)
+        # Only the status is read: the answer's body, however large, never is.
+        async with client.stream(
+            "POST", target, content=body, headers=headers, extensions={"sni_hostname": parts.hostname}
+        ) as response:
+            return response.status_code
 
     async def _endpoint(self, row: Mapping[str, Any]) -> tuple[str, str]:
         keys = tables.api_keys
