@@ -53,6 +53,9 @@ def test_the_acknowledgement_is_a_copy_of_the_application(client: TestClient) ->
     for part in (text, page):
         assert "lea.moreau@example.org" in part and "06 12 34 56 78" in part
     assert PRIVACY_URL in html_links(ack) and f"Vos données personnelles : {PRIVACY_URL}" in text
+    # The follow-up link, in both parts, after what happens next.
+    [followup] = [u for u in html_links(ack) if "/suivi/" in u]
+    assert followup in text and text.index("Et maintenant ?") < text.index(followup)
 
 
 def test_without_a_message_nothing_speaks_of_one(client: TestClient) -> None:

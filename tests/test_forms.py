@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from typing import Any
 
@@ -11,7 +12,7 @@ from starlette.testclient import TestClient
 
 from tests import seed
 from tests.support import form_token, make_settings, template_name
-from widget_server import tables
+from widget_server import kept_cvs, tables
 from widget_server.app import create_app
 
 FORM = "/widget/v1/candidature"
@@ -266,7 +267,19 @@ def test_a_valid_cv_is_kept_while_another_field_is_fixed(client: TestClient, pag
     done = client.post(FORM, data=fields(again.text))
     assert done.status_code == 200, done.text
     assert stored_cv(client) == seed.PDF
-    assert kept(client) == []  # in cv_files now, and nowhere else
+    # In cv_files now; the kept copy only answers the same page posted again.
+    [row] = kept(client)
+    left = row["expires_at"] - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(0) < left <= dt.timedelta(seconds=kept_cvs.REPOST_SECONDS)
+
+
+def test_the_same_page_posted_twice_with_a_kept_cv_makes_one_request(client: TestClient, page: str) -> None:
+    wrong = client.post(FORM, data=fields(page, phone="12"), files=cv())
+    first = client.post(FORM, data=fields(wrong.text))
+    second = client.post(FORM, data=fields(wrong.text))  # a double click
+    assert first.status_code == second.status_code == 200, second.text
+    [stored] = seed.fetch_all(client, tables.contact_requests.select())
+    assert f'data-lba-submitted="{stored["id"]}"' in second.text
 
 
 def test_a_new_file_replaces_the_kept_one(client: TestClient, page: str) -> None:
@@ -318,8 +331,6 @@ def test_an_older_page_of_the_form_no_longer_brings_the_kept_cv(client: TestClie
 
 
 def test_an_expired_kept_cv_is_not_used_and_purge_deletes_it(client: TestClient, page: str) -> None:
-    import datetime as dt
-
     from widget_server.retention import purge
 
     wrong = client.post(FORM, data=fields(page, phone="12"), files=cv())

@@ -49,7 +49,10 @@ def test_pages_reached_from_an_email_say_who_runs_the_service(
         reply = client.get(path(next(u for u in urls if "/reply/" in u))).text
         optout = client.get(path(next(u for u in urls if "/optout/" in u))).text
         privacy = client.get("/confidentialite").text
+        [ack] = [r for r in smtp_server.received if r.message["X-LBA-Template"].endswith("_ack")]
+        followup = client.get(path(next(u for u in links(ack) if "/suivi/" in u))).text
     assert header(reply) == "La bonne alternance (démo) · Répondre à Léa Moreau"
+    assert header(followup).startswith("La bonne alternance (démo) · Suivi de votre candidature")
     assert header(optout).startswith("La bonne alternance (démo) · Ne plus recevoir")
     assert header(privacy) == "La bonne alternance (démo) · Vos données personnelles"
 
@@ -374,3 +377,9 @@ def test_the_playground_takes_a_caller_name(client: TestClient) -> None:
     page, _ = integration(client)
     assert '<input type="text" id="p-caller" name="caller" value="mon-site"' in page
     assert 'id="p-caller-error" hidden' in page
+
+
+def test_the_playground_has_words_for_every_reason() -> None:
+    from widget_server import eligibility, integration
+
+    assert set(integration.REASONS) == set(eligibility.REASONS)

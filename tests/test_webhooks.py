@@ -303,7 +303,20 @@ def test_a_new_url_and_a_rotated_secret_apply_to_events_still_waiting(tmp_path: 
         "https://[fe80::1]/hook",
         "https://[fc00::1]/hook",
         "https://[::ffff:127.0.0.1]/hook",  # IPv4 inside IPv6
+        "https://[::ffff:7f00:1]/hook",
+        "https://[::127.0.0.1]/hook",  # IPv4-compatible (deprecated, reserved)
+        "https://[64:ff9b::7f00:1]/hook",  # NAT64 of 127.0.0.1
+        "https://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
+        "https://[2002:7f00:1::1]/hook",  # 6to4 of 127.0.0.1
+        "https://[2002:a00:1::1]/hook",  # 6to4 of 10.0.0.1
+        "https://[fec0::1]/hook",  # site-local (deprecated, private)
+        "https://2130706433/hook",  # 127.0.0.1 as resolvers read these
+        "https://0177.0.0.1/hook",
+        "https://0x7f.1/hook",
+        "https://127.1/hook",
         "https://localhost/hook",
+        "https://localhost./hook",
+        "https://a@127.0.0.1/hook",
         "https://api.localhost/hook",
         "https://user:pass@hooks.partner.example/lba",
         "https://hooks.partner.example/lba#frag",
@@ -325,6 +338,8 @@ def test_production_takes_https_to_public_hosts_development_takes_loopback_http(
         "https://hooks.partner.example/lba",
         "https://93.184.215.14:8443/x?y=1",
         "https://[2606:4700::1]/",
+        "https://[64:ff9b::808:808]/",  # NAT64 of a public address
+        "https://[2002:808:808::1]/",  # 6to4 of a public address
     ):
         assert webhooks.check_url(url, production=True) == url
     for url in ("http://127.0.0.1:8080/hook", "http://localhost/hook", "http://[::1]/hook"):
@@ -561,3 +576,44 @@ def test_a_worker_without_the_webhook_courier_leaves_webhooks_alone(tmp_path: Pa
         assert (row["status"], row["attempts"], row["lease_owner"]) == ("pending", 0, None)
 
     run(settings, scenario)
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_timeout(tmp_path: Path) -> None:
+    """Each byte of the answer's head comes well within the timeout, the whole head
+    far beyond it: the attempt still ends at the timeout (the job is retried) instead
+    of holding the worker, and the job's lease, for as long as the receiver likes."""
+    import asyncio
+
+    settings = make_settings(tmp_path, WEBHOOK_TIMEOUT_SECONDS="1")
+    lines = 40  # one header line every 0.2 s: 8 s for the whole head
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n")
+            for _ in range(lines):
+                await writer.drain()
+                await asyncio.sleep(0.2)
+                writer.write(b"x-slow: 1\r\n")
+            writer.write(b"\r\n")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client hung up
+        finally:
+            writer.close()
+
+    async def scenario(database: Database) -> dict[str, Any]:
+        server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            key_id, _ = await key_with_webhook(database, f"http://127.0.0.1:{port}/hook")
+            await deliver_request(database, await new_request(database, key_id))
+            assert await worker_for(database, settings, Clock()).run_once() == 1
+            [row] = await webhook_rows(database)
+            return row
+        finally:
+            server.close()
+
+    row = run(settings, scenario)
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert row["last_error"] == "no answer within 1 s"

@@ -102,6 +102,142 @@
     });
   });
 
+  // "Envoyer une demande de test": a fictional candidate's request to the
+  // previewed target, sent with a test key (checked first by the service: a
+  // live key is never used here), then the emails of the key's test mailbox.
+  var trial = document.getElementById("p-try"), trialForm = document.getElementById("p-try-form");
+  var keyInput = document.getElementById("p-key"), keyError = document.getElementById("p-key-error");
+  var trialStatus = document.getElementById("p-try-status"), mails = document.getElementById("p-try-mails");
+  var CANDIDATE = {first_name: "Léa", last_name: "Essai", email: "lea.essai@example.org", phone: "06 12 34 56 78",
+    message: "Une demande de test, envoyée depuis la page d'intégration."};
+  var polling = 0;
+
+  function keyProblem(text) {
+    keyError.textContent = text;
+    keyError.hidden = !text;
+    if (text) keyInput.setAttribute("aria-invalid", "true");
+    else keyInput.removeAttribute("aria-invalid");
+    keyInput.setAttribute("aria-describedby", text ? "p-key-hint p-key-error" : "p-key-hint");
+    if (text) keyInput.focus();
+  }
+
+  function call(method, path, key, body) {
+    return fetch(path, {
+      method: method,
+      credentials: "omit",
+      headers: Object.assign({Authorization: "Bearer " + key}, body ? {"Content-Type": "application/json"} : {}),
+      body: body ? JSON.stringify(body) : undefined
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (json) {
+        return {status: response.status, ok: response.ok, body: json};
+      });
+    });
+  }
+
+  function sampleCv() {
+    return fetch(trialForm.getAttribute("data-sample-cv")).then(function (response) {
+      return response.blob();
+    }).then(function (blob) {
+      return new Promise(function (resolve) {
+        var reader = new FileReader();
+        reader.onload = function () { resolve(reader.result); };
+        reader.readAsDataURL(blob);
+      });
+    });
+  }
+
+  function request() {
+    var body = Object.assign({}, CANDIDATE), id = ref.value.trim();
+    if (kind.value === "formation") {
+      return Promise.resolve(["/api/v1/appointment-requests",
+        Object.assign(body, {formation_id: id, role: "student", topics: ["places"]})]);
+    }
+    body[kind.value === "company" ? "siret" : "offer_id"] = id;
+    return sampleCv().then(function (cv) {
+      return ["/api/v1/applications", Object.assign(body, {cv: cv, cv_filename: "cv-exemple.pdf"})];
+    });
+  }
+
+  function refused(answer) {
+    var errors = (answer.body.errors || []).map(function (error) { return error.message; });
+    return "Demande refusée (" + answer.status + ") : " + (answer.body.detail || "") +
+      (errors.length ? " " + errors.join(" ") : "");
+  }
+
+  function showMails(list) {
+    mails.replaceChildren();
+    list.slice().reverse().forEach(function (mail) {
+      var item = document.createElement("li"), head = document.createElement("p");
+      head.textContent = mail.subject + " — à " + mail.to;
+      item.append(head);
+      var links = (mail.links || []).filter(function (link) { return link.href.indexOf(location.origin) === 0; });
+      if (links.length) {
+        var list = document.createElement("ul");
+        links.forEach(function (link) {
+          var entry = document.createElement("li"), anchor = document.createElement("a");
+          anchor.href = link.href;
+          anchor.target = "_blank";
+          anchor.rel = "noopener";
+          anchor.textContent = (link.text || link.href) + " (nouvelle fenêtre)";
+          entry.append(anchor);
+          list.append(entry);
+        });
+        item.append(list);
+      }
+      mails.append(item);
+    });
+  }
+
+  function follow(key, id, tries) {
+    call("GET", "/api/v1/test-mailbox?request_id=" + encodeURIComponent(id), key).then(function (answer) {
+      var list = answer.ok ? answer.body.messages : [];
+      showMails(list);
+      // The recruiter's (or CFA's) email and the candidate's acknowledgement.
+      if (list.length >= 2 || tries <= 0) {
+        trialStatus.textContent = "Demande de test " + id + " : " + list.length +
+          " e-mail" + (list.length > 1 ? "s" : "") + " dans la boîte de test. Répondez à la place du recruteur avec un lien ci-dessous.";
+        return;
+      }
+      polling = setTimeout(function () { follow(key, id, tries - 1); }, 1000);
+    });
+  }
+
+  if (trial) {
+    trial.hidden = false;
+    trialForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var key = keyInput.value.trim();
+      clearTimeout(polling);
+      mails.replaceChildren();
+      if (!/^lba_test_/.test(key)) {
+        keyProblem("Indiquez une clé de test : elle commence par lba_test_.");
+        return;
+      }
+      keyProblem("");
+      trialStatus.textContent = "Vérification de la clé…";
+      call("GET", "/api/v1/test-mailbox", key).then(function (answer) {
+        if (!answer.ok) {
+          trialStatus.textContent = "";
+          keyProblem(answer.status === 401 ? "Cette clé n'est pas reconnue : vérifiez-la." : (answer.body.detail || "Clé refusée."));
+          return;
+        }
+        trialStatus.textContent = "Envoi de la demande de test…";
+        return request().then(function (made) {
+          return call("POST", made[0], key, made[1]);
+        }).then(function (sent) {
+          if (!sent.ok) {
+            trialStatus.textContent = refused(sent);
+            return;
+          }
+          trialStatus.textContent = "Demande de test " + sent.body.id + " enregistrée : les e-mails arrivent…";
+          follow(key, sent.body.id, 20);
+        });
+      }).catch(function () {
+        trialStatus.textContent = "Le service ne répond pas : réessayez dans un moment.";
+      });
+    });
+  }
+
   // Every "Copier" button copies the code block it names.
   Array.prototype.forEach.call(document.querySelectorAll("button[data-copy]"), function (button) {
     var block = document.getElementById(button.getAttribute("data-copy"));

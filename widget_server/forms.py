@@ -175,7 +175,7 @@ async def _post(request: Request, kind: RequestKind, form: FormData) -> Response
         if not reused:
             await kept_cvs.forget(state.database, token.kept_cv)
         return await _refused(request, page, problem, cv=cv, kept_id=token.kept_cv if reused else "")
-    await kept_cvs.forget(state.database, token.kept_cv)
+    await kept_cvs.sent(state.database, token.kept_cv, now)
     return _render(
         request,
         "pages/sent.html",

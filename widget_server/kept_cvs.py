@@ -6,9 +6,10 @@ here instead, referenced by the new form token only: the token signs the kept
 CV's id, and the row holds the hash of that very token, so a kept CV is read
 back from signed data for the form it was sent with, never from a posted field,
 an older page of the same form or another form (the token signs its target). It lasts as long as the token
-(`FORM_TOKEN_TTL_SECONDS`); it goes once the request is stored (its CV is then
-in `cv_files`), and `widget-server purge` deletes the expired ones, as does every
-new kept CV.
+(`FORM_TOKEN_TTL_SECONDS`), and only `REPOST_SECONDS` once the request is
+stored (its CV is then in `cv_files`): the same page posted twice still gets
+its request's acknowledgement. `widget-server purge` deletes the expired ones,
+as does every new kept CV.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from databases import Database
 from . import tables
 from .cv import CV
 from .resources import write_transaction
+
+# How long a kept CV outlives the request it was sent with.
+REPOST_SECONDS = 600
 
 
 def new_id() -> str:
@@ -92,9 +96,22 @@ async def find(database: Database, kept_id: str, *, form_token: str, now: dt.dat
 
 
 async def forget(database: Database, kept_id: str) -> None:
-    """The kept CV is no longer needed: sent with the request, or replaced."""
+    """The kept CV is no longer needed: replaced, refused, or out of reach."""
     if kept_id:
         await database.execute(tables.kept_cvs.delete().where(tables.kept_cvs.c.id == kept_id))
+
+
+async def sent(database: Database, kept_id: str, now: dt.datetime) -> None:
+    """The request went with the kept CV (now in `cv_files`): it stays
+    `REPOST_SECONDS` more, so the same page posted again (a double click) is
+    answered as the request it already made, then expires."""
+    if kept_id:
+        kept = tables.kept_cvs
+        await database.execute(
+            kept.update()
+            .where(kept.c.id == kept_id, kept.c.expires_at > now + dt.timedelta(seconds=REPOST_SECONDS))
+            .values(expires_at=now + dt.timedelta(seconds=REPOST_SECONDS))
+        )
 
 
 def expired(now: dt.datetime) -> sa.ColumnElement[bool]:

@@ -5,6 +5,10 @@ success with its way back."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -149,6 +153,71 @@ def test_privacy_page_and_error_page(page: Page, servers: Servers) -> None:
     assert href and href.startswith("/widget/v1/assets/favicon.")
     icon = page.request.get(servers.widget + href)
     assert icon.ok and icon.headers["content-type"] == "image/svg+xml"
+
+
+def create_key(servers: Servers, caller: str, *, test: bool) -> str:
+    """A partner key of the browser tests' server, made by the operator's command."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")},
+        "DATABASE_URL": f"sqlite+aiosqlite:///{servers.var_dir.parent}/widget.db",
+        "VAR_DIR": str(servers.var_dir),
+        "PUBLIC_URL": servers.widget,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "widget_server.cli",
+        "keys",
+        "create",
+        caller,
+        *(["--test"] if test else []),
+    ]
+    printed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30, check=True).stdout
+    found = re.search(r"^(lba_\S+)$", printed, re.M)
+    assert found, printed
+    return found.group(1)
+
+
+def test_playground_sends_a_test_request_with_a_test_key_only(page: Page, servers: Servers) -> None:
+    page.goto(servers.widget + "/integration")
+    wait_events(page, "ready")
+    key = page.get_by_label("Votre clé de test")
+    send = page.get_by_role("button", name="Envoyer la demande de test")
+    error = page.locator("#p-key-error")
+
+    # Not a test key: refused in the page, nothing sent.
+    key.fill("lba_0123abcd_not-a-test-key")
+    send.click()
+    assert error.inner_text() == "Indiquez une clé de test : elle commence par lba_test_."
+    assert key.get_attribute("aria-invalid") == "true"
+    assert axe_violations(page) == []
+    # A live key renamed to look like a test key: the service says no before anything is sent.
+    live = create_key(servers, "playground-live", test=False)
+    key.fill(live.replace("lba_", "lba_test_", 1))
+    send.click()
+    page.wait_for_function("() => document.getElementById('p-key-error').textContent.includes('reconnue')")
+
+    # A test key: the fictional candidate's application to the previewed offer, and its emails.
+    key.fill(create_key(servers, "playground", test=True))
+    send.click()
+    page.wait_for_function(
+        "() => /e-mails dans la boîte de test/.test(document.getElementById('p-try-status').textContent)",
+        timeout=30_000,
+    )
+    assert error.is_hidden()
+    mails = page.locator("#p-try-mails > li")
+    assert mails.count() == 2
+    texts = mails.all_inner_texts()
+    assert any("recruteur@boite-de-test.invalid" in text for text in texts)
+    assert any("lea.essai@example.org" in text for text in texts)
+    replies = page.locator("#p-try-mails a[href*='/reply/']")
+    assert replies.count() >= 2
+    assert all(text.endswith("(nouvelle fenêtre)") for text in replies.all_inner_texts())
+    assert axe_violations(page) == []
+    # Nothing left for a real mailbox: the dev mailbox never saw the test request.
+    assert not [
+        m for m in get_json(servers.widget + "/dev/api/mailbox")["messages"] if "Essai" in m["subject"]
+    ]
 
 
 def pro_links(servers: Servers, name: str) -> list[str]:
