@@ -39,6 +39,18 @@ def test_bounce_webhook_needs_an_operator_key(client: TestClient) -> None:
     assert [c["email"] for c in seed.fetch_all(client, tables.contacts.select())] == ["rh@example.org"]
 
 
+def test_a_reason_with_nul_or_a_lone_surrogate_is_stored_clean(client: TestClient) -> None:
+    # PostgreSQL refuses both in text (found by the API fuzz test on PostgreSQL: a 500).
+    response = client.post(
+        "/api/v1/bounces",
+        content=b'{"email": "rh@example.org", "reason": "550\\u0000 user\\udf24 unknown"}',
+        headers={"Authorization": f"Bearer {operator(client)}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 202, response.text
+    [contact] = seed.fetch_all(client, tables.contacts.select())
+    assert contact["bounce_reason"] == "550 user unknown"
+
+
 def test_each_waiting_candidate_is_told_once(tmp_path: Path, smtp_server: SMTPServer) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)

@@ -102,7 +102,7 @@ def test_the_link_is_in_the_acknowledgement_only_and_a_get_changes_nothing(
         page = client.get(url)
         assert page.status_code == 200 and template_name(page) == "pages/followup.html"
         text = html.unescape(page.text)
-        assert "Où en est votre candidature ?" in text
+        assert "Où en est votre candidature" in text
         assert "Remise à Boulangerie" in text and "Retirer ma candidature" in text
         assert page.headers["Cache-Control"] == "no-store"
         assert page.headers["Referrer-Policy"] == "no-referrer"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -192,6 +193,36 @@ def test_webhooks_of_a_test_key_fire_and_its_status_says_test(
         live_key = seed.api_key(client, "autre-site")
         other = apply(client, live_key, email="jade.roux@example.org").json()["id"]
         assert client.get(f"/api/v1/requests/{other}", headers=bearer(live_key)).json()["test"] is False
+
+
+def test_a_test_request_withdrawn_from_its_follow_up_link_tells_only_the_test_mailbox(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    with smtp_app(tmp_path, smtp_server) as client, running_receiver() as receiver:
+        seed.offer(client)
+        made = seed.run(
+            client,
+            functools.partial(callers.create, test=True, webhook_url=receiver.url),
+            seed.state(client).database,
+            "mon-site",
+        )
+        assert made.webhook_secret is not None
+        request_id = apply(client, made.key).json()["id"]
+        deliver(client)
+        [ack] = [m for m in mailbox(client, made.key) if m["template"] == "candidature_ack"]
+        [followup] = {link["href"] for link in ack["links"] if "/suivi/" in link["href"]}
+        confirm = client.get(local(followup) + "/retirer")
+        check = re.search(r'name="check" value="([^"]+)"', confirm.text)
+        assert confirm.status_code == 200 and check
+        assert client.post(local(followup) + "/retirer", data={"check": check.group(1)}).status_code == 200
+        deliver(client)
+
+        assert smtp_server.received == []
+        assert request_row(client, request_id)["status"] == "withdrawn"
+        [notice] = [m for m in mailbox(client, made.key) if m["template"] == "withdrawn"]
+        assert STAND_IN_CONTACT in notice["to"] and "retiré" in notice["subject"]
+        events = [delivery.verify(made.webhook_secret) for delivery in receiver.deliveries]
+        assert [e["type"] for e in events] == ["request.delivered", "request.withdrawn"]  # type: ignore[index]
 
 
 def test_production_has_no_dev_mailbox_yet_test_keys_work(tmp_path: Path, smtp_server: SMTPServer) -> None:

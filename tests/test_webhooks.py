@@ -303,7 +303,20 @@ def test_a_new_url_and_a_rotated_secret_apply_to_events_still_waiting(tmp_path: 
         "https://[fe80::1]/hook",
         "https://[fc00::1]/hook",
         "https://[::ffff:127.0.0.1]/hook",  # IPv4 inside IPv6
+        "https://[::ffff:7f00:1]/hook",
+        "https://[::127.0.0.1]/hook",  # IPv4-compatible (deprecated, reserved)
+        "https://[64:ff9b::7f00:1]/hook",  # NAT64 of 127.0.0.1
+        "https://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
+        "https://[2002:7f00:1::1]/hook",  # 6to4 of 127.0.0.1
+        "https://[2002:a00:1::1]/hook",  # 6to4 of 10.0.0.1
+        "https://[fec0::1]/hook",  # site-local (deprecated, private)
+        "https://2130706433/hook",  # 127.0.0.1 as resolvers read these
+        "https://0177.0.0.1/hook",
+        "https://0x7f.1/hook",
+        "https://127.1/hook",
         "https://localhost/hook",
+        "https://localhost./hook",
+        "https://a@127.0.0.1/hook",
         "https://api.localhost/hook",
         "https://user:pass@hooks.partner.example/lba",
         "https://hooks.partner.example/lba#frag",
@@ -325,6 +338,8 @@ def test_production_takes_https_to_public_hosts_development_takes_loopback_http(
         "https://hooks.partner.example/lba",
         "https://93.184.215.14:8443/x?y=1",
         "https://[2606:4700::1]/",
+        "https://[64:ff9b::808:808]/",  # NAT64 of a public address
+        "https://[2002:808:808::1]/",  # 6to4 of a public address
     ):
         assert webhooks.check_url(url, production=True) == url
     for url in ("http://127.0.0.1:8080/hook", "http://localhost/hook", "http://[::1]/hook"):

@@ -20,7 +20,7 @@ from .kinds import PRO_EMAILS
 from .problems import Problem
 from .resources import write_transaction
 from .settings import Settings
-from .validation import FieldErrors, clean_email, email_identity
+from .validation import FieldErrors, clean_email, email_identity, strip_unrenderable
 
 log = logging.getLogger("widget_server.bounces")
 
@@ -113,7 +113,10 @@ async def webhook(request: Request) -> Response:
             errors.add(field, "Objet attendu.")
             continue
         address = clean_email(errors, field, item.get("email"))
-        reports.append((address, str(item.get("reason") or "reported by webhook")[:500]))
+        # Free text from the provider: no NUL or lone surrogate (PostgreSQL refuses
+        # them in text: a 500), nothing a page showing it could not render.
+        reason = strip_unrenderable(str(item.get("reason") or "")) or "reported by webhook"
+        reports.append((address, reason[:500]))
     if errors:
         raise errors.problem()
     told = 0

@@ -110,23 +110,61 @@ def check_url(url: str, *, production: bool) -> str:
     if not host:
         raise BadWebhookURL("a webhook URL needs a host")
     address = _literal(host)
+    name = host.rstrip(".")  # `localhost.` is `localhost`
     if address is not None:
         check_address(address, production=production)
-    elif production and (host == "localhost" or host.endswith((".localhost", ".local", ".internal"))):
+    elif _ipv4_shorthand(host):
+        # 2130706433, 0177.0.0.1, 127.1: resolvers read them as addresses.
+        raise BadWebhookURL(f"{host} reads as an IPv4 address: write it as four decimal numbers a.b.c.d")
+    elif production and (name == "localhost" or name.endswith((".localhost", ".local", ".internal"))):
         raise BadWebhookURL(f"{host} is a local name: production webhooks go to public hosts only")
     return url
 
 
 def check_address(address: IPAddress, *, production: bool) -> None:
-    """In production, only public unicast addresses."""
+    """In production, only public unicast addresses; an IPv6 address that carries
+    an IPv4 one (`::ffff:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`, 6to4 `2002:…`) only
+    when that one is public too."""
     if not production:
         return
-    # IPv4 inside IPv6 (::ffff:a.b.c.d) is never global either.
-    if not address.is_global or address.is_multicast:
-        raise BadWebhookURL(
-            f"{address} is not a public address (loopback, private, link-local or reserved): "
-            "production webhooks go to public hosts only"
-        )
+    for each in (address, *_carried_ipv4(address)):
+        if not _public(each):
+            raise BadWebhookURL(
+                f"{address} is not a public address (loopback, private, link-local or reserved): "
+                "production webhooks go to public hosts only"
+            )
+
+
+# The NAT64 well-known prefix (RFC 6052): its last 32 bits are an IPv4 address.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _carried_ipv4(address: IPAddress) -> tuple[ipaddress.IPv4Address, ...]:
+    if address.version == 4:
+        return ()
+    assert isinstance(address, ipaddress.IPv6Address)
+    if address in _NAT64:
+        return (ipaddress.IPv4Address(int(address) & 0xFFFFFFFF),)
+    return tuple(a for a in (address.ipv4_mapped, address.sixtofour) if a is not None)
+
+
+def _public(address: IPAddress) -> bool:
+    if address.version == 6 and address in _NAT64:
+        return True  # what counts is the IPv4 address it carries
+    # `is_global` alone lets through deprecated site-local IPv6 (fec0::/10) and the
+    # reserved ranges that still map to IPv4 (`::a.b.c.d`).
+    site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
+    return address.is_global and not (address.is_multicast or address.is_reserved or site_local)
+
+
+def _ipv4_shorthand(host: str) -> bool:
+    """Whether `host` is an IPv4 address in a form other than a.b.c.d (decimal,
+    octal or hex numbers, fewer parts), which `ipaddress` refuses but resolvers take."""
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return True
 
 
 def _literal(host: str) -> IPAddress | None:

@@ -72,7 +72,7 @@ def test_the_candidate_follows_the_request_until_the_answer(page: Page, servers:
     followup = page.context.new_page()
     followup.goto(_link(servers, ack, "suivi"))
     _until_shown(followup, "Remise à Salon Coiff'Émilie")
-    assert "Où en est votre candidature ?" in followup.locator("h1").inner_text()
+    assert "Où en est votre candidature" in followup.locator("h1").inner_text()
     assert "ouvert" not in followup.locator("main").inner_text()  # no "opened" status, ever
     assert axe_violations(followup) == []
 
@@ -114,7 +114,7 @@ def test_withdrawn_before_delivery_nothing_reaches_the_recruiter(
     assert axe_violations(followup) == []
 
     followup.get_by_role("link", name="Retirer ma candidature").click()
-    followup.wait_for_selector("text=Retirer votre candidature ?")
+    followup.wait_for_selector('h1:has-text("Retirer votre candidature")')
     assert "Boulangerie Ferrand ne la recevra pas" in followup.locator("main").inner_text()
     assert axe_violations(followup) == []
     followup.get_by_role("button", name="Oui, retirer ma candidature").click()
