@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -26,7 +27,7 @@ from tests.support import (
     smtp_client,
     submit_application,
 )
-from widget_server import bounces, delivery, tables
+from widget_server import bounces, delivery, reminders, tables, withdrawals
 from widget_server.app import create_app
 from widget_server.reminders import send_due_reminders
 from widget_server.resources import create_database
@@ -122,6 +123,31 @@ def test_no_reminder_for_an_answered_request(tmp_path: Path, smtp_server: SMTPSe
         url = next(u for u in links(pro) if "/reply/" in u)
         client.post(path(url), data=form_fields(client.get(path(url)).text))
         assert remind(client, created_at(client) + 6 * DAY) == 0
+
+
+def test_no_reminder_for_a_request_withdrawn_while_the_job_ran(
+    tmp_path: Path, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The candidate withdraws between the job's read of the due requests and its
+    claim of one: the claim sees the withdrawal."""
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        submit_application(client, smtp_server)
+        state = seed.state(client)
+        read_due_page = reminders._due_page
+
+        async def withdrawn_meanwhile(*args: Any) -> list[dict[str, Any]]:
+            page = await read_due_page(*args)
+            for row in page:
+                assert (await withdrawals.withdraw(state.database, state.settings, row["id"])).withdrawn
+            return page
+
+        monkeypatch.setattr(reminders, "_due_page", withdrawn_meanwhile)
+        assert remind(client, created_at(client) + 5 * DAY) == 0
+        [row] = seed.fetch_all(client, tables.contact_requests.select())
+        assert row["status"] == "withdrawn" and row["reminded_at"] is None
+        templates = seed.fetch_all(client, sa.select(tables.outbox.c.template))
+        assert "reminder" not in {t["template"] for t in templates}
 
 
 @pytest.mark.parametrize("column", ["bounced_at", "formation_opt_out_at"])

@@ -118,11 +118,13 @@ async def _remind(
     message = compose_pro_email(settings, stored, tokens, reminder_of=row["first_message_id"], now=now)
     requests = tables.contact_requests
     async with write_transaction(database):
-        # Claimed atomically: two instances running this never remind twice.
+        # Claimed atomically: two instances running this never remind twice, and a
+        # request withdrawn or bounced since the page was read is not reminded.
         claimed = await database.fetch_val(
             requests.update()
             .where(
                 requests.c.id == row["id"],
+                requests.c.status.in_(OPEN),
                 requests.c.reminded_at.is_(None),
                 requests.c.answered_at.is_(None),
             )
