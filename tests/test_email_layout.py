@@ -46,6 +46,8 @@ def test_every_email_has_one_real_h1_its_headline(kinds: dict[str, EmailMessage]
 def test_every_email_links_the_privacy_notice(kinds: dict[str, EmailMessage]) -> None:
     for kind, message in kinds.items():
         assert PRIVACY_URL in html_links(message), kind
+        # The text part too: some recruiters read only that one.
+        assert PRIVACY_URL in body(message), kind
     for kind in TO_CANDIDATE:
         assert f"Vos données personnelles : {PRIVACY_URL}" in body(kinds[kind]), kind
 

@@ -129,31 +129,24 @@ async def enqueue(
     raw = outgoing.as_bytes()
     now = now or _utcnow()
     requests = tables.contact_requests
-    query = (
-        _outbox.insert()
-        .values(
-            request_id=request_id,
-            # Every email about a test key's request stays in the test mailbox
-            # (sandbox.py): decided here, once, from the request itself.
-            test_mailbox=sa.func.coalesce(
-                sa.select(requests.c.test).where(requests.c.id == request_id).scalar_subquery(), sa.false()
-            ),
-            template=template,
-            # The envelope, fixed now (addresses hold no comma: `Outgoing.as_bytes`).
-            envelope_sender=outgoing.sender,
-            recipient=", ".join(outgoing.recipients),
-            message_id=message_id,
-            raw=raw,
-            attach_cv=attach_cv,
-            kind=EMAIL,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        .returning(_outbox.c.id)
+    return await _insert(
+        database,
+        now,
+        kind=EMAIL,
+        request_id=request_id,
+        # Every email about a test key's request stays in the test mailbox
+        # (sandbox.py): decided here, once, from the request itself.
+        test_mailbox=sa.func.coalesce(
+            sa.select(requests.c.test).where(requests.c.id == request_id).scalar_subquery(), sa.false()
+        ),
+        template=template,
+        # The envelope, fixed now (addresses hold no comma: `Outgoing.as_bytes`).
+        envelope_sender=outgoing.sender,
+        recipient=", ".join(outgoing.recipients),
+        message_id=message_id,
+        raw=raw,
+        attach_cv=attach_cv,
     )
-    return int(await database.fetch_val(query))
 
 
 async def enqueue_webhook(
@@ -169,22 +162,25 @@ async def enqueue_webhook(
 ) -> int:
     """Queue a webhook: `body` and `webhook_id` are what every attempt sends; the
     endpoint and secret are the key's at send time (`webhooks`)."""
+    return await _insert(
+        database,
+        now,
+        kind=WEBHOOK,
+        request_id=request_id,
+        template=event,
+        recipient=partner,
+        api_key_id=api_key_id,
+        message_id=webhook_id,
+        raw=body,
+        attach_cv=False,
+    )
+
+
+async def _insert(database: Database, now: dt.datetime, **job: Any) -> int:
+    """Store a job of either kind, due now."""
     query = (
         _outbox.insert()
-        .values(
-            kind=WEBHOOK,
-            request_id=request_id,
-            template=event,
-            recipient=partner,
-            api_key_id=api_key_id,
-            message_id=webhook_id,
-            raw=body,
-            attach_cv=False,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
+        .values(status="pending", attempts=0, next_attempt_at=now, created_at=now, **job)
         .returning(_outbox.c.id)
     )
     return int(await database.fetch_val(query))
