@@ -294,7 +294,8 @@ def _check(parse: Callable[[str], Any], raw: str) -> Any:
     try:
         return parse(text)
     except _Invalid as exc:
-        return exc
+        # Kept in the column's memory: without the frames it was raised in.
+        return exc.with_traceback(None)
 
 
 class _Parser:
