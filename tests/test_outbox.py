@@ -446,6 +446,71 @@ def test_a_cancelled_worker_keeps_the_message_in_flight_and_releases_the_others(
     assert server.message_ids() == [*ids[1:], ids[0]]
 
 
+class BlockingAfterFirst(Transport):
+    """Sends the first message through `transport`, then never finishes: a worker
+    stopped in the middle of a batch, one message already out."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.entered = asyncio.Event()
+        self.sent = 0
+
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
+        if self.sent:
+            self.entered.set()
+            await asyncio.Event().wait()
+        await self.transport.send(sender, recipients, data)
+        self.sent += 1
+
+
+def test_a_cancelled_worker_records_the_messages_of_its_batch_that_went_out(tmp_path: Path) -> None:
+    messages = [message(f"contact{n}@example.org") for n in range(3)]
+    with running() as server:
+        settings = settings_for(tmp_path, server.url, OUTBOX_LEASE_SECONDS="120")
+
+        async def scenario(database: Database) -> None:
+            ids = await queue(database, *messages)
+            blocking = BlockingAfterFirst(mailer.transport_from_settings(settings))
+            stuck = worker(database, settings, Clock(), transport=blocking, worker_id="stuck")
+            task = asyncio.create_task(stuck.run_once())
+            await asyncio.wait_for(blocking.entered.wait(), 10)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert [(await row(database, i))["status"] for i in ids] == ["sent", "sending", "pending"]
+
+        run(settings, scenario)
+    assert server.message_ids() == [messages[0]["Message-ID"]]
+
+
+def test_a_failing_sent_hook_rolls_its_batch_back_and_each_message_is_recorded_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    messages = [message(f"contact{n}@example.org") for n in range(3)]
+    hooked: list[int] = []
+
+    async def hook(sent: Mapping[str, Any]) -> None:
+        hooked.append(sent["id"])
+        if sent["message_id"] == messages[1]["Message-ID"]:
+            raise RuntimeError("sent hook broke")
+
+    with running() as server:
+        settings = settings_for(tmp_path, server.url)
+
+        async def scenario(database: Database) -> None:
+            ids = await queue(database, *messages)
+            assert await worker(database, settings, Clock(), on_sent=hook).run_once() == 3
+            assert [(await row(database, i))["status"] for i in ids] == ["sent"] * 3
+            # Together first (rolled back at the second), then one by one.
+            assert hooked == [ids[0], ids[1], *ids]
+
+        with caplog.at_level(logging.ERROR, logger="widget_server.outbox"):
+            run(settings, scenario)
+    assert server.message_ids() == [m["Message-ID"] for m in messages]
+    assert any("recording them together failed" in r.message for r in caplog.records)
+    assert any("sent hook failed" in r.message and r.exc_info for r in caplog.records)
+
+
 def test_two_workers_at_once_never_send_a_message_twice(tmp_path: Path) -> None:
     messages = [message(f"contact{n}@example.org") for n in range(40)]
     with running() as server:

@@ -42,11 +42,14 @@ async def record_bounce(
     now = now or dt.datetime.now(dt.UTC)
     email = email_identity(email)
     requests = tables.contact_requests
-    query = sa.select(requests).where(
+    # One UPDATE picks and marks the open requests: a request withdrawn or answered
+    # meanwhile is not turned into a bounce (a SELECT then an UPDATE would race).
+    query = requests.update().where(
         sa.func.lower(requests.c.contact_email) == email, requests.c.status.in_(OPEN)
     )
     if request_ids is not None:
         query = query.where(requests.c.id.in_(request_ids))
+    query = query.values(status=BOUNCED, updated_at=now).returning(*requests.c)
     told = 0
     async with write_transaction(database):
         await contacts.mark(database, email, {"bounced_at": now, "bounce_reason": reason[:500]})
@@ -70,11 +73,6 @@ async def _tell_candidate(
         now=now,
     )
     await outbox.enqueue(database, message, template="delivery_failed", request_id=row["id"], now=now)
-    await database.execute(
-        tables.contact_requests.update()
-        .where(tables.contact_requests.c.id == row["id"])
-        .values(status=BOUNCED, updated_at=now)
-    )
     await partner_events.emit(database, row["id"], partner_events.BOUNCED, now=now)
 
 
