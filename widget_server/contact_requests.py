@@ -147,9 +147,8 @@ def _fingerprint(clean: _Clean, kind: RequestKind) -> str:
 
 async def submit(state: State, submission: Submission, now: dt.datetime | None = None) -> Accepted:
     """Validate, then in one write transaction: check the target (once, so that
-    nothing can change it between the check and the write) and the quotas, store
-    the request with its tokens and emails, and count it against the offer's
-    application cap (refused past it: nothing stays stored)."""
+    nothing can change it between the check and the write), the quotas and the
+    offer's application cap, and store the request with its tokens and emails."""
     settings, database = state.settings, state.database
     now = now or dt.datetime.now(dt.UTC)
     clean = validate(submission, settings.max_cv_bytes)
@@ -167,14 +166,10 @@ async def submit(state: State, submission: Submission, now: dt.datetime | None =
         record = await _eligible_record(database, clean.target, settings)
         row = _request_row(submission, clean, record, now)
         await _check_quotas(database, submission.kind, row, settings, now)
-        followup_url = await _store(database, settings, submission, clean, row, record, fingerprint, now)
         if not submission.test:
-            # A test application takes none of the offer's real places. Last, so
-            # that the offer's row is locked (PostgreSQL) only from here to the
-            # commit, not while the emails are written and the rows inserted: the
-            # concurrent applications to one offer wait on it one after the other.
-            # Refused here, the transaction rolls back everything stored above.
+            # A test application takes none of the offer's real places.
             await _count_application(database, clean.target, settings.offer_max_applications)
+        followup_url = await _store(database, settings, submission, clean, row, record, fingerprint, now)
     worker = getattr(state, "outbox_worker", None)
     if worker is not None:
         worker.wake()

@@ -6,10 +6,7 @@ locks with SKIP LOCKED), so two workers never hold the same message. A claim is 
 lease: the message of a worker that died returns to the queue when the lease runs
 out. Delivery is therefore at least once — a worker that dies after the server took
 a message but before recording it makes it go out again after the lease — and the
-Message-ID, fixed at queue time, lets mail systems spot such a duplicate. The jobs
-of a batch that went out are recorded together when the batch ends (one commit,
-not one per job), so such a worker may send again up to a batch (`BATCH_SIZE`) of
-jobs, never more; a stopped or failing worker records them before it lets go.
+Message-ID, fixed at queue time, lets mail systems spot such a duplicate.
 
 A row holds the message bytes and its envelope (`envelope_sender`, `recipient`),
 both fixed when it is queued; the worker sends them as they are and never reads
@@ -473,34 +470,24 @@ class Worker:
         deadline: dt.datetime,
     ) -> int:
         tried = 0
-        # The jobs delivered, recorded together when the group ends (`_record_sent`).
-        sent: list[dict[str, Any]] = []
-        try:
-            async with courier.session() as send:
-                for index, row in enumerate(rows):
-                    if self._clock() >= deadline:
-                        break
-                    untried.remove(row)
-                    try:
-                        await self._deliver(courier, send, row, sent)
-                    except ServerUnavailable as exc:
-                        await self._wait_for_server(rows[index:], exc)
-                        for waiting in rows[index + 1 :]:
-                            untried.remove(waiting)
-                        return tried
-                    tried += 1
-                    if courier.kind == EMAIL:
-                        self._server_back()
-        finally:
-            # Also when cancelled or failing midway: what went out is recorded
-            # (a job whose record fails is sent again after its lease: at least once).
-            await self._record_sent(courier, sent)
+        async with courier.session() as send:
+            for index, row in enumerate(rows):
+                if self._clock() >= deadline:
+                    break
+                untried.remove(row)
+                try:
+                    await self._deliver(courier, send, row)
+                except ServerUnavailable as exc:
+                    await self._wait_for_server(rows[index:], exc)
+                    for waiting in rows[index + 1 :]:
+                        untried.remove(waiting)
+                    return tried
+                tried += 1
+                if courier.kind == EMAIL:
+                    self._server_back()
         return tried
 
-    async def _deliver(
-        self, courier: Courier, send: Send, row: dict[str, Any], sent: list[dict[str, Any]]
-    ) -> None:
-        """Send `row`: record a failure at once, or add it to `sent`, recorded with its group."""
+    async def _deliver(self, courier: Courier, send: Send, row: dict[str, Any]) -> None:
         try:
             await send(row)
         except ServerUnavailable:
@@ -515,7 +502,7 @@ class Worker:
             log.exception("%s: unexpected error", courier.describe(row))
             await self._retry(courier, row, TemporaryFailure(f"{type(exc).__name__}: {exc}"))
         else:
-            sent.append(row)
+            await self._sent(courier, row)
 
     # --- outcomes -------------------------------------------------------------
     # Each update only applies while this worker still holds the lease.
@@ -535,46 +522,6 @@ class Worker:
         if not updated:
             log.warning("%s: lease lost before the outcome was recorded", row["message_id"])
         return updated
-
-    async def _record_sent(self, courier: Courier, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Record the jobs of a group that went out, in one transaction: their
-        status and what each changes (a request turning delivered, its partner's
-        event) commit together. One statement and one commit per group instead of
-        one per job; the price is that a worker killed midway sends again the jobs
-        of its group that went out but were not recorded yet (at most a batch,
-        `BATCH_SIZE`; the Message-ID is the same). A failing hook rolls the group
-        back, and each job is then recorded on its own (`_sent`)."""
-        if not rows:
-            return
-        try:
-            async with write_transaction(self.database):
-                recorded = {
-                    int(row._mapping["id"])
-                    for row in await self.database.fetch_all(
-                        _outbox.update()
-                        .where(
-                            _outbox.c.id.in_([row["id"] for row in rows]),
-                            _outbox.c.lease_owner == self.worker_id,
-                            _outbox.c.status == "sending",
-                        )
-                        .values(lease_owner=None, lease_until=None, status="sent", sent_at=self._clock())
-                        .returning(_outbox.c.id)
-                    )
-                }
-                if self.on_sent is not None:
-                    for row in rows:
-                        if row["id"] in recorded:
-                            await self.on_sent(row)
-        except Exception:
-            log.exception("%d jobs sent: recording them together failed, one by one now", len(rows))
-            for row in rows:
-                await self._sent(courier, row)
-            return
-        for row in rows:
-            if row["id"] in recorded:
-                log.info("%s: sent", courier.describe(row))
-            else:
-                log.warning("%s: lease lost before the outcome was recorded", row["message_id"])
 
     async def _sent(self, courier: Courier, row: Mapping[str, Any]) -> None:
         # The job and what it changes (a request turning delivered, and its

@@ -92,10 +92,8 @@ def issue(
 
 
 async def store(database: Database, rows: list[dict[str, Any]]) -> None:
-    """One multi-row INSERT: one statement (one hand-off to the driver) for a
-    submission's five tokens, where `execute_many` runs one per row."""
     if rows:
-        await database.execute(tables.reply_tokens.insert().values(rows))
+        await database.execute_many(tables.reply_tokens.insert(), rows)
 
 
 async def find(database: Database, token: str) -> dict[str, Any] | None:
