@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from databases import Database
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support import make_settings
 from tests.support import on_database as run
@@ -437,3 +439,35 @@ def test_a_dry_run_counts_what_stays_closed_too(settings: Settings, tmp_path: Pa
     run(settings, close)
     report = do_import(settings, "offers", offers, dry_run=True)
     assert report.kept_closed == {"opted_out": 1}
+
+
+# Values a directory file may hold, good and bad, several rows sharing them.
+_CELLS = {
+    "offer_id": st.sampled_from(["O-1", "O-2", "", " O-3 ", "bad id!", "O-" + "9" * 120]),
+    "title": st.sampled_from(["Apprenti boulanger", "", "  a\n b ", "x\x07", "é" * 301, "e\u0301"]),
+    "siret": st.sampled_from(["73282932000074", "732 829 320 00074", "73282932000075", "", "abc"]),
+    "company_name": st.text(max_size=8),
+    "address": st.sampled_from(["1 rue de la Paix", "", "\t"]),
+    "postcode": st.sampled_from(["69003", "6900", "", "69 003"]),
+    "city": st.sampled_from(["Lyon", ""]),
+    "status": st.sampled_from(["active", "Closed", "open", ""]),
+    "posted_on": st.sampled_from(["2026-01-31", "2026-02-30", "31/01/2026", ""]),
+    "expires_on": st.sampled_from(["2027-06-30", "", "soon"]),
+    "contact_email": st.sampled_from(
+        ["rh@exemple.fr", "RH@Exemple.FR", "", "pas une adresse", "x@mailinator.com", "é@exemple.fr"]
+    ),
+    "contact_opted_out": st.sampled_from(["", "oui", "maybe"]),
+    "contact_bounced": st.sampled_from(["", "true", "no"]),
+}
+
+
+@settings(deadline=None)
+@given(st.lists(st.fixed_dictionaries({}, optional=_CELLS), max_size=12))
+def test_memoised_row_checks_answer_as_the_rule(records: list[dict[str, str]]) -> None:
+    # The import keeps each column's answers for the texts it has seen: every row
+    # gets the answer the rule gives that row on its own, refusals included.
+    for kind in directory.SPECS:
+        spec = directory.SPECS[kind]
+        parse = directory._Parser(spec)
+        for record in records:
+            assert parse(record) == directory._parse_row(spec, record)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from email_validator import validate_email
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.support import docx
@@ -227,3 +227,28 @@ def test_the_plain_address_fast_path_takes_common_addresses() -> None:
     assert _plain_address("rh12@entreprise-12.example") == ("rh12", "entreprise-12.example")
     for other in ("léa@exemple.fr", "a@xn--e1afmkfd.xn--p1ai", "a@b.test", '"a b"@c.fr', "a..b@c.fr"):
         assert _plain_address(other) is None
+
+
+def _luhn_by_the_book(value: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(value)):
+        digit = int(char)
+        if index % 2 == 1:
+            digit *= 2
+            if digit > 9:
+                digit -= 9
+        total += digit
+    return total % 10 == 0
+
+
+@settings(deadline=None)
+@given(st.text(alphabet="0123456789", min_size=14, max_size=14) | st.text(max_size=16))
+@example("73282932000074")
+@example("٧٣٢٨٢٩٣٢٠٠٠٠٧٤")  # other scripts' digits: isdigit() says yes, as before
+def test_siret_key_is_luhn(value: str) -> None:
+    expected = len(value) == 14 and value.isdigit()
+    if expected and value.startswith("356000000"):
+        expected = sum(int(c) for c in value) % 5 == 0
+    elif expected:
+        expected = _luhn_by_the_book(value)
+    assert is_valid_siret(value) is expected

@@ -276,35 +276,91 @@ class _Row:
     bounced: bool
 
 
+# A column's checks see the same text again and again in one file (a company's
+# SIRET, name and contact on each of its offers, a city, a title), and each check
+# is a function of the text alone: its answer (or its refusal) is kept per import,
+# up to this many texts per column, then forgotten and counted again.
+_MEMO_MAX = 100_000
+
+
+_EMPTY = object()
+
+
+def _check(parse: Callable[[str], Any], raw: str) -> Any:
+    """A column's answer for a value as read: _EMPTY, the refusal, or the value."""
+    text = raw.strip()
+    if not text:
+        return _EMPTY
+    try:
+        return parse(text)
+    except _Invalid as exc:
+        # Kept in the column's memory: without the frames it was raised in.
+        return exc.with_traceback(None)
+
+
+class _Parser:
+    """The rule of one kind of row, for one import: `_parse_row` with each
+    column's answers memoised."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.required = frozenset(spec.required)
+        # The key column is not memoised: a file names each reference once.
+        self.columns: list[tuple[str, Callable[[str], Any], bool, Any, dict[str, Any] | None]] = [
+            (
+                c.name,
+                c.parse,
+                c.value,
+                False if c.name in _FLAGS else None,
+                None if c.name == spec.key else {},
+            )
+            for c in spec.columns
+        ]
+
+    def __call__(self, record: Mapping[str, str]) -> _Row | str:
+        spec = self.spec
+        if not self.required <= record.keys():
+            missing = [c.name for c in spec.columns if c.header and c.name not in record]
+            return f"missing field(s): {', '.join(missing)}"
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        memo: dict[str, Any] | None
+        for name, parse, needed, empty, memo in self.columns:
+            raw = record.get(name, "")
+            if memo is None:
+                value = _check(parse, raw)
+            else:
+                value = memo.get(raw, memo)
+                if value is memo:
+                    value = _check(parse, raw)
+                    if len(memo) >= _MEMO_MAX:
+                        memo.clear()
+                    memo[raw] = value
+            if value is _EMPTY:
+                if needed:
+                    problems.append(f"{name}: required")
+                values[name] = empty
+            elif isinstance(value, _Invalid):
+                problems.append(f"{name}: {value}")
+            else:
+                values[name] = value
+        opted_out = bool(values.pop("contact_opted_out", False))
+        bounced = bool(values.pop("contact_bounced", False))
+        if opted_out and spec.opt_out is None:
+            problems.append(
+                "contact_opted_out: offers have no opt-out; close the offer "
+                "(status closed) or opt the company out in the companies file"
+            )
+        if (opted_out or bounced) and not record.get("contact_email", "").strip():
+            problems.append("contact_opted_out/contact_bounced: set but there is no contact_email")
+        if problems:
+            return "; ".join(problems)
+        return _Row(values, opted_out, bounced)
+
+
 def _parse_row(spec: Spec, record: Mapping[str, str]) -> _Row | str:
-    values: dict[str, Any] = {}
-    problems: list[str] = []
-    missing = [c.name for c in spec.columns if c.header and c.name not in record]
-    if missing:
-        return f"missing field(s): {', '.join(missing)}"
-    for column in spec.columns:
-        raw = record.get(column.name, "").strip()
-        if not raw:
-            if column.value:
-                problems.append(f"{column.name}: required")
-            values[column.name] = False if column.name in _FLAGS else None
-            continue
-        try:
-            values[column.name] = column.parse(raw)
-        except _Invalid as exc:
-            problems.append(f"{column.name}: {exc}")
-    opted_out = bool(values.pop("contact_opted_out", False))
-    bounced = bool(values.pop("contact_bounced", False))
-    if opted_out and spec.opt_out is None:
-        problems.append(
-            "contact_opted_out: offers have no opt-out; close the offer "
-            "(status closed) or opt the company out in the companies file"
-        )
-    if (opted_out or bounced) and not record.get("contact_email", "").strip():
-        problems.append("contact_opted_out/contact_bounced: set but there is no contact_email")
-    if problems:
-        return "; ".join(problems)
-    return _Row(values, opted_out, bounced)
+    """One row checked against its kind's rule, nothing remembered."""
+    return _Parser(spec)(record)
 
 
 # --- reading files ----------------------------------------------------------------
@@ -371,7 +427,7 @@ def _csv_records(
                 "the rows before it were processed"
             ) from None
         line, previous = previous + 2, reader.line_num
-        if not any(cell.strip() for cell in cells):
+        if not "".join(cells).strip():
             continue
         if len(cells) != len(header):
             yield (
@@ -382,7 +438,7 @@ def _csv_records(
                 ),
             )
             continue
-        yield line, dict(zip(header, cells, strict=True))
+        yield line, dict(zip(header, cells, strict=False))  # lengths checked above
 
 
 def _jsonl_records(
@@ -517,13 +573,17 @@ class _Writer:
         self.upsert_sql, self.upsert_names = _upsert_sql(spec)
         self.dates = [i for i, c in enumerate(spec.stored) if c.parse is _date]
         self.compared = [spec.table.c[c.name] for c in spec.stored]
+        # Offers: what keeps one closed is read with the rows to compare (one read).
+        self.kept_columns = (
+            [tables.offers.c.closed_reason, tables.offers.c.application_count] if spec.opt_out is None else []
+        )
         # A dry run writes nothing, so remembers what it would have marked.
         self.marked: set[tuple[str, str]] = set()
 
     async def write(self, batch: list[_Row]) -> None:
         async with self.connection.transaction():
-            changed = await self._classify(batch)
-            await self._count_kept_closed(batch)
+            changed, existing = await self._classify(batch)
+            await self._count_kept_closed(batch, existing)
             contacts = await self._contacts(batch)
             if self.report.dry_run:
                 return
@@ -548,9 +608,12 @@ class _Writer:
         values.append(now)
         return values
 
-    async def _classify(self, batch: list[_Row]) -> list[_Row]:
+    async def _classify(self, batch: list[_Row]) -> tuple[list[_Row], dict[Any, Any]]:
+        """The rows to write (new or changed), and the stored rows of the batch by key."""
         key = self.spec.table.c[self.spec.key]
-        query = sa.select(*self.compared).where(key.in_([row.values[key.name] for row in batch]))
+        query = sa.select(*self.compared, *self.kept_columns).where(
+            key.in_([row.values[key.name] for row in batch])
+        )
         existing = {
             record._mapping[key.name]: record._mapping for record in await self.connection.fetch_all(query)
         }
@@ -565,24 +628,20 @@ class _Writer:
                 changed.append(row)
             else:
                 self.report.unchanged += 1
-        return changed
+        return changed, existing
 
-    async def _count_kept_closed(self, batch: list[_Row]) -> None:
+    async def _count_kept_closed(self, batch: list[_Row], existing: dict[Any, Any]) -> None:
         """Counts the rows that stay closed whatever the file says: an offer its
         recruiter closed or that reached the applications cap (neither column is
         imported), a company or formation whose contact opted out (an import
         never clears it)."""
         kept = self.report.kept_closed
         if self.spec.opt_out is None:
-            offers = tables.offers
-            open_in_file = [row.values["offer_id"] for row in batch if row.values["status"] == "active"]
-            if not open_in_file:
-                return
-            query = sa.select(offers.c.closed_reason, offers.c.application_count).where(
-                offers.c.offer_id.in_(open_in_file)
-            )
-            for record in await self.connection.fetch_all(query):
-                reason, count = record._mapping["closed_reason"], record._mapping["application_count"]
+            for row in batch:
+                record = existing.get(row.values["offer_id"]) if row.values["status"] == "active" else None
+                if record is None:
+                    continue
+                reason, count = record["closed_reason"], record["application_count"]
                 cap = self.max_offer_applications
                 if reason is None and cap is not None and count >= cap:
                     reason = "applications_cap"
@@ -683,10 +742,11 @@ async def import_file(
             writer = _Writer(
                 connection, migrations.dialect_of(database), spec, report, max_offer_applications
             )
+            parse = _Parser(spec)
             batch: list[_Row] = []
             for line, record in records:
                 report.total += 1
-                row = record if isinstance(record, str) else _parse_row(spec, record)
+                row = record if isinstance(record, str) else parse(record)
                 if isinstance(row, _Row):
                     key = row.values[spec.key]
                     if key in seen:

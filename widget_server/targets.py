@@ -140,15 +140,12 @@ def is_valid_siret(value: str) -> bool:
         return False
     if value.startswith("356000000"):
         return sum(int(c) for c in value) % 5 == 0
-    total = 0
-    for index, char in enumerate(reversed(value)):
-        digit = int(char)
-        if index % 2 == 1:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
-    return total % 10 == 0
+    # Luhn: from the right, every second digit doubled (less 9 past 9).
+    digits = [int(c) for c in value]
+    return (sum(digits[-1::-2]) + sum([_LUHN_DOUBLED[d] for d in digits[-2::-2]])) % 10 == 0
+
+
+_LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 
 def make_target(kind: str, ref: str) -> Target:
