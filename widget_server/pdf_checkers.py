@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import subprocess
@@ -93,7 +94,9 @@ class _Child:
         self.process.wait()
         for pipe in (self.process.stdin, self.process.stdout):
             if pipe is not None:
-                pipe.close()
+                # Closing flushes what the dead child never read: a broken pipe then.
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 class Checkers:

@@ -497,3 +497,14 @@ def test_the_form_page_keeps_the_input_when_clamd_is_down(tmp_path: Path) -> Non
 def test_a_bad_clamd_url_is_refused_at_start(tmp_path: Path, url: str) -> None:
     with pytest.raises(SettingsError, match="CLAMD_URL"):
         make_settings(tmp_path, CLAMD_URL=url)
+
+
+def test_a_checker_killed_with_bytes_it_never_read_closes_quietly() -> None:
+    # A CV cut at its deadline leaves part of it in the pipe's buffer: retiring
+    # that checker must not raise (it was a 500 for the candidate).
+    child = pdf_checkers._Child()
+    assert child.process.stdin is not None
+    child.process.kill()
+    child.process.wait()
+    child.process.stdin.write(b"%PDF-" + b"x" * 1000)
+    child.close()
