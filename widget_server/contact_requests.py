@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -422,6 +422,17 @@ class StoredRequest:
 
     def context(self, public_url: str) -> dict[str, Any]:
         return request_context(self.kind, self.row, self.view, public_url)
+
+
+async def load_by_link(
+    database: Database, token: str, actions: Collection[str]
+) -> tuple[dict[str, Any], StoredRequest | None] | None:
+    """The stored token of an emailed link made for one of `actions`, with its
+    request (None once the request is gone); None when there is no such link."""
+    found = await reply_tokens.find(database, token)
+    if found is None or found["action"] not in actions:
+        return None
+    return found, await load(database, found["request_id"])
 
 
 async def load(database: Database, request_id: str) -> StoredRequest | None:

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import reply_tokens, tables, withdrawals
-from .contact_requests import ANSWERED, BOUNCED, OPEN, WITHDRAWN, StoredRequest, load
+from .contact_requests import ANSWERED, BOUNCED, OPEN, WITHDRAWN, StoredRequest, load, load_by_link
 from .form_tokens import FormToken, InvalidFormToken
 from .kinds import PRO_EMAILS
 from .pages import private_page
@@ -86,18 +86,13 @@ async def _checked(request: Request, found: dict[str, Any]) -> bool:
 
 
 async def _find(request: Request) -> tuple[dict[str, Any], StoredRequest]:
-    database = request.app.state.database
-    found = await reply_tokens.find(database, request.path_params["token"])
-    stored = None
-    # An expired link, or another kind of token, is no follow-up link.
-    if (
-        found is not None
-        and found["action"] == reply_tokens.FOLLOWUP
-        and found["expires_at"] >= dt.datetime.now(dt.UTC)
-    ):
-        stored = await load(database, found["request_id"])
-    # Anonymising or forgetting a request deletes its tokens: no link leads to it.
-    if found is None or stored is None:
+    link = await load_by_link(
+        request.app.state.database, request.path_params["token"], (reply_tokens.FOLLOWUP,)
+    )
+    # An expired link, or another kind of token, is no follow-up link. Anonymising
+    # or forgetting a request deletes its tokens: no link leads to it.
+    found, stored = link or ({}, None)
+    if stored is None or found["expires_at"] < dt.datetime.now(dt.UTC):
         raise Problem(
             404,
             "Ce lien de suivi n'existe pas ou n'est plus valable. Vérifiez qu'il est complet : "

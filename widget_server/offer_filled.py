@@ -20,8 +20,8 @@ from databases import Database
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import reply_tokens, tables
-from .contact_requests import OPEN, StoredRequest, load
+from . import tables
+from .contact_requests import OPEN, StoredRequest, load, load_by_link
 from .form_tokens import InvalidFormToken
 from .kinds import OFFER_FILLED
 from .pages import private_page
@@ -35,10 +35,10 @@ FILLED = ANSWERS[OFFER_FILLED.code]
 
 async def filled_page(request: Request) -> Response:
     state = request.app.state
-    found = await reply_tokens.find(state.database, request.path_params["token"])
-    if found is None or found["action"] != OFFER_FILLED.code:
+    link = await load_by_link(state.database, request.path_params["token"], (OFFER_FILLED.code,))
+    if link is None:
         raise Problem(404, "Ce lien n'existe pas. Vérifiez qu'il est complet.")
-    stored = await load(state.database, found["request_id"])
+    found, stored = link
     if stored is None or stored.row["anonymised_at"] is not None or stored.target.kind != "offer":
         raise Problem(410, "Cette demande n'est plus disponible.")
     if found["used_at"] is not None:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import contacts, emails, outbox, reply_tokens, tables
-from .contact_requests import StoredRequest, load
+from .contact_requests import StoredRequest, load_by_link
 from .pages import private_page
 from .problems import Problem
 from .resources import write_transaction
@@ -71,10 +71,10 @@ async def set_opt_out(
 
 async def optout_page(request: Request) -> Response:
     state = request.app.state
-    found = await reply_tokens.find(state.database, request.path_params["token"])
-    if found is None or found["action"] not in ("optout", "optin"):
+    link = await load_by_link(state.database, request.path_params["token"], ("optout", "optin"))
+    if link is None:
         raise Problem(404, "Ce lien n'existe pas. Vérifiez qu'il est complet.")
-    stored = await load(state.database, found["request_id"])
+    found, stored = link
     if stored is None:
         raise Problem(404, "Ce lien n'est plus valable.")
     undo = found["action"] == "optin"

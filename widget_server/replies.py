@@ -17,8 +17,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import emails, outbox, partner_events, reply_tokens, tables
-from .contact_requests import ANSWERED, OPEN, WITHDRAWN, StoredRequest, ack_message_id, load
+from . import emails, outbox, partner_events, tables
+from .contact_requests import ANSWERED, OPEN, WITHDRAWN, StoredRequest, ack_message_id, load, load_by_link
 from .form_tokens import InvalidFormToken
 from .kinds import KINDS, REFUSAL_REASONS
 from .pages import private_page
@@ -174,11 +174,10 @@ def _phone(value: str | None) -> str:
 
 async def reply_page(request: Request) -> Response:
     state = request.app.state
-    token = request.path_params["token"]
-    found = await reply_tokens.find(state.database, token)
-    if found is None or found["action"] not in _PAGE_ANSWERS:
+    link = await load_by_link(state.database, request.path_params["token"], _PAGE_ANSWERS)
+    if link is None:
         raise Problem(404, "Ce lien de réponse n'existe pas. Vérifiez qu'il est complet.")
-    stored = await load(state.database, found["request_id"])
+    found, stored = link
     if stored is None or stored.row["anonymised_at"] is not None:
         raise Problem(410, "Cette demande n'est plus disponible.")
     if stored.row["status"] == WITHDRAWN and request.method != "POST":
