@@ -115,11 +115,16 @@ async def run_worker(count: int, smtp_url: str, workdir: Path, url: str) -> tupl
         worker = outbox.Worker(database, mailer.transport_from_settings(settings), settings)
         handled = 0
         started = time.perf_counter()
-        while time.perf_counter() - started < TIME_LIMIT:
-            done = await worker.run_once()
-            if not done:
-                break
-            handled += done
+        try:
+            # As `Worker.run_forever` drains a queue: batch after batch, the SMTP
+            # connection kept between them.
+            while time.perf_counter() - started < TIME_LIMIT:
+                done = await worker.run_once(keep_open=True)
+                if not done:
+                    break
+                handled += done
+        finally:
+            await worker.close_sessions()
         return enqueue_seconds, time.perf_counter() - started, handled
     finally:
         await database.disconnect()

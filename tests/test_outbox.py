@@ -573,8 +573,8 @@ class WatchedWorker(outbox.Worker):
         super().__init__(*args, **kwargs)
         self.idle = asyncio.Event()
 
-    async def run_once(self) -> int:
-        handled = await super().run_once()
+    async def run_once(self, *, keep_open: bool = False) -> int:
+        handled = await super().run_once(keep_open=keep_open)
         if not handled:
             self.idle.set()
         return handled

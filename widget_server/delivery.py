@@ -29,9 +29,21 @@ def create_worker(database: Database, settings: Settings, **options: Any) -> out
         couriers=[WebhookCourier(database, settings)],
         on_recipient_refused=bounces.on_recipient_refused(database, settings),
         on_sent=on_sent(database, settings),
+        on_sent_applies=sent_hook_applies,
         periodic_jobs=[reminders.job(database, settings)],
         **options,
     )
+
+
+def _delivers(row: Mapping[str, Any]) -> bool:
+    """A request's first email to the recruiter or CFA: the request turns `delivered`."""
+    return row["kind"] == outbox.EMAIL and row["template"] in PRO_EMAILS and bool(row["request_id"])
+
+
+def sent_hook_applies(row: Mapping[str, Any]) -> bool:
+    """Whether `on_sent`'s hook has anything to do for this job: when it has not,
+    the worker records the job as sent with one statement, no transaction."""
+    return withdrawals.concerns(row) or _delivers(row)
 
 
 def on_sent(database: Database, settings: Settings) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
@@ -41,7 +53,7 @@ def on_sent(database: Database, settings: Settings) -> Callable[[Mapping[str, An
 
     async def hook(row: Mapping[str, Any]) -> None:
         await withdrawn_meanwhile(row)
-        if row["kind"] != outbox.EMAIL or row["template"] not in PRO_EMAILS or not row["request_id"]:
+        if not _delivers(row):
             return
         requests = tables.contact_requests
         now = dt.datetime.now(dt.UTC)

@@ -8,7 +8,14 @@ wrong: `ServerUnavailable` (the server could not be used at all: the message is 
 to blame), `TemporaryFailure` (try this message again later), `RecipientRefused`
 (the address does not exist: a bounce) or `MessageRefused` (this message was
 refused for good, the address may be fine). `session()` keeps one SMTP connection
-for a batch of messages.
+for a batch of messages, or for as long as the outbox worker keeps the session.
+
+`send_when(ready, …)` lets no recipient reach the server before `ready()` has
+returned: on SMTP it is awaited once the server took the envelope's sender (MAIL)
+and before the recipients (RCPT), so the outbox worker records the previous
+message while this one starts. If `ready()` raises, the connection is dropped
+before RCPT (nothing of the message was accepted); an attempt that ends before
+MAIL is answered does not await it.
 """
 
 from __future__ import annotations
@@ -19,11 +26,12 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -34,6 +42,9 @@ from .settings import Settings
 log = logging.getLogger("widget_server.mailer")
 
 SMTP_TIMEOUT_SECONDS = 30.0
+# A connection left unused longer than this is checked (NOOP) before its next
+# message, and replaced if the server does not answer 250.
+IDLE_CHECK_SECONDS = 5.0
 
 _SCHEMES: dict[str, tuple[Literal["none", "starttls", "tls"], int]] = {
     "smtp": ("none", 25),
@@ -112,6 +123,13 @@ class Transport:
         `recipients`, as they are."""
         raise NotImplementedError
 
+    async def send_when(
+        self, ready: Callable[[], Awaitable[object]], sender: str, recipients: Sequence[str], data: bytes
+    ) -> None:
+        """`send`, once `ready()` has returned (here: before anything is sent)."""
+        await ready()
+        await self.send(sender, recipients, data)
+
     def session(self) -> AbstractAsyncContextManager[Transport]:
         return _self_session(self)
 
@@ -175,9 +193,9 @@ class SMTPTransport(Transport):
     def session(self) -> AbstractAsyncContextManager[Transport]:
         return _smtp_session(self)
 
-    def client(self) -> aiosmtplib.SMTP:
+    def client(self) -> _Client:
         config = self.config
-        return aiosmtplib.SMTP(
+        return _Client(
             hostname=config.host,
             port=config.port,
             username=config.username,
@@ -198,21 +216,48 @@ async def _smtp_session(transport: SMTPTransport) -> AsyncIterator[Transport]:
         await session.close()
 
 
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, waiting for `ready` (if set) between MAIL and RCPT."""
+
+    ready: Callable[[], Awaitable[object]] | None = None
+
+    async def mail(self, sender: str, /, **options: Any) -> aiosmtplib.SMTPResponse:
+        response = await super().mail(sender, **options)
+        ready, self.ready = self.ready, None
+        if ready is not None:
+            try:
+                await ready()
+            except BaseException:
+                # Not ready: nothing of this message may reach the server.
+                self.close()
+                raise
+        return response
+
+
 class _SMTPSession(Transport):
-    """One connection, opened on the first message and reopened after a drop. Once
-    the server could not be reached, the rest of the batch fails at once instead of
-    waiting for a timeout per message."""
+    """One connection, opened on the first message and reopened after a drop; one
+    left idle a while is checked with NOOP before it is used again. Once the server
+    could not be reached, the rest of the session fails at once instead of waiting
+    for a timeout per message."""
 
     def __init__(self, transport: SMTPTransport) -> None:
         self._transport = transport
-        self._client: aiosmtplib.SMTP | None = None
+        self._client: _Client | None = None
         self._unreachable: ServerUnavailable | None = None
+        self._last_used = 0.0
 
-    async def _connected(self) -> aiosmtplib.SMTP:
+    async def _connected(self) -> _Client:
         if self._unreachable is not None:
             raise self._unreachable
         if self._client is not None and self._client.is_connected:
-            return self._client
+            if time.monotonic() - self._last_used < IDLE_CHECK_SECONDS:
+                return self._client
+            try:
+                if (await self._client.noop()).code == 250:
+                    return self._client
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                pass
+            self._drop()
         client = self._transport.client()
         try:
             await client.connect()
@@ -224,9 +269,24 @@ class _SMTPSession(Transport):
             client.close()
             raise self._unreachable
         self._client = client
+        self._last_used = time.monotonic()
         return client
 
     async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
+        await self._send(sender, recipients, data, None)
+
+    async def send_when(
+        self, ready: Callable[[], Awaitable[object]], sender: str, recipients: Sequence[str], data: bytes
+    ) -> None:
+        await self._send(sender, recipients, data, ready)
+
+    async def _send(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        data: bytes,
+        ready: Callable[[], Awaitable[object]] | None,
+    ) -> None:
         if not recipients:
             raise MessageRefused("the message has no recipient")
         client = await self._connected()
@@ -239,7 +299,12 @@ class _SMTPSession(Transport):
             options.append("BODY=8BITMIME")
         if not all(address.isascii() for address in [sender, *recipients]):
             options.append("SMTPUTF8")
-        await self._answered(client.sendmail(sender, list(recipients), data, mail_options=options))
+        client.ready = ready  # awaited after MAIL (not at all if the attempt ends before)
+        try:
+            await self._answered(client.sendmail(sender, list(recipients), data, mail_options=options))
+        finally:
+            client.ready = None
+            self._last_used = time.monotonic()
 
     async def _answered(self, sending: Awaitable[object]) -> None:
         """Awaits `sending`, turning aiosmtplib's errors into ours."""

@@ -38,14 +38,16 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from functools import partial
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from databases import Database
 
 from . import jobs, tables
+from .database import fetch_tuples
 from .emails import Outgoing, envelope_sender, with_attachment
 from .mailer import (
     DeliveryError,
@@ -72,6 +74,19 @@ BounceHook = Callable[[Mapping[str, Any], str], Awaitable[None]]
 SentHook = Callable[[Mapping[str, Any]], Awaitable[None]]
 # Delivers one job, or raises a `DeliveryError` saying what went wrong.
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+Ready = Callable[[], Awaitable[None]]
+
+
+class SendWhen(Protocol):
+    """An email courier's `Send`: with `ready`, no recipient of the message reaches
+    the server before `ready()` has returned (`mailer.Transport.send_when`)."""
+
+    def __call__(self, row: Mapping[str, Any], ready: Ready | None = None, /) -> Awaitable[None]: ...
+
+
+class _NotRecorded(Exception):
+    """The previous job's outcome could not be recorded: this one must not go."""
+
 
 # `outbox.kind`.
 EMAIL, WEBHOOK = "email", "webhook"
@@ -238,10 +253,10 @@ class EmailCourier:
         return f"message {row['message_id']} ({row['template']}) to {_domains(row)}"
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[Send]:
+    async def session(self) -> AsyncIterator[SendWhen]:
         async with self.transport.session() as sender:
 
-            async def send(row: Mapping[str, Any]) -> None:
+            async def send(row: Mapping[str, Any], ready: Ready | None = None, /) -> None:
                 if row["test_mailbox"]:
                     # A test request's email (fixed at queue time): it arrives in the
                     # test mailbox, the outbox row itself, and never reaches a transport.
@@ -249,11 +264,14 @@ class EmailCourier:
                 data = bytes(row["raw"])
                 if row["attach_cv"]:
                     data = await self._with_cv(row, data)
-                await sender.send(
+                envelope = (
                     row.get("envelope_sender") or self._default_sender,
                     str(row["recipient"]).split(", "),
-                    data,
                 )
+                if ready is None:
+                    await sender.send(*envelope, data)
+                else:
+                    await sender.send_when(ready, *envelope, data)
 
             yield send
 
@@ -290,6 +308,7 @@ class Worker:
         couriers: Sequence[Courier] = (),
         on_recipient_refused: BounceHook | None = None,
         on_sent: SentHook | None = None,
+        on_sent_applies: Callable[[Mapping[str, Any]], bool] | None = None,
         periodic_jobs: Sequence[jobs.PeriodicJob] = (),
         clock: Clock | None = None,
         worker_id: str | None = None,
@@ -304,6 +323,8 @@ class Worker:
         }
         self.on_recipient_refused = on_recipient_refused
         self.on_sent = on_sent
+        # False for a job `on_sent` would do nothing for: recorded without a transaction.
+        self.on_sent_applies = on_sent_applies
         self.periodic_jobs = tuple(periodic_jobs)
         self._jobs_due: dict[str, dt.datetime] = {}
         # Set while the SMTP server cannot be used: the failure that says so.
@@ -318,6 +339,9 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # The email session (one SMTP connection) kept between batches: `run_once(keep_open=True)`.
+        self._kept = AsyncExitStack()
+        self._kept_send: Send | None = None
 
     # --- running ------------------------------------------------------------
 
@@ -336,12 +360,21 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()  # bound to this loop; the first batch runs at once anyway
         log.info("email worker %s started (%s)", self.worker_id, type(self.transport).__name__)
+        try:
+            await self._run(stop)
+        finally:
+            await self.close_sessions()
+        log.info("email worker %s stopped", self.worker_id)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             # Cleared before the batch, so a wake() during the batch is not lost.
             self._wakeup.clear()
             await self.run_due_jobs()
             try:
-                handled = await self.run_once()
+                # The SMTP connection is kept while batches follow each other;
+                # run_once closes it when it finds nothing to do or fails.
+                handled = await self.run_once(keep_open=True)
             except Exception:
                 log.exception("email worker %s: batch failed", self.worker_id)
                 handled = 0
@@ -355,7 +388,6 @@ class Worker:
             for waiting in pending:
                 waiting.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        log.info("email worker %s stopped", self.worker_id)
 
     def start(self) -> None:
         """Run `run_forever` as a background task of the current event loop."""
@@ -433,14 +465,35 @@ class Worker:
         rows.sort(key=lambda row: (row["next_attempt_at"], row["id"]))
         return rows
 
-    async def run_once(self) -> int:
-        """Claim a batch of due jobs and try each once; returns how many were tried."""
-        # One connection for the whole batch (SQLite would otherwise open one per query).
-        async with self.database.connection():
-            rows = await self.claim()
-            if not rows:
-                return 0
-            return await self._deliver_batch(rows)
+    async def run_once(self, *, keep_open: bool = False) -> int:
+        """Claim a batch of due jobs and try each once; returns how many were tried,
+        their outcomes recorded. With `keep_open`, the email session (one SMTP
+        connection) stays open for the next batch, until a batch finds nothing to
+        do, fails or finds the server unavailable, or `close_sessions()`."""
+        try:
+            # One connection for the whole batch (SQLite would otherwise open one per query).
+            async with self.database.connection():
+                rows = await self.claim()
+                tried = await self._deliver_batch(rows) if rows else 0
+        except BaseException:
+            await self.close_sessions()
+            raise
+        if not (keep_open and tried and self.server_unavailable is None):
+            await self.close_sessions()
+        return tried
+
+    async def close_sessions(self) -> None:
+        """Ends the email session kept between batches (QUIT), if any."""
+        kept, self._kept, self._kept_send = self._kept, AsyncExitStack(), None
+        await kept.aclose()
+
+    async def _session(self, courier: Courier, batch: AsyncExitStack) -> Send:
+        """The courier's session for this batch: the email one is kept (see run_once)."""
+        if courier.kind != EMAIL:
+            return await batch.enter_async_context(courier.session())
+        if self._kept_send is None:
+            self._kept_send = await self._kept.enter_async_context(courier.session())
+        return self._kept_send
 
     async def _deliver_batch(self, rows: Sequence[dict[str, Any]]) -> int:
         """Each kind's jobs through its courier's session, one kind after the other."""
@@ -453,8 +506,11 @@ class Worker:
         untried = list(rows)
         tried = 0
         try:
-            for kind, group in by_kind.items():
-                tried += await self._deliver_group(self.couriers[kind], group, untried, deadline)
+            async with AsyncExitStack() as batch:
+                for kind, group in by_kind.items():
+                    courier = self.couriers[kind]
+                    send = await self._session(courier, batch)
+                    tried += await self._deliver_group(courier, send, group, untried, deadline)
         except asyncio.CancelledError:
             # The job in flight keeps its lease (it may have been sent); the others go back.
             await self._release(untried)
@@ -465,71 +521,111 @@ class Worker:
     async def _deliver_group(
         self,
         courier: Courier,
+        send: Send,
         rows: Sequence[dict[str, Any]],
         untried: list[dict[str, Any]],
         deadline: dt.datetime,
     ) -> int:
+        """Each job tried in turn. An email's outcome is recorded while the next
+        email starts (SMTP MAIL), and committed before that email's first
+        recipient reaches the server (`SendWhen`): a worker that dies at any point
+        leaves at most the one message the server took last unrecorded, as when
+        each outcome was recorded before the next send."""
         tried = 0
-        async with courier.session() as send:
+        recorder = _Recorder(self.database)
+        pipelined = isinstance(courier, EmailCourier)
+        try:
             for index, row in enumerate(rows):
                 if self._clock() >= deadline:
                     break
                 untried.remove(row)
+                if not pipelined:
+                    await recorder.recorded()
                 try:
-                    await self._deliver(courier, send, row)
+                    record = await self._attempt(courier, send, row, recorder.recorded if pipelined else None)
                 except ServerUnavailable as exc:
+                    await recorder.recorded()
                     await self._wait_for_server(rows[index:], exc)
                     for waiting in rows[index + 1 :]:
                         untried.remove(waiting)
                     return tried
+                # Outcomes are written one at a time, in order.
+                await recorder.recorded()
+                recorder.record(record)
                 tried += 1
                 if courier.kind == EMAIL:
                     self._server_back()
+        finally:
+            # Every outcome written before the batch ends (its failure, if any, raised).
+            await recorder.close()
         return tried
 
-    async def _deliver(self, courier: Courier, send: Send, row: dict[str, Any]) -> None:
+    async def _attempt(
+        self, courier: Courier, send: Send, row: dict[str, Any], ready: Ready | None
+    ) -> Callable[[], Coroutine[Any, Any, None]]:
+        """Tries `row` once; returns how to record the outcome."""
         try:
-            await send(row)
-        except ServerUnavailable:
-            raise  # not this message's fault: the batch waits for the server
+            if ready is None:
+                await send(row)
+            else:
+                await cast(SendWhen, send)(row, ready)
+        except (ServerUnavailable, _NotRecorded):
+            raise  # not this message's fault: the batch waits for the server, or stops
         except TemporaryFailure as exc:
-            await self._retry(courier, row, exc)
+            return partial(self._retry, courier, row, exc)
         except RecipientRefused as exc:
-            await self._bounced(courier, row, exc)
+            return partial(self._bounced, courier, row, exc)
         except PermanentFailure as exc:
-            await self._refused(courier, row, exc)
+            return partial(self._refused, courier, row, exc)
         except Exception as exc:
             log.exception("%s: unexpected error", courier.describe(row))
-            await self._retry(courier, row, TemporaryFailure(f"{type(exc).__name__}: {exc}"))
-        else:
-            await self._sent(courier, row)
+            return partial(self._retry, courier, row, TemporaryFailure(f"{type(exc).__name__}: {exc}"))
+        return partial(self._sent, courier, row)
 
     # --- outcomes -------------------------------------------------------------
     # Each update only applies while this worker still holds the lease.
 
     async def _update(self, row: Mapping[str, Any], **values: Any) -> bool:
-        query = (
-            _outbox.update()
-            .where(
-                _outbox.c.id == row["id"],
-                _outbox.c.lease_owner == self.worker_id,
-                _outbox.c.status == "sending",
+        statement = _outcome_statement(self.database, tuple(values))
+        if statement is not None:
+            # The SQL written once per dialect and set of columns: no statement
+            # to build, compile and bind per job (the asyncpg one prepared once).
+            sql, processors = statement
+            args = [process(values[name]) if process else values[name] for name, process in processors]
+            args += [row["id"], self.worker_id]
+            rows = await fetch_tuples(self.database, {self.database.url.dialect: sql}, args)
+        else:
+            rows = None
+        if rows is None:  # a backend without `fetch_tuples`
+            query = (
+                _outbox.update()
+                .where(
+                    _outbox.c.id == row["id"],
+                    _outbox.c.lease_owner == self.worker_id,
+                    _outbox.c.status == "sending",
+                )
+                .values(lease_owner=None, lease_until=None, **values)
+                .returning(_outbox.c.id)
             )
-            .values(lease_owner=None, lease_until=None, **values)
-            .returning(_outbox.c.id)
-        )
-        updated = await self.database.fetch_val(query) is not None
+            rows = await self.database.fetch_all(query)
+        updated = bool(rows)
         if not updated:
             log.warning("%s: lease lost before the outcome was recorded", row["message_id"])
         return updated
 
     async def _sent(self, courier: Courier, row: Mapping[str, Any]) -> None:
+        hook = self.on_sent
+        if hook is None or (self.on_sent_applies is not None and not self.on_sent_applies(row)):
+            # Nothing else changes: one statement, no transaction.
+            await self._update(row, status="sent", sent_at=self._clock())
+            log.info("%s: sent", courier.describe(row))
+            return
         # The job and what it changes (a request turning delivered, and its
         # partner's event) are recorded together.
         try:
             async with write_transaction(self.database):
-                if await self._update(row, status="sent", sent_at=self._clock()) and self.on_sent is not None:
-                    await self.on_sent(row)
+                if await self._update(row, status="sent", sent_at=self._clock()):
+                    await hook(row)
         except Exception:
             log.exception("%s: the sent hook failed, recorded as sent without it", courier.describe(row))
             await self._update(row, status="sent", sent_at=self._clock())
@@ -643,6 +739,88 @@ class Worker:
             )
             .values(status="pending", lease_owner=None, lease_until=None)
         )
+
+
+_OUTCOME_STATEMENTS: dict[tuple[str, tuple[str, ...]], tuple[str, list[tuple[str, Any]]] | None] = {}
+
+
+def _outcome_statement(
+    database: Database, columns: tuple[str, ...]
+) -> tuple[str, list[tuple[str, Any]]] | None:
+    """`UPDATE outbox SET <columns>, no lease WHERE id AND lease_owner AND status
+    'sending' RETURNING id` in the driver's own SQL, and each column's bind
+    processor (the one SQLAlchemy would apply); None for another dialect."""
+    dialect = database._backend._dialect
+    key = (type(dialect).__qualname__, columns)
+    if key not in _OUTCOME_STATEMENTS:
+        if dialect.name == "sqlite":
+            marks = ["?"] * (len(columns) + 2)
+        elif dialect.name == "postgresql":
+            marks = [f"${n}" for n in range(1, len(columns) + 3)]
+        else:
+            _OUTCOME_STATEMENTS[key] = None
+            return None
+        sets = "".join(f", {name} = {mark}" for name, mark in zip(columns, marks, strict=False))
+        sql = (
+            f"UPDATE outbox SET lease_owner = NULL, lease_until = NULL{sets} "
+            f"WHERE id = {marks[-2]} AND lease_owner = {marks[-1]} AND status = 'sending' RETURNING id"
+        )
+        processors = [(name, _outbox.c[name].type.bind_processor(dialect)) for name in columns]
+        _OUTCOME_STATEMENTS[key] = (sql, processors)
+    return _OUTCOME_STATEMENTS[key]
+
+
+class _Recorder:
+    """Writes a batch's outcomes one at a time, in order, on a task (and a
+    database connection) of its own, while the worker goes on sending."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._queue: asyncio.Queue[tuple[Callable[[], Awaitable[None]], asyncio.Future[None]] | None] = (
+            asyncio.Queue()
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._last: asyncio.Future[None] | None = None
+
+    def record(self, write: Callable[[], Awaitable[None]]) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-recorder")
+        self._last = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((write, self._last))
+
+    async def recorded(self) -> None:
+        """Returns once every outcome given is written; raises `_NotRecorded` if
+        the last one could not be."""
+        if self._last is None:
+            return
+        try:
+            # Shielded: a worker cancelled while waiting still records what it sent.
+            await asyncio.shield(self._last)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise _NotRecorded(str(exc)) from exc
+
+    async def close(self) -> None:
+        """Waits for the outcomes given, then ends the task; raises the last
+        one's failure, if any."""
+        if self._task is None:
+            return
+        self._queue.put_nowait(None)
+        await asyncio.shield(self._task)
+        if self._last is not None:
+            self._last.result()
+
+    async def _run(self) -> None:
+        async with self._database.connection():
+            while (job := await self._queue.get()) is not None:
+                write, done = job
+                try:
+                    await write()
+                except Exception as exc:
+                    done.set_exception(exc)
+                else:
+                    done.set_result(None)
 
 
 def _text(failure: DeliveryError) -> str:

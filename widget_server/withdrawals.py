@@ -100,13 +100,18 @@ async def _tell_recipient(database: Database, settings: Settings, request_id: st
     return True
 
 
+def concerns(row: Mapping[str, Any]) -> bool:
+    """Whether `on_sent`'s hook has anything to do for this outbox job."""
+    return row["kind"] == outbox.EMAIL and row["template"] in _ABOUT_THE_REQUEST and bool(row["request_id"])
+
+
 def on_sent(database: Database, settings: Settings) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
     """For the outbox worker, in the transaction that records an email as sent:
     an email about a request that a worker was already sending when its
     candidate withdrew it got out after all; its recipient gets the notice too."""
 
     async def hook(row: Mapping[str, Any]) -> None:
-        if row["kind"] != outbox.EMAIL or row["template"] not in _ABOUT_THE_REQUEST or not row["request_id"]:
+        if not concerns(row):
             return
         requests = tables.contact_requests
         # The row lock waits for a withdrawal in progress (its UPDATE holds the
