@@ -9,7 +9,7 @@ import email
 import email.policy
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -31,7 +31,13 @@ class Received:
 class RecordingHandler:
     def __init__(self) -> None:
         self.received: list[Received] = []
-        self._script: dict[str, list[str]] = {"MAIL": [], "RCPT": [], "DATA": []}
+        self._script: dict[str, list[str]] = {"MAIL": [], "RCPT": [], "DATA": [], "NOOP": []}
+        # The client's address and port of each message received (one per connection),
+        # and the QUITs: what a test of connection reuse looks at.
+        self.peers: list[Any] = []
+        self.quits = 0
+        # Called (in the server's thread and loop) at each RCPT, before it is answered.
+        self.on_recipient: Callable[[str], Awaitable[None]] | None = None
         self._lock = threading.Lock()
         self._hold = False
         self._then_accept = False
@@ -84,6 +90,8 @@ class RecordingHandler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
+        if self.on_recipient is not None:
+            await self.on_recipient(address)
         reply = self._scripted("RCPT")
         if reply:
             return reply
@@ -101,7 +109,16 @@ class RecordingHandler:
         login = session.auth_data.login.decode() if session.authenticated else None
         with self._lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), data, message, login))
+            self.peers.append(session.peer)
         return "250 Message accepted for delivery"
+
+    async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
+        return self._scripted("NOOP") or "250 OK"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        with self._lock:
+            self.quits += 1
+        return "221 Bye"
 
 
 class Accounts:
