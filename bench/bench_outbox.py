@@ -3,6 +3,7 @@ measured in the same run against the same local SMTP server. Prints figures;
 asserts nothing.
 
     .venv/bin/python bench/bench_outbox.py [MESSAGES] [--database postgresql]
+    .venv/bin/python bench/bench_outbox.py --depth [--database postgresql]   # by queue depth
 
 MESSAGES (default 500) messages of about 12 kB (text and HTML parts, like the
 service's emails) are queued with `outbox.enqueue` in a fresh SQLite file (or, with `--database
@@ -11,14 +12,16 @@ postgresql`, a fresh database of its own on BENCH_DATABASE_URL's server), then d
 the same messages sent with aiosmtplib on one connection, no database at all —
 the floor set by SMTP itself. Both sides send the same thing: the bytes
 `outbox.enqueue` stores (serialised once, before the clock starts) with the same
-envelope, through `sendmail`; neither serialises an `EmailMessage` while timed. The ratio is the price of the outbox (claims,
-leases, one status write per message). Each run is cut at TIME_LIMIT seconds.
+envelope, through `sendmail`; neither serialises an `EmailMessage` while timed.
+The ratio is the price of the outbox (claims, leases, one status write per
+message). Each run is cut at TIME_LIMIT seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import re
 import statistics
 import tempfile
@@ -34,7 +37,7 @@ import aiosmtplib
 from aiosmtpd.controller import Controller
 from support import Row, database_url
 
-from widget_server import emails, mailer, migrations, outbox
+from widget_server import emails, mailer, migrations, outbox, tables
 from widget_server.resources import create_database, prepare_sqlite
 from widget_server.settings import load_settings
 
@@ -191,11 +194,105 @@ def measure(database: str = "sqlite", count: int = 500, rounds: int = 2) -> list
     ]
 
 
+async def run_depth(
+    depth: int, drained: int, smtp_url: str, workdir: Path, url: str
+) -> tuple[float, float, int]:
+    """`depth` messages queued, then the worker drains the first `drained` of them
+    (bounded by TIME_LIMIT): (messages/s, mean ms per claim, messages drained)."""
+    settings = load_settings(
+        {
+            "VAR_DIR": str(workdir),
+            "SECRET_KEY": "bench",
+            "SMTP_URL": smtp_url,
+            "LOG_LEVEL": "WARNING",
+            "OUTBOX_WORKER": "false",
+            "DATABASE_URL": url,
+        },
+        env_file=None,
+    )
+    database = create_database(settings)
+    await database.connect()
+    try:
+        await prepare_sqlite(database)
+        await migrations.migrate(database)
+        raw = outgoing(message(0, "d")).as_bytes()
+        now = dt.datetime.now(dt.UTC)
+        for start in range(0, depth, 500):  # the same bytes, one multi-row INSERT per 500
+            await database.execute(
+                tables.outbox.insert().values(
+                    [
+                        dict(
+                            kind=outbox.EMAIL,
+                            status="pending",
+                            attempts=0,
+                            next_attempt_at=now,
+                            created_at=now,
+                            template="bench",
+                            envelope_sender="noreply@lba.example",
+                            recipient="contact0@entreprise0.example",
+                            message_id=f"<d{n}@lba.example>",
+                            raw=raw,
+                            attach_cv=False,
+                            test_mailbox=False,
+                        )
+                        for n in range(start, min(depth, start + 500))
+                    ]
+                )
+            )
+        worker = outbox.Worker(database, mailer.transport_from_settings(settings), settings)
+        claims: list[float] = []
+        claim = worker.claim
+
+        async def timed_claim(limit: int | None = None) -> list[dict[str, Any]]:
+            began = time.perf_counter()
+            try:
+                return await claim(limit)
+            finally:
+                claims.append(time.perf_counter() - began)
+
+        worker.claim = timed_claim  # type: ignore[method-assign]
+        handled = 0
+        started = time.perf_counter()
+        try:
+            while handled < drained and time.perf_counter() - started < TIME_LIMIT:
+                done = await worker.run_once(keep_open=True)
+                if not done:
+                    break
+                handled += done
+        finally:
+            await worker.close_sessions()
+        return handled / (time.perf_counter() - started), 1000 * statistics.fmean(claims), handled
+    finally:
+        await database.disconnect()
+
+
+def depth_scaling(database: str, depths: tuple[int, ...] = (100, 1_000, 10_000), drained: int = 300) -> None:
+    """How the drain rate and a claim's cost change with the queue's depth."""
+    print(f"queue depth, {database}: the first {drained} messages drained (batch {outbox.BATCH_SIZE})")
+    for depth in depths:
+        handler = CountingHandler()
+        port = free_port()
+        controller = Controller(handler, hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            with tempfile.TemporaryDirectory() as tmp, database_url(database, Path(tmp), "depth") as url:
+                rate, claim_ms, handled = asyncio.run(
+                    run_depth(depth, min(drained, depth), f"smtp://127.0.0.1:{port}", Path(tmp), url)
+                )
+        finally:
+            controller.stop()
+        print(f"  {depth:>7,} queued: {rate:7.0f} msg/s ({handled} drained), a claim {claim_ms:6.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("messages", type=int, nargs="?", default=500)
     parser.add_argument("--database", default="sqlite", choices=["sqlite", "postgresql"])
+    parser.add_argument("--depth", action="store_true", help="drain rate and claim cost by queue depth")
     args = parser.parse_args()
+    if args.depth:
+        depth_scaling(args.database)
+        return
     count = args.messages
     worker_rate, baseline_rate, handled, sent, enqueue_rate, once = drain(count, args.database)
     print(
