@@ -6,6 +6,7 @@ send. Against a real SMTP server (aiosmtpd on 127.0.0.1), on the test database."
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ from databases import Database
 
 from tests.smtp_server import SMTPServer, running
 from tests.support import on_database as run
-from tests.test_outbox import Clock, message, queue, row, settings_for, worker
+from tests.test_outbox import T0, Clock, message, queue, row, settings_for, worker
 from widget_server import delivery, kinds, mailer, outbox, tables, withdrawals
 
 
@@ -200,6 +201,7 @@ def test_the_sent_hook_is_skipped_only_for_jobs_it_does_nothing_for(tmp_path: Pa
         "answer_interested",
         "partner.delivered",
     }
+
     async def hook_on(job: Mapping[str, Any]) -> None:
         await hook(job)
 
@@ -211,3 +213,37 @@ def test_the_sent_hook_is_skipped_only_for_jobs_it_does_nothing_for(tmp_path: Pa
             asyncio.run(hook_on(job))
     for template in [*kinds.PRO_EMAILS, "reminder"]:
         assert applies[outbox.EMAIL, template, "req-1"]
+
+
+def test_a_claim_takes_the_earliest_due_jobs_of_both_statuses_in_due_order(tmp_path: Path) -> None:
+    """Pending jobs whose time has come and jobs whose worker's lease ran out, the
+    earliest due first, whatever their status; nothing not yet due, nothing
+    leased to a live worker."""
+    with running() as server:
+        settings = settings_for(tmp_path, server.url, OUTBOX_LEASE_SECONDS="60")
+
+        async def scenario(database: Database) -> None:
+            ids = await queue(database, *(message(f"contact{n}@example.org") for n in range(8)))
+            due = [T0 + dt.timedelta(seconds=s) for s in (50, 10, 40, 20, 30, 60, 5, 1000)]
+            for outbox_id, when in zip(ids, due, strict=True):
+                await database.execute(
+                    tables.outbox.update().where(tables.outbox.c.id == outbox_id).values(next_attempt_at=when)
+                )
+            # ids[1] (due at +10) and ids[6] (+5): leased by workers, one dead (lease over), one alive.
+            for outbox_id, lease_until in (
+                (ids[1], T0 + dt.timedelta(seconds=70)),
+                (ids[6], T0 + dt.timedelta(seconds=500)),
+            ):
+                await database.execute(
+                    tables.outbox.update()
+                    .where(tables.outbox.c.id == outbox_id)
+                    .values(status="sending", lease_owner="another", lease_until=lease_until)
+                )
+            clock = Clock()
+            clock.advance(100)
+            claimed = await worker(database, settings, clock).claim(limit=4)
+            # Due by +100: +10 (lease over), +20, +30, +40, +50, +60; +5 is leased, +1000 not due.
+            assert [r["id"] for r in claimed] == [ids[1], ids[3], ids[4], ids[2]]
+            assert {r["lease_owner"] for r in claimed} != {"another"}
+
+        run(settings, scenario)
