@@ -349,6 +349,7 @@ async def _form_again(
         now=dt.datetime.now(dt.UTC),
         ttl=dt.timedelta(seconds=state.form_tokens.ttl_seconds),
         max_bytes=state.settings.kept_cvs_max_bytes,
+        email=page["values"].get("email", ""),
     ):
         page["kept_cv"] = cv.filename
     else:
