@@ -139,7 +139,14 @@ PHONES = [
     "12",
     "",
 ]
-EMAILS = ["Lea.Moreau@Example.ORG", "pas-un-email", "a@mailinator.com", "x@ex ample.org", ""]
+EMAILS = [
+    "Lea.Moreau@Example.ORG",
+    "pas-un-email",
+    "a@mailinator.com",
+    "x@ex ample.org",
+    "=?utf-8?q?a=40evil.example?=@example.org",
+    "",
+]
 
 
 def _import_parser(kind: str, column: str) -> Any:

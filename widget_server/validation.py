@@ -115,6 +115,14 @@ def normalise_email(value: Any) -> str:
     text = _text(value)
     if not text:
         raise InvalidValue("Indiquez votre adresse e-mail.", "empty")
+    if _ENCODED_WORD_MARKER.search(text):
+        # Valid characters of a local part, but a mail reader may decode
+        # `=?utf-8?q?lea=40evil.example?=@example.org` into another address (the
+        # candidate's goes into the recruiter's Reply-To): refused, as in names.
+        raise InvalidValue(
+            "Cette adresse e-mail contient des suites « =? » ou « ?= » non acceptées.",
+            "an RFC 2047 encoded-word marker",
+        )
     plain = _plain_address(text)
     if plain is not None:
         local_part, domain = plain
