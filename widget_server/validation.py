@@ -76,7 +76,21 @@ def _text(value: Any) -> str:
     return unicodedata.normalize("NFC", value).strip()
 
 
+def _not_text(errors: FieldErrors, field: str, value: Any) -> bool:
+    """Whether JSON brought a list, an object or a boolean where text belongs (noted
+    next to the field): its Python form ("['Léa']", "True") must not pass for a
+    name, an address or a message. A number is read as its digits."""
+    if value is None or isinstance(value, str):
+        return False
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return False
+    errors.add(field, "Ce champ attend du texte.")
+    return True
+
+
 def clean_name(errors: FieldErrors, field: str, value: Any, label: str) -> str:
+    if _not_text(errors, field, value):
+        return ""
     text = " ".join(_text(value).split())
     if not text:
         errors.add(field, f"Indiquez votre {label}.")
@@ -176,6 +190,8 @@ def email_identity(address: str) -> str:
 def _collect(errors: FieldErrors, field: str, normalise: Callable[[Any], str], value: Any) -> str:
     """A normaliser's answer, or its refusal noted next to the field (the text as
     given is kept, for the page to show it again)."""
+    if _not_text(errors, field, value):
+        return ""
     try:
         return normalise(value)
     except InvalidValue as exc:
@@ -236,6 +252,8 @@ def _parse_french_number(text: str) -> Any:
 
 
 def clean_message(errors: FieldErrors, field: str, value: Any, *, required: bool = False) -> str:
+    if _not_text(errors, field, value):
+        return ""
     text = strip_unrenderable(_text(value).replace("\r\n", "\n"))
     if required and not text:
         errors.add(field, "Écrivez votre message.")
