@@ -14,7 +14,17 @@ from starlette.testclient import TestClient
 
 from tests import seed
 from tests.smtp_server import Received, SMTPServer
-from tests.support import application, appointment, body, deliver, form_fields, links, path, smtp_client
+from tests.support import (
+    application,
+    appointment,
+    body,
+    deliver,
+    form_fields,
+    links,
+    path,
+    smtp_client,
+    submit_application,
+)
 from widget_server import bounces, resources, tables
 from widget_server.withdrawals import withdraw
 
@@ -191,13 +201,8 @@ def test_a_withdrawal_during_a_bounce_is_either_one_never_both(
     monkeypatch.setattr(bounces, "_tell_candidate", held_tell)
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)
-        response = client.post(
-            "/api/v1/applications",
-            json=application(),
-            headers={"Authorization": f"Bearer {seed.api_key(client)}"},
-        )
-        request_id = response.json()["id"]
-        deliver(client)
+        submit_application(client, smtp_server)
+        [request_id] = [row["id"] for row in seed.fetch_all(client, tables.contact_requests.select())]
         state = seed.state(client)
 
         async def race() -> tuple[int, bool]:
