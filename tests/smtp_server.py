@@ -43,6 +43,8 @@ class RecordingHandler:
         self._then_accept = False
         self._released = threading.Event()
         self.held_recipient: str | None = None
+        # True while the held client is still waiting for its RCPT's answer.
+        self.holding = False
 
     def answer(self, command: str, reply: str, *, times: int = 1) -> None:
         with self._lock:
@@ -67,10 +69,15 @@ class RecordingHandler:
                 return False
             self.held_recipient = address
             self._hold = False
-        for _ in range(6000):  # bounded: 60 s at most
-            if self._released.is_set():
-                break
-            await asyncio.sleep(0.01)
+            self.holding = True
+        try:
+            for _ in range(6000):  # bounded: 60 s at most
+                if self._released.is_set():
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            # Released, or the client gave up (its timeout) and hung up: cancelled here.
+            self.holding = False
         return True
 
     def _scripted(self, command: str) -> str | None:

@@ -293,8 +293,6 @@ def _run_load_and_checks(
     with ThreadPoolExecutor(4) as pool:
         responses = pool.map(submit, range(len(load)))
         wait_until(lambda: len(smtp.received) >= 6, "the first emails", seconds=60)
-        smtp.handler.hold_next_recipient()
-        wait_until(lambda: smtp.handler.held_recipient is not None, "a worker to be held", seconds=60)
         # Other workers may be sending emails to the same recruiter (each worker
         # claims a batch): they finish theirs, the held one cannot.
         owners: list[set[str]] = []
@@ -313,11 +311,27 @@ def _run_load_and_checks(
             ]
             return len(owners[0]) == 1
 
-        wait_until(one_owner, "the held worker alone sending to that recipient", seconds=60)
-        [held_owner] = owners[0]
-        victim = int(str(held_owner).split(":")[1])
-        assert victim in workers, f"{held_owner} is not one of the worker processes"
-        os.kill(victim, signal.SIGKILL)
+        # A held worker gives up on its RCPT after its SMTP timeout (a quarter of
+        # the lease: 2.5 s here) and goes on with its batch; on a busy machine the
+        # wait below can outlast that, and the worker it finds would then be killed
+        # at any point of its work instead of held before DATA. Only a worker still
+        # held is killed; when the held one gave up, the next RCPT is held instead.
+        for _ in range(5):
+            smtp.handler.hold_next_recipient()
+            wait_until(lambda: smtp.handler.held_recipient is not None, "a worker to be held", seconds=60)
+            wait_until(
+                lambda: not smtp.handler.holding or one_owner(),
+                "the held worker alone sending to that recipient",
+                seconds=60,
+            )
+            if smtp.handler.holding and owners and len(owners[0]) == 1:
+                [held_owner] = owners[0]
+                victim = int(str(held_owner).split(":")[1])
+                assert victim in workers, f"{held_owner} is not one of the worker processes"
+                os.kill(victim, signal.SIGKILL)
+                break
+        else:
+            raise AssertionError("no worker stayed held at RCPT until it was killed")
         leased = database.rows(
             sa.select(outbox.c.id).where(outbox.c.lease_owner == held_owner, outbox.c.status == "sending")
         )
