@@ -445,7 +445,9 @@ def test_a_dry_run_counts_what_stays_closed_too(settings: Settings, tmp_path: Pa
 _CELLS = {
     "offer_id": st.sampled_from(["O-1", "O-2", "", " O-3 ", "bad id!", "O-" + "9" * 120]),
     "title": st.sampled_from(["Apprenti boulanger", "", "  a\n b ", "x\x07", "é" * 301, "e\u0301"]),
-    "siret": st.sampled_from(["73282932000074", "732 829 320 00074", "73282932000075", "", "abc"]),
+    "siret": st.sampled_from(
+        ["73282932000074", "732 829 320 00074", "73282932000075", "", "abc", "7328293200007²"]
+    ),
     "company_name": st.text(max_size=8),
     "address": st.sampled_from(["1 rue de la Paix", "", "\t"]),
     "postcode": st.sampled_from(["69003", "6900", "", "69 003"]),
@@ -607,3 +609,28 @@ def test_a_record_csv_cannot_read_stops_the_import_at_its_line(
         do_import(settings, "offers", path)
     # The batches before the one it is in were written.
     assert sorted(r["offer_id"] for r in rows(settings, tables.offers)) == ["OFF-1", "OFF-2"]
+
+
+def test_sqlite_statements_stay_within_the_parameter_limit(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On SQLite, rows are written by the hundred in one statement: never more
+    # parameters than the library allows (here as if it allowed 25: two rows).
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite's statements")
+    import aiosqlite
+
+    sizes: list[int] = []
+    execute = aiosqlite.Connection.execute_fetchall
+
+    async def spy(self: Any, sql: str, parameters: Any = None) -> Any:
+        sizes.append(len(parameters or ()))
+        return await execute(self, sql, parameters)
+
+    monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", spy)
+    monkeypatch.setattr(directory, "_sqlite_variables", lambda: 25)
+    path = write(tmp_path / "offers.csv", OFFER_HEADER, *(offer_line(f"OFF-{n}") for n in range(5)))
+    assert do_import(settings, "offers", path).inserted == 5
+    assert sizes == [24, 24, 12]
+    assert sorted(r["offer_id"] for r in rows(settings, tables.offers)) == [f"OFF-{n}" for n in range(5)]
+    assert do_import(settings, "offers", path).unchanged == 5

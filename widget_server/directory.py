@@ -9,6 +9,7 @@ clear it, since an opt-out belongs to the contact who asked for it.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import functools
@@ -16,6 +17,7 @@ import itertools
 import json
 import logging
 import re
+import sqlite3
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -668,15 +670,23 @@ async def _executemany(connection: Any, dialect: str, sql: str, params: Sequence
     await connection.raw_connection.executemany(_placeholders(sql, dialect), params)
 
 
-def _upsert_sql(spec: Spec) -> tuple[str, list[str]]:
+def _upsert_sql(spec: Spec, rows: int = 1) -> tuple[str, list[str]]:
     names = [c.name for c in spec.stored] + ["updated_at"]
     updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != spec.key)
+    row = f"({', '.join('?' for _ in names)})"
     sql = (
         f"INSERT INTO {spec.table.name} ({', '.join(names)}) "
-        f"VALUES ({', '.join('?' for _ in names)}) "
+        f"VALUES {', '.join([row] * rows)} "
         f"ON CONFLICT ({spec.key}) DO UPDATE SET {updates}"
     )
     return sql, names
+
+
+@functools.cache
+def _sqlite_variables() -> int:
+    """How many parameters one SQLite statement may have (the library's limit)."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as connection:
+        return connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
 
 @dataclass
@@ -751,6 +761,8 @@ class _Writer:
         self.select = (
             f"SELECT {', '.join(self.stored + kept)} FROM {spec.table.name} WHERE {spec.key} {where}"
         )
+        # SQLite's multi-row upserts, by number of rows.
+        self.statements: dict[int, str] = {}
         # A dry run writes nothing, so remembers what it would have marked.
         self.marked: set[tuple[str, str]] = set()
 
@@ -765,8 +777,7 @@ class _Writer:
             marked_at = dt.datetime.now(dt.UTC)
             if changed:
                 now = _db_value(marked_at, self.dialect)
-                params = [(*row, now) for row in changed]
-                await _executemany(self.connection, self.dialect, self.upsert_sql, params)
+                await self._upsert([(*row, now) for row in changed])
             # Few rows carry a flag: one statement each is fine here.
             for email, opt, bounce in contacts:
                 marks: dict[str, Any] = {}
@@ -775,6 +786,22 @@ class _Writer:
                 if bounce:
                     marks.update(bounced_at=marked_at, bounce_reason=BOUNCE_REASON)
                 await contact_marks.mark(self.connection, email, marks, overwrite=False)
+
+    async def _upsert(self, params: list[tuple[Any, ...]]) -> None:
+        if self.dialect != "sqlite":
+            await _executemany(self.connection, self.dialect, self.upsert_sql, params)
+            return
+        # On SQLite, rows by the hundred in one statement (as many as its
+        # parameters allow): bound in one call and written in one step, where
+        # executemany binds and steps row by row.
+        raw = self.connection.raw_connection
+        per = max(1, _sqlite_variables() // (len(self.stored) + 1))
+        for start in range(0, len(params), per):
+            chunk = params[start : start + per]
+            sql = self.statements.get(len(chunk))
+            if sql is None:
+                sql = self.statements[len(chunk)] = _upsert_sql(self.spec, len(chunk))[0]
+            await raw.execute_fetchall(sql, list(itertools.chain.from_iterable(chunk)))
 
     def _rows(self, batch: _Batch) -> list[tuple[Any, ...]]:
         """The batch's rows as stored, in the columns' order of the upsert."""
