@@ -8,6 +8,7 @@ clear it, since an opt-out belongs to the contact who asked for it.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import contextlib
 import csv
@@ -20,7 +21,7 @@ import re
 import sqlite3
 import sys
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -766,7 +767,11 @@ class _Writer:
         # A dry run writes nothing, so remembers what it would have marked.
         self.marked: set[tuple[str, str]] = set()
 
-    async def write(self, batch: _Batch) -> None:
+    async def write(self, batch: _Batch) -> AsyncIterator[None]:
+        """Writes `batch` in one transaction, stopping once (the `yield`) while
+        its rows are being written: on SQLite in aiosqlite's thread, which
+        releases Python's lock while SQLite writes, on PostgreSQL in the
+        server, so the caller reads and checks the next batch meanwhile."""
         async with self.connection.transaction():
             rows = self._rows(batch)
             changed, existing = await self._classify(batch, rows)
@@ -777,7 +782,12 @@ class _Writer:
             marked_at = dt.datetime.now(dt.UTC)
             if changed:
                 now = _db_value(marked_at, self.dialect)
-                await self._upsert([(*row, now) for row in changed])
+                upsert = asyncio.ensure_future(self._upsert([(*row, now) for row in changed]))
+                await asyncio.sleep(0)  # the statement handed to the driver
+                try:
+                    yield
+                finally:
+                    await upsert
             # Few rows carry a flag: one statement each is fine here.
             for email, opt, bounce in contacts:
                 marks: dict[str, Any] = {}
@@ -961,21 +971,43 @@ async def import_file(
             writer = _Writer(
                 connection, migrations.dialect_of(database), spec, report, max_offer_applications
             )
-            for lines_read, rows, refused in batches:
-                report.total += len(rows) + len(refused)
-                batch, refusals = parse(lines_read, rows)
-                if refused or refusals:
-                    report.rejected.extend(
-                        sorted(refused + refusals) if refused and refusals else refused or refusals
-                    )
-                if batch:
-                    await writer.write(batch)
-                if progress:
-                    last_call = (report.total, max(total_estimate, report.total))
-                    progress(*last_call)
+            # The batch being written (its rows read by then), while the next is read.
+            writing: tuple[AsyncIterator[None], int] | None = None
+            try:
+                for lines_read, rows, refused in batches:
+                    report.total += len(rows) + len(refused)
+                    batch, refusals = parse(lines_read, rows)
+                    if refused or refusals:
+                        report.rejected.extend(
+                            sorted(refused + refusals) if refused and refusals else refused or refusals
+                        )
+                    if writing is not None:
+                        await _finish(writing[0])
+                        if progress:
+                            last_call = (writing[1], max(total_estimate, writing[1]))
+                            progress(*last_call)
+                    writing = None
+                    if batch:
+                        writing = (writer.write(batch), report.total)
+                        await anext(writing[0], None)
+                    elif progress:
+                        last_call = (report.total, max(total_estimate, report.total))
+                        progress(*last_call)
+            except BaseException:
+                # What was read before the failure is written, as if written before reading on.
+                if writing is not None:
+                    await _finish(writing[0])
+                raise
+            if writing is not None:
+                await _finish(writing[0])
     if progress and last_call != (report.total, report.total):
         progress(report.total, report.total)
     return report
+
+
+async def _finish(writing: AsyncIterator[None]) -> None:
+    async for _ in writing:  # the batch's rows written, its transaction committed
+        pass
 
 
 def terminal_progress(done: int, total: int | None) -> None:
