@@ -648,13 +648,6 @@ def _jsonl_records(
 # --- writing ----------------------------------------------------------------------
 
 
-def _placeholders(sql: str, dialect: str) -> str:
-    if dialect != "postgresql":
-        return sql
-    counter = iter(range(1, 10_000))
-    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
-
-
 def _db_value(value: Any, dialect: str) -> Any:
     # The raw drivers skip SQLAlchemy's type processing; store what it would.
     if dialect == "sqlite":
@@ -665,22 +658,24 @@ def _db_value(value: Any, dialect: str) -> Any:
     return value
 
 
-async def _executemany(connection: Any, dialect: str, sql: str, params: Sequence[Sequence[Any]]) -> None:
-    """The driver's own executemany: one prepared statement for the whole batch,
-    where `databases` would compile and run one statement per row."""
-    await connection.raw_connection.executemany(_placeholders(sql, dialect), params)
+def _stored_names(spec: Spec) -> list[str]:
+    """The columns an import writes, in the order of its statements' values."""
+    return [c.name for c in spec.stored] + ["updated_at"]
 
 
-def _upsert_sql(spec: Spec, rows: int = 1) -> tuple[str, list[str]]:
-    names = [c.name for c in spec.stored] + ["updated_at"]
+def _upsert_sql(spec: Spec, rows: str) -> str:
+    """The upsert of `rows`: `VALUES …` or a `SELECT` of the stored columns."""
+    names = _stored_names(spec)
     updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != spec.key)
-    row = f"({', '.join('?' for _ in names)})"
-    sql = (
-        f"INSERT INTO {spec.table.name} ({', '.join(names)}) "
-        f"VALUES {', '.join([row] * rows)} "
+    return (
+        f"INSERT INTO {spec.table.name} ({', '.join(names)}) {rows} "
         f"ON CONFLICT ({spec.key}) DO UPDATE SET {updates}"
     )
-    return sql, names
+
+
+def _values(width: int, rows: int) -> str:
+    row = f"({', '.join('?' * width)})"
+    return f"VALUES {', '.join([row] * rows)}"
 
 
 @functools.cache
@@ -749,8 +744,7 @@ class _Writer:
         self.dialect = dialect
         self.spec = spec
         self.report = report
-        self.upsert_sql, names = _upsert_sql(spec)
-        self.stored = names[:-1]
+        self.stored = _stored_names(spec)[:-1]
         self.key_at = self.stored.index(spec.key)
         # SQLite stores a date as its ISO text (as SQLAlchemy's Date does).
         self.dates = {c.name for c in spec.stored if c.parse is _date} if dialect == "sqlite" else set()
@@ -798,8 +792,19 @@ class _Writer:
                 await contact_marks.mark(self.connection, email, marks, overwrite=False)
 
     async def _upsert(self, params: list[tuple[Any, ...]]) -> None:
-        if self.dialect != "sqlite":
-            await _executemany(self.connection, self.dialect, self.upsert_sql, params)
+        if self.dialect == "postgresql":
+            # COPY into a temporary table emptied at each commit, then one
+            # upsert from it: a third less time than executemany's statement
+            # per row, and a fraction of its CPU here.
+            raw = self.connection.raw_connection
+            table, names = self.spec.table.name, _stored_names(self.spec)
+            staging, columns = f"directory_import_{table}", ", ".join(names)
+            await raw.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS "
+                f"AS SELECT {columns} FROM {table} WITH NO DATA"
+            )
+            await raw.copy_records_to_table(staging, records=params, columns=names)
+            await raw.execute(_upsert_sql(self.spec, f"SELECT {columns} FROM {staging}"))
             return
         # On SQLite, rows by the hundred in one statement (as many as its
         # parameters allow): bound in one call and written in one step, where
@@ -810,7 +815,7 @@ class _Writer:
             chunk = params[start : start + per]
             sql = self.statements.get(len(chunk))
             if sql is None:
-                sql = self.statements[len(chunk)] = _upsert_sql(self.spec, len(chunk))[0]
+                sql = self.statements[len(chunk)] = _upsert_sql(self.spec, _values(len(chunk[0]), len(chunk)))
             await raw.execute_fetchall(sql, list(itertools.chain.from_iterable(chunk)))
 
     def _rows(self, batch: _Batch) -> list[tuple[Any, ...]]:
