@@ -21,7 +21,7 @@ import re
 import sqlite3
 import sys
 import unicodedata
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -378,6 +378,37 @@ class _Batch:
         return len(self.lines)
 
 
+def _learn(
+    parse: Callable[[str], Any],
+    needed: bool,
+    empty: Any,
+    texts: Iterable[str],
+    known: dict[str, Any],
+    refused: set[str],
+) -> None:
+    """Each text's value in `known` (that of an empty text: `empty`), the texts
+    refused in `refused` too (an empty one when `needed`): `_check`'s answers."""
+    texts = list(texts)
+    stripped = list(map(str.strip, texts))
+    if all(stripped):
+        # The usual case, no text refused: one call of the check per text.
+        try:
+            known.update(zip(texts, map(parse, stripped), strict=True))
+            return
+        except _Invalid:
+            pass
+    for text in texts:
+        value = _check(parse, text)
+        if value is _EMPTY:
+            if needed:
+                refused.add(text)
+            value = empty
+        elif isinstance(value, _Invalid):
+            refused.add(text)
+            value = None
+        known[text] = value
+
+
 class _BatchParser:
     """The rule of one kind of row applied to a batch of rows column by column,
     for one import: each column's answers kept per text as read (the key
@@ -426,24 +457,23 @@ class _BatchParser:
                 columns[name] = [empty] * count
                 continue
             column = cells[at]
-            known, refused = ({}, set()) if memory is None else memory
-            texts = set(column)
-            new = texts.difference(known)
-            if new:
-                if len(known) + len(new) > _MEMO_MAX:
-                    known.clear()
-                    refused.clear()
-                    new = texts
-                for text in new:
-                    value = _check(parse, text)
-                    if value is _EMPTY:
-                        if needed:
-                            refused.add(text)
-                        value = empty
-                    elif isinstance(value, _Invalid):
-                        refused.add(text)
-                        value = None
-                    known[text] = value
+            texts: Collection[str]
+            known: dict[str, Any]
+            refused: set[str]
+            if memory is None:
+                known, refused = {}, set()
+                texts = column
+                _learn(parse, needed, empty, column, known, refused)
+            else:
+                known, refused = memory
+                texts = set(column)
+                new = texts.difference(known)
+                if new:
+                    if len(known) + len(new) > _MEMO_MAX:
+                        known.clear()
+                        refused.clear()
+                        new = texts
+                    _learn(parse, needed, empty, new, known, refused)
             if refused and not refused.isdisjoint(texts):
                 problems.update(i for i, text in enumerate(column) if text in refused)
             columns[name] = list(map(known.__getitem__, column))
