@@ -2,6 +2,7 @@
 the same run. Prints figures; asserts nothing.
 
     .venv/bin/python bench/bench_import.py [ROWS]
+    .venv/bin/python bench/bench_import.py --scaling [sqlite] [postgresql]
 
 Import: ROWS (default 100,000) generated offers in a CSV file, through
 `directory.import_file` into a fresh SQLite file, then the same file again (every
@@ -317,7 +318,27 @@ def measure(rows: int = 100_000, database: str = "sqlite") -> list[Row]:
     ]
 
 
+def scaling(databases: list[str], sizes: list[int]) -> None:
+    """`measure` for each directory size: how the import's cost grows."""
+    import os
+
+    print("| offers | db | ours | csv.reader + executemany | ratio | µs per row (ours) | load average |")
+    print("|---|---|---|---|---|---|---|")
+    for rows in sizes:
+        for database in databases:
+            [row] = measure(rows, database)
+            print(
+                f"| {rows:,} | {database} | {row.ours:,.0f} rows/s | {row.baseline:,.0f} rows/s | "
+                f"{row.ratio:.2f} | {1e6 / row.ours:.1f} | {os.getloadavg()[0]:.1f} |",
+                flush=True,
+            )
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--scaling"]:
+        # bench_import.py --scaling [sqlite|postgresql]... : 10,000, 100,000 and 1,000,000 offers
+        scaling(sys.argv[2:] or ["sqlite"], [10_000, 100_000, 1_000_000])
+        return
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
