@@ -797,16 +797,17 @@ class _Writer:
         releases Python's lock while SQLite writes, on PostgreSQL in the
         server, so the caller reads and checks the next batch meanwhile."""
         async with self.connection.transaction():
-            rows = self._rows(batch)
-            changed, existing = await self._classify(batch, rows)
-            await self._count_kept_closed(batch, rows, existing)
+            columns = self._columns(batch)
+            changed, existing = await self._classify(batch, columns)
+            await self._count_kept_closed(batch, existing)
             contacts = await self._contacts(batch)
             if self.report.dry_run:
                 return
             marked_at = dt.datetime.now(dt.UTC)
-            if changed:
-                now = _db_value(marked_at, self.dialect)
-                upsert = asyncio.ensure_future(self._upsert([(*row, now) for row in changed]))
+            if changed is None or changed:
+                if changed is not None:
+                    columns = [[values[i] for i in changed] for values in columns]
+                upsert = asyncio.ensure_future(self._upsert(columns, _db_value(marked_at, self.dialect)))
                 await asyncio.sleep(0)  # the statement handed to the driver
                 try:
                     yield
@@ -821,35 +822,43 @@ class _Writer:
                     marks.update(bounced_at=marked_at, bounce_reason=BOUNCE_REASON)
                 await contact_marks.mark(self.connection, email, marks, overwrite=False)
 
-    async def _upsert(self, params: list[tuple[Any, ...]]) -> None:
+    async def _upsert(self, columns: list[list[Any]], now: Any) -> None:
+        """Writes the rows of `columns` (the stored columns' values), `now` their `updated_at`."""
+        count = len(columns[0])
         if self.dialect == "postgresql":
             # COPY into a temporary table emptied at each commit, then one
             # upsert from it: a third less time than executemany's statement
             # per row, and a fraction of its CPU here.
             raw = self.connection.raw_connection
             table, names = self.spec.table.name, _stored_names(self.spec)
-            staging, columns = f"directory_import_{table}", ", ".join(names)
+            staging, listed = f"directory_import_{table}", ", ".join(names)
             await raw.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS "
-                f"AS SELECT {columns} FROM {table} WITH NO DATA"
+                f"AS SELECT {listed} FROM {table} WITH NO DATA"
             )
-            await raw.copy_records_to_table(staging, records=params, columns=names)
-            await raw.execute(_upsert_sql(self.spec, f"SELECT {columns} FROM {staging}"))
+            records = list(zip(*columns, itertools.repeat(now, count), strict=True))
+            await raw.copy_records_to_table(staging, records=records, columns=names)
+            await raw.execute(_upsert_sql(self.spec, f"SELECT {listed} FROM {staging}"))
             return
         # On SQLite, rows by the hundred in one statement (as many as its
         # parameters allow): bound in one call and written in one step, where
         # executemany binds and steps row by row.
         raw = self.connection.raw_connection
-        per = max(1, _sqlite_variables() // (len(self.stored) + 1))
-        for start in range(0, len(params), per):
-            chunk = params[start : start + per]
-            sql = self.statements.get(len(chunk))
+        width = len(columns) + 1
+        per = max(1, _sqlite_variables() // width)
+        for start in range(0, count, per):
+            rows = min(per, count - start)
+            sql = self.statements.get(rows)
             if sql is None:
-                sql = self.statements[len(chunk)] = _upsert_sql(self.spec, _values(len(chunk[0]), len(chunk)))
-            await raw.execute_fetchall(sql, list(itertools.chain.from_iterable(chunk)))
+                sql = self.statements[rows] = _upsert_sql(self.spec, _values(width, rows))
+            # The parameters row after row, filled column by column.
+            params = [now] * (rows * width)
+            for at, values in enumerate(columns):
+                params[at::width] = values[start : start + rows]
+            await raw.execute_fetchall(sql, params)
 
-    def _rows(self, batch: _Batch) -> list[tuple[Any, ...]]:
-        """The batch's rows as stored, in the columns' order of the upsert."""
+    def _columns(self, batch: _Batch) -> list[list[Any]]:
+        """The batch's stored columns, as stored, in the order of the upsert."""
         columns = []
         for name in self.stored:
             values = batch.columns[name]
@@ -857,7 +866,7 @@ class _Writer:
                 stored = {value: _db_value(value, self.dialect) for value in set(values)}
                 values = list(map(stored.__getitem__, values))
             columns.append(values)
-        return list(zip(*columns, strict=True))
+        return columns
 
     async def _fetch(self, keys: list[Any]) -> list[Any]:
         backend = self.connection._connection
@@ -866,33 +875,32 @@ class _Writer:
             return list(await backend.fetch_tuples(self.select, [argument]))
 
     async def _classify(
-        self, batch: _Batch, rows: list[tuple[Any, ...]]
-    ) -> tuple[list[tuple[Any, ...]], dict[Any, tuple[Any, ...]]]:
-        """The rows to write (new or changed), and the stored rows of the batch by key."""
+        self, batch: _Batch, columns: list[list[Any]]
+    ) -> tuple[list[int] | None, dict[Any, tuple[Any, ...]]]:
+        """The rows to write, new or changed (by index; None: every one), and
+        the stored rows of the batch by key."""
         existing = {
             record[self.key_at]: tuple(record) for record in await self._fetch(batch.columns[self.spec.key])
         }
         report = self.report
         if not existing:
-            report.inserted += len(rows)
-            return rows, existing
+            report.inserted += len(batch)
+            return None, existing
         width, key_at = len(self.stored), self.key_at
         changed = []
-        for row in rows:
+        for index, row in enumerate(zip(*columns, strict=True)):
             old = existing.get(row[key_at])
             if old is None:
                 report.inserted += 1
-                changed.append(row)
+                changed.append(index)
             elif old[:width] != row:
                 report.updated += 1
-                changed.append(row)
+                changed.append(index)
             else:
                 report.unchanged += 1
         return changed, existing
 
-    async def _count_kept_closed(
-        self, batch: _Batch, rows: list[tuple[Any, ...]], existing: dict[Any, tuple[Any, ...]]
-    ) -> None:
+    async def _count_kept_closed(self, batch: _Batch, existing: dict[Any, tuple[Any, ...]]) -> None:
         """Counts the rows that stay closed whatever the file says: an offer its
         recruiter closed or that reached the applications cap (neither column is
         imported), a company or formation whose contact opted out (an import
