@@ -532,6 +532,9 @@ def test_rows_checked_by_column_answer_as_the_rule_row_by_row(
                     for line, row in zip(batch.lines, values, strict=True)
                 ]
                 refused += refusals
+                for *_, kept in check.columns:  # a column's memory stays bounded
+                    if kept is not None:
+                        assert len(kept[0]) <= max(memory, size) and kept[1] <= kept[0].keys()
         assert (accepted, refused) == _rule_row_by_row(spec, rows)
 
 

@@ -21,7 +21,7 @@ import re
 import sqlite3
 import sys
 import unicodedata
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -103,7 +103,6 @@ def _postcode(value: str) -> str:
     return value
 
 
-@functools.lru_cache(maxsize=65536)
 def _siret(value: str) -> str:
     compact = value.replace(" ", "")
     if not is_valid_siret(compact):
@@ -122,10 +121,9 @@ def _reference(value: str) -> str:
     )
 
 
-@functools.lru_cache(maxsize=65536)
 def _email(value: str) -> str:
-    # Cached: a recruiter or a CFA is the contact of many rows. Stored as its
-    # identity (case-folded): it is the key of the contact's opt-outs and bounces.
+    # Stored as its identity (case-folded): it is the key of the contact's
+    # opt-outs and bounces.
     try:
         return email_identity(normalise_email(value))
     except InvalidValue as exc:
@@ -457,26 +455,28 @@ class _BatchParser:
                 columns[name] = [empty] * count
                 continue
             column = cells[at]
-            texts: Collection[str]
             known: dict[str, Any]
             refused: set[str]
             if memory is None:
                 known, refused = {}, set()
-                texts = column
                 _learn(parse, needed, empty, column, known, refused)
+                values = list(map(known.__getitem__, column))
             else:
                 known, refused = memory
-                texts = set(column)
-                new = texts.difference(known)
-                if new:
+                try:  # the usual case past the first batches: every text seen already
+                    values = list(map(known.__getitem__, column))
+                except KeyError:
+                    texts = set(column)
+                    new = texts.difference(known)
                     if len(known) + len(new) > _MEMO_MAX:
                         known.clear()
                         refused.clear()
                         new = texts
                     _learn(parse, needed, empty, new, known, refused)
-            if refused and not refused.isdisjoint(texts):
+                    values = list(map(known.__getitem__, column))
+            if refused and not refused.isdisjoint(column):
                 problems.update(i for i, text in enumerate(column) if text in refused)
-            columns[name] = list(map(known.__getitem__, column))
+            columns[name] = values
         opted, bounced = columns["contact_opted_out"], columns["contact_bounced"]
         if True in opted or True in bounced:
             # A flag needs an address, and offers have no opt-out.
