@@ -64,6 +64,7 @@ FORMATION = "004111P011010530070001510105300700015-69383#L01"
 LOADER_BUDGET = 2048  # bytes, gzipped
 RSS_BUDGET = 100.0  # MB
 CLICK_GOAL = 1 / 1.2  # the plain iframe's time over ours: ours at most 1.2 times it
+LAST: dict[str, float] = {}  # the medians of the last measure(), every figure
 REACTION_MS = 500  # between a button shown (or a blank page loaded) and the click
 
 # Timestamps on one clock for every frame: performance.timeOrigin + now().
@@ -72,6 +73,14 @@ window.__t = () => performance.timeOrigin + performance.now();
 window.__ready = [];
 document.addEventListener("lba:ready", () => window.__ready.push(__t()));
 document.addEventListener("focusin", e => { if (e.target.id === "last_name") window.__focusAt = __t(); });
+// When the widget puts an iframe in the page (its own element, in a shadow root).
+for (const proto of [Element.prototype, DocumentFragment.prototype]) {
+  const append = proto.append;
+  proto.append = function (...nodes) {
+    if (nodes.some(node => node && node.tagName === "IFRAME")) window.__iframeAddedAt = __t();
+    return append.apply(this, nodes);
+  };
+}
 document.addEventListener("load", e => {
   if (e.target.tagName === "IFRAME") window.__iframeAt = __t();
 }, true);
@@ -145,16 +154,17 @@ def _context(browser: Any) -> Any:
     return context
 
 
-def ours(browser: Any, site: str) -> dict[str, float]:
+def ours(browser: Any, site: str, reaction_ms: int) -> dict[str, float]:
     context = _context(browser)
     try:
         page = context.new_page()
         page.goto(site + "/widget.html")
         page.wait_for_function("() => window.__ready.length >= 3")
         figures = {"buttons": page.evaluate("() => window.__ready[2] - performance.timeOrigin")}
-        page.wait_for_timeout(REACTION_MS)
+        page.wait_for_timeout(reaction_ms)
         clicked = page.evaluate(f"() => {{ const t = __t(); {_button(OFFER)}.click(); return t; }}")
         figures["click"] = _focused_at(page, OFFER) - clicked
+        figures["click_to_iframe"] = page.evaluate("() => window.__iframeAddedAt") - clicked
         _close_dialogs(page)
         page.evaluate(f"() => {_button(SIRET)}.dispatchEvent(new PointerEvent('pointerenter'))")
         page.wait_for_timeout(150)
@@ -165,7 +175,7 @@ def ours(browser: Any, site: str) -> dict[str, float]:
         context.close()
 
 
-def baselines(browser: Any, site: str, form_url: str) -> dict[str, float]:
+def baselines(browser: Any, site: str, form_url: str, reaction_ms: int) -> dict[str, float]:
     figures = {}
     context = _context(browser)
     try:
@@ -179,7 +189,7 @@ def baselines(browser: Any, site: str, form_url: str) -> dict[str, float]:
     try:
         page = context.new_page()
         page.goto(site + "/blank.html")
-        page.wait_for_timeout(REACTION_MS)
+        page.wait_for_timeout(reaction_ms)
         figures["plain_form"] = page.evaluate(
             """src => new Promise(done => {
                 const t = performance.now(), frame = document.createElement("iframe");
@@ -193,20 +203,26 @@ def baselines(browser: Any, site: str, form_url: str) -> dict[str, float]:
     return figures
 
 
-def browse(site: str, form_url: str, rounds: int) -> None:
+def browse(site: str, form_url: str, rounds: int, reaction_ms: int) -> None:
     """One JSON line per round on stdout, ours and the baselines in turns."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        ours(browser, site)  # warm-up: the server's caches, Chromium's start
-        baselines(browser, site, form_url)
+        ours(browser, site, reaction_ms)  # warm-up: the server's caches, Chromium's start
+        baselines(browser, site, form_url, reaction_ms)
         for n in range(rounds):
             # Which side goes first alternates too.
             if n % 2:
-                figures = {**baselines(browser, site, form_url), **ours(browser, site)}
+                figures = {
+                    **baselines(browser, site, form_url, reaction_ms),
+                    **ours(browser, site, reaction_ms),
+                }
             else:
-                figures = {**ours(browser, site), **baselines(browser, site, form_url)}
+                figures = {
+                    **ours(browser, site, reaction_ms),
+                    **baselines(browser, site, form_url, reaction_ms),
+                }
             print(json.dumps(figures), flush=True)
         browser.close()
 
@@ -259,7 +275,7 @@ def _rounds(command: list[str], seconds: float) -> list[dict[str, float]]:
     return results
 
 
-def measure(rounds: int = 12, seconds: float = 90.0) -> list[Row]:
+def measure(rounds: int = 12, seconds: float = 90.0, reaction_ms: int = REACTION_MS) -> list[Row]:
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"no Chromium at {CHROMIUM}")
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -307,7 +323,7 @@ def measure(rounds: int = 12, seconds: float = 90.0) -> list[Row]:
             threading.Thread(target=server.run, daemon=True).start()
             wait_for(site + "/blank.html")
             packed, raw = loader_size(widget)
-            command = [sys.executable, __file__, "--browse", site, form_url, str(rounds)]
+            command = [sys.executable, __file__, "--browse", site, form_url, str(rounds), str(reaction_ms)]
             results = _rounds(command, seconds)
             time.sleep(1)  # idle: the last requests answered
             rss = rss_mb(process.pid)
@@ -319,6 +335,8 @@ def measure(rounds: int = 12, seconds: float = 90.0) -> list[Row]:
     if not results:
         raise RuntimeError("no browser round finished in time")
     median = {key: statistics.median(r[key] for r in results) for key in results[0]}
+    LAST.clear()
+    LAST.update(median)
     n = len(results)
     return [
         Row(
@@ -357,17 +375,20 @@ def measure(rounds: int = 12, seconds: float = 90.0) -> list[Row]:
 
 def main() -> None:
     if sys.argv[1:2] == ["--browse"]:
-        browse(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        browse(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=90.0, help="time limit of the browser rounds")
+    parser.add_argument(
+        "--reaction", type=int, default=REACTION_MS, help="ms from a button shown to the click"
+    )
     args = parser.parse_args()
     if shutil.which("chromium") is None and not Path(CHROMIUM).exists():
         sys.exit("Chromium is missing")
-    for row in measure(args.rounds, args.seconds):
+    for row in measure(args.rounds, args.seconds, args.reaction):
         print(
             f"{row.path:36} ours {row.ours:9,.1f} {row.unit:2}  baseline {row.baseline:9,.1f} {row.unit:2}"
             f"  ratio {row.ratio:4.2f} (goal ≥ {row.goal:.2f}) {'pass' if row.passed else 'FAIL'}  {row.note}"
