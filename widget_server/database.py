@@ -15,14 +15,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import threading
 import uuid
+import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from databases import Database
@@ -164,6 +166,141 @@ class StatementCache:
             name: processors[name](params[name]) if name in processors else params[name] for name in names
         }
         return compiled, statement, names, values
+
+
+# --- statements prepared once, transactions run as scripts -------------------------
+
+
+class Prepared:
+    """A SQLAlchemy statement compiled once for one dialect, for the hottest
+    writes: its SQL in the driver's own form (`?` on SQLite, `$1`… on
+    PostgreSQL), the order of its parameters and their bind processors, and its
+    result columns' processors. A call binds values by name (`args`) and reads
+    rows back into dicts (`records`): no statement to build, no cache key to
+    work out, no compilation (which cost more than the statement itself)."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        defaults = compiled.construct_params(_check=False, escape_names=False)
+        if compiled.positiontup is not None:
+            self.names = list(compiled.positiontup)
+            self._template = compiled.string
+            self._numbered = False
+        else:
+            self.names = sorted(defaults)
+            self._template = compiled.string
+            self._numbered = True
+        self.defaults = {name: defaults[name] for name in self.names}
+        processors: Mapping[str, Any] = compiled._bind_processors
+        self.processors: list[Any] = [processors.get(name) for name in self.names]
+        self.sql = self.numbered(0)
+        self.keys = [column[0] for column in compiled._result_columns]
+        self.results = [
+            column[3]._cached_result_processor(dialect, None) for column in compiled._result_columns
+        ]
+
+    def numbered(self, offset: int) -> str:
+        """The SQL with PostgreSQL's placeholders counted from `offset + 1` (to
+        put several statements in one); the SQL itself on SQLite."""
+        if not self._numbered:
+            return self._template
+        return self._template % {name: f"${offset + i}" for i, name in enumerate(self.names, start=1)}
+
+    def args(self, values: Mapping[str, Any]) -> list[Any]:
+        out = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            value = values[name] if name in values else self.defaults[name]
+            out.append(process(value) if process is not None else value)
+        return out
+
+    def records(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        keys, results = self.keys, self.results
+        return [
+            {
+                key: process(value) if process else value
+                for key, process, value in zip(keys, results, row, strict=True)
+            }
+            for row in rows
+        ]
+
+
+def dialect(database: Database) -> Dialect:
+    """The SQLAlchemy dialect `database`'s backend compiles for."""
+    return database._backend._dialect  # type: ignore[no-any-return]
+
+
+# A statement of a script: (SQL in the driver's form, its arguments, rows to
+# fetch: None all, 1 one, 0 none). A script yields a list of them at a time and
+# is sent back, for each, the rows it fetched (tuples).
+Statement = tuple[str, Sequence[Any], int | None]
+T = TypeVar("T")
+Script = Generator[list[Statement], list[list[Any]], T]
+
+_WRITERS: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def writer_lock(database: Database) -> asyncio.Lock:
+    """The asyncio lock this process's SQLite writers queue on, first come first served."""
+    return _WRITERS.setdefault(database, asyncio.Lock())
+
+
+async def run_script(database: Database, script: Script[T]) -> T:
+    """Runs a write transaction written as a generator (`Script`): it yields the
+    statements of each step, gets their rows back, decides in Python (raising
+    rolls everything back) and returns the transaction's outcome.
+
+    On SQLite the whole transaction is ONE hand-off to aiosqlite's thread
+    (BEGIN IMMEDIATE, every step, COMMIT or ROLLBACK): a statement handed to that
+    thread waits for the scheduler, and for the write lock's holders behind it,
+    so a transaction of a dozen statements held SQLite's one write lock through a
+    dozen waits. The script runs on that thread: pure Python only, no awaiting.
+    On PostgreSQL each statement is one round trip inside a transaction."""
+    try:
+        return await _run_script(database, script)
+    finally:
+        script.close()  # a script stopped by a failed statement: its `finally` blocks run
+
+
+async def _run_script(database: Database, script: Script[T]) -> T:
+    if database.url.dialect == "sqlite":
+        async with writer_lock(database), database.connection() as connection:
+            raw = connection._connection._connection  # type: ignore[attr-defined]  # aiosqlite's
+            assert raw is not None, "Connection is not acquired"
+            return await raw._execute(_drive, raw._conn, script)  # type: ignore[no-any-return]
+    async with database.transaction():
+        connection = database.connection()
+        raw = connection._connection._connection  # type: ignore[attr-defined]  # asyncpg's
+        rows: list[list[Any]] | None = None  # nothing to send to a script not yet started
+        while True:
+            try:
+                step = script.send(rows)  # type: ignore[arg-type]
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            rows = []
+            async with connection._query_lock:
+                for sql, args, _ in step:
+                    rows.append(list(await raw.fetch(sql, *args)))
+
+
+def _drive(connection: sqlite3.Connection, script: Script[T]) -> T:
+    """A script from BEGIN to COMMIT, on aiosqlite's thread (see `run_script`)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        rows: list[list[Any]] | None = None  # nothing to send to a script not yet started
+        while True:
+            try:
+                step = script.send(rows)  # type: ignore[arg-type]
+            except StopIteration as stop:
+                outcome: T = stop.value
+                break
+            rows = [_run(connection, sql, args, fetch)[0] for sql, args, fetch in step]
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return outcome
 
 
 # --- directory writes -----------------------------------------------------------
