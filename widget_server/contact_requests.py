@@ -161,7 +161,8 @@ async def submit(state: State, submission: Submission, now: dt.datetime | None =
     settings, database = state.settings, state.database
     now = now or dt.datetime.now(dt.UTC)
     clean = validate(submission, settings.max_cv_bytes)
-    fingerprint = _fingerprint(clean, submission.kind)
+    # What an Idempotency-Key stands for: hashed only when there is one (it reads the whole CV).
+    fingerprint = _fingerprint(clean, submission.kind) if submission.idempotency_key else ""
     if submission.idempotency_key:
         replay = await _replayed(
             database, submission.caller_identity, submission.idempotency_key, fingerprint
