@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 import sqlite3
 import threading
@@ -306,19 +307,23 @@ class _Batches:
         return batches
 
     async def run(self, script: Script[T]) -> T:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
         self.waiting.append((script, future))
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._drain())
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            # In a context of its own: it serves every request, not the one that started it.
+            self.task = asyncio.create_task(self._drain(), context=contextvars.Context())
         return await future
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         while self.waiting:
             batch, self.waiting = self.waiting[:BATCH_MAX], self.waiting[BATCH_MAX:]
-            # A request cancelled before its script ran: its script never runs.
-            ready = [(script, future) for script, future in batch if not future.done()]
+            # A request cancelled before its script ran (or whose event loop is
+            # gone): its script never runs.
+            ready = [(s, f) for s, f in batch if not f.done() and f.get_loop() is loop]
             for script, future in batch:
-                if future.done():
+                if (script, future) not in ready:
                     script.close()
             if not ready:
                 continue
