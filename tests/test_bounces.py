@@ -3,7 +3,9 @@ ineligible and each candidate still waiting on it is told, once."""
 
 from __future__ import annotations
 
+import asyncio
 import html
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,19 @@ from starlette.testclient import TestClient
 
 from tests import seed
 from tests.smtp_server import Received, SMTPServer
-from tests.support import application, appointment, body, deliver, form_fields, links, path, smtp_client
-from widget_server import tables
+from tests.support import (
+    application,
+    appointment,
+    body,
+    deliver,
+    form_fields,
+    links,
+    path,
+    smtp_client,
+    submit_application,
+)
+from widget_server import bounces, resources, tables
+from widget_server.withdrawals import withdraw
 
 
 def report(client: TestClient, key: str | None, body: Any) -> Any:
@@ -150,3 +163,66 @@ def test_a_body_that_is_not_json_is_a_problem(client: TestClient) -> None:
     )
     assert response.status_code == 400
     assert "JSON" in html.unescape(response.json()["detail"])
+
+
+# --- a bounce racing a withdrawal, on the real database -----------------------------
+
+
+async def _waits_for_a_lock(database: Any, withdrawal: asyncio.Task[Any]) -> bool:
+    """Whether the withdrawal ended, or waits for the bounce's transaction: on
+    PostgreSQL a backend waiting for a row lock; on SQLite, for the writer lock."""
+    if withdrawal.done():
+        return True
+    if database.url.dialect != "sqlite":
+        query = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return bool(await database.fetch_val(query))
+    writers = resources._WRITERS.get(database)
+    return bool(writers is not None and getattr(writers, "_waiters", None))
+
+
+def test_a_withdrawal_during_a_bounce_is_either_one_never_both(
+    tmp_path: Path, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bounce is held right after it picked the request (where the old
+    read-then-write code had only read it); the candidate withdraws meanwhile.
+    One of them wins: a bounced request is not withdrawn too, and a candidate
+    who withdrew is not told about a bounce."""
+    picked, go = asyncio.Event(), asyncio.Event()
+    tell = bounces._tell_candidate
+
+    async def held_tell(*args: Any) -> None:
+        picked.set()
+        await go.wait()
+        await tell(*args)
+
+    monkeypatch.setattr(bounces, "_tell_candidate", held_tell)
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        submit_application(client, smtp_server)
+        [request_id] = [row["id"] for row in seed.fetch_all(client, tables.contact_requests.select())]
+        state = seed.state(client)
+
+        async def race() -> tuple[int, bool]:
+            database, settings = state.database, state.settings
+            bounce = asyncio.create_task(
+                bounces.record_bounce(database, settings, "recrutement@boulangerie.example", "550")
+            )
+            await asyncio.wait_for(picked.wait(), 10)
+            withdrawal = asyncio.create_task(withdraw(database, settings, request_id))
+            deadline = time.monotonic() + 10
+            while not await _waits_for_a_lock(database, withdrawal):
+                assert time.monotonic() < deadline, "the withdrawal neither ended nor waited"
+                await asyncio.sleep(0.01)
+            go.set()
+            return await bounce, (await withdrawal).withdrawn
+
+        told_count, withdrawn = seed.run(client, race)
+        [row] = seed.fetch_all(client, tables.contact_requests.select())
+        templates = [r["template"] for r in seed.fetch_all(client, tables.outbox.select())]
+    # The bounce picked the request first: it wins, the withdrawal finds it closed.
+    assert (told_count, withdrawn) == (1, False)
+    assert (row["status"], row["withdrawn_at"]) == ("bounced", None)
+    assert templates.count("delivery_failed") == 1 and "withdrawn" not in templates

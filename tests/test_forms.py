@@ -248,9 +248,70 @@ def test_embed_parameters_travel_through_the_post(client: TestClient) -> None:
     page = client.get(FORM, params=params).text
     assert 'data-lba-embed="w1"' in page
     assert 'data-lba-origin="https://partner.example"' in page
-    response = client.post(FORM, data=fields(page, embed="w1", origin="https://partner.example"), files=cv())
+    # In the signed token, not in fields of the form.
+    assert 'name="origin"' not in page and 'name="embed"' not in page and 'name="caller"' not in page
+    response = client.post(FORM, data=fields(page), files=cv())
     assert 'data-lba-embed="w1"' in response.text
+    assert 'data-lba-origin="https://partner.example"' in response.text
     assert "data-lba-submitted=" in response.text
+
+
+FORGED_FRAME = {
+    "embed": "w9",
+    "origin": "https://evil.example",
+    "back": "https://evil.example/",
+    "caller": "victim",
+}
+
+
+def test_a_forged_origin_or_embed_id_in_the_post_changes_nothing(client: TestClient) -> None:
+    """The page keeps talking to the origin it was opened for, and only to it."""
+    seed.offer(client)
+    params = {
+        "offer_id": seed.OFFER_ID,
+        "embed": "w1",
+        "origin": "https://partner.example",
+        "caller": "mon-site",
+    }
+    page = client.get(FORM, params=params).text
+    wrong = client.post(FORM, data=fields(page, phone="12", **FORGED_FRAME), files=cv())
+    assert wrong.status_code == 422
+    done = client.post(FORM, data=fields(wrong.text, **FORGED_FRAME))
+    assert done.status_code == 200 and "data-lba-submitted=" in done.text
+    for response in (wrong, done):
+        assert 'data-lba-embed="w1"' in response.text
+        assert 'data-lba-origin="https://partner.example"' in response.text
+        assert "evil.example" not in response.text and "w9" not in response.text
+    [request] = seed.fetch_all(client, tables.contact_requests.select())
+    assert request["caller"] == "mon-site"
+
+
+def test_a_plain_page_cannot_be_made_to_talk_to_a_frame_by_a_post(client: TestClient) -> None:
+    seed.offer(client)
+    page = client.get(FORM, params={"offer_id": seed.OFFER_ID}).text
+    response = client.post(FORM, data=fields(page, **FORGED_FRAME), files=cv())
+    assert response.status_code == 200
+    assert "data-lba-embed" not in response.text and "evil.example" not in response.text
+
+
+def test_an_expired_form_stays_where_it_was_shown_a_forged_one_shows_nowhere(client: TestClient) -> None:
+    seed.offer(client)
+    tokens = seed.state(client).form_tokens
+    frame = {"embed": "w1", "origin": "https://partner.example"}
+    long_ago = tokens.issue("candidature", f"offer:{seed.OFFER_ID}", "mon-site", 1_000_000.0, **frame)
+    page = client.get(FORM, params={"offer_id": seed.OFFER_ID}).text
+    expired = client.post(FORM, data=fields(page, form_token=long_ago, **FORGED_FRAME), files=cv())
+    assert expired.status_code == 400 and "a expiré" in expired.text
+    assert 'data-lba-origin="https://partner.example"' in expired.text and "evil.example" not in expired.text
+    assert tokens.read(form_token(expired.text)).caller == "mon-site"
+    forged_token = URLSafeSerializer("not-the-key", salt="form-token").dumps(
+        ["candidature", f"offer:{seed.OFFER_ID}", "victim", 1.0, "", "w9", "https://evil.example", ""]
+    )
+    forged = client.post(FORM, data=fields(page, form_token=forged_token, **FORGED_FRAME), files=cv())
+    assert forged.status_code == 400 and "a expiré" in forged.text
+    assert "data-lba-embed" not in forged.text and "evil.example" not in forged.text
+    # A new, genuine token never signs a caller that came from a posted field.
+    assert tokens.read(form_token(forged.text)).caller == "direct"
 
 
 def test_bad_origin_is_dropped(client: TestClient) -> None:

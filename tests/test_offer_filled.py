@@ -291,6 +291,36 @@ def test_after_an_answer_the_offer_still_closes_and_the_candidate_is_not_told_tw
     assert len(answers_to(smtp_server, "sam.roux@example.org")) == 1
 
 
+def test_a_withdrawn_application_says_so_and_its_candidate_gets_nothing(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    from widget_server.withdrawals import withdraw
+
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        lea = "lea.moreau@example.org"
+        lea_id = apply(client, lea, "Léa")
+        deliver(client)
+        url = filled_link(pro_email(smtp_server, lea))
+        state = seed.state(client)
+        assert seed.run(client, withdraw, state.database, state.settings, lea_id).withdrawn
+        deliver(client)
+        before = snapshot(client)
+        page = html.unescape(client.get(url).text)
+        assert "Léa Moreau a retiré sa candidature le" in page
+        assert "rien ne lui sera envoyé" in page
+        assert "reçoit un e-mail" not in page
+        assert snapshot(client) == before
+        done = html.unescape(confirm(client, url, others=True).text)
+        assert "Léa Moreau avait retiré sa candidature le" in done
+        assert "rien ne lui a été envoyé" in done and "a reçu un e-mail" not in done
+        # The rest as for any application: the offer closes, the request stays withdrawn.
+        assert eligibility(client)["reason"] == "closed"
+        assert deliver(client) == 0
+        assert requests_by_email(client)[lea]["status"] == "withdrawn"
+    assert answers_to(smtp_server, lea) == []
+
+
 def test_two_posts_at_once_close_once_and_send_once(tmp_path: Path, smtp_server: SMTPServer) -> None:
     with smtp_client(tmp_path, smtp_server) as client:
         seed.offer(client)

@@ -20,6 +20,7 @@ from tests.support import (
     appointment,
     every_row,
     form_fields,
+    form_token,
     links,
     path,
     smtp_client,
@@ -134,6 +135,40 @@ def test_forget_erases_everything_about_one_person_and_nothing_else(
     assert seed.run(client, export, state.database, LEA)["requests"] == []
     again = seed.run(client, forget, state.database, LEA)
     assert again.summary().startswith(f"Nothing found for {LEA} (letter case ignored): nothing changed.")
+
+
+def test_forget_deletes_the_cvs_kept_across_form_errors(client: TestClient) -> None:
+    """A candidate sent back by an error, who never made a request, or fixed the
+    email field on the way: their kept CV goes with `forget`, no one else's."""
+    seed.offer(client)
+    form = "/widget/v1/candidature"
+
+    def post(page: str, email: str, *, with_cv: bool) -> str:
+        data = {
+            "form_token": form_token(page),
+            "offer_id": seed.OFFER_ID,
+            "last_name": "Moreau",
+            "first_name": "Léa",
+            "email": email,
+            "phone": "12",  # wrong: the form comes back, the CV kept
+        }
+        files = {"cv": ("cv.pdf", seed.PDF, "application/pdf")} if with_cv else None
+        response = client.post(form, data=data, files=files)
+        assert response.status_code == 422 and "CV reçu" in response.text
+        return response.text
+
+    fresh = client.get(form, params={"offer_id": seed.OFFER_ID}).text
+    # Léa's, typed wrong first, then fixed: the kept CV follows the fixed address.
+    post(post(fresh, "lea.moreau@", with_cv=True), "Lea.Moreau@Example.org", with_cv=False)
+    post(client.get(form, params={"offer_id": seed.OFFER_ID}).text, "autre@example.org", with_cv=True)
+    assert len(seed.fetch_all(client, tables.kept_cvs.select())) == 2
+    state = seed.state(client)
+    report = seed.run(client, forget, state.database, LEA)
+    assert report.kept_cvs_deleted == 1
+    assert "CVs kept across form errors deleted: 1" in report.summary()
+    assert [row["email_key"] for row in seed.fetch_all(client, tables.kept_cvs.select())] == [
+        "autre@example.org"
+    ]
 
 
 def test_export_and_forget_commands(

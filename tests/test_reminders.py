@@ -201,7 +201,7 @@ def test_the_remind_command_is_safe_to_run_from_cron(
 ) -> None:
     from widget_server import cli
 
-    settings = make_settings(tmp_path, REMINDER_DAYS="0")
+    settings = make_settings(tmp_path, REMINDER_DAYS="1")
     with TestClient(create_app(settings)) as client:
         seed.offer(client)
         response = client.post(
@@ -211,6 +211,12 @@ def test_the_remind_command_is_safe_to_run_from_cron(
         )
         assert response.status_code == 202
         deliver(client)  # to the development mailbox: no SMTP_URL here
+        requests = tables.contact_requests
+        seed.run(
+            client,
+            seed.state(client).database.execute,
+            requests.update().values(created_at=dt.datetime.now(dt.UTC) - 2 * DAY),
+        )
     for name in ("DATABASE_URL", "VAR_DIR", "SECRET_KEY", "REMINDER_DAYS"):
         monkeypatch.setenv(name, str(getattr(settings, name.lower())))
     assert cli.main(["remind"]) == 0

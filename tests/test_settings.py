@@ -4,6 +4,7 @@ import base64
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,79 @@ def test_production_requires_a_secret_key(tmp_path: Path) -> None:
 def test_bad_value_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="PORT"):
         load_settings({"PORT": "eighty", "VAR_DIR": str(tmp_path)}, env_file=None)
+
+
+BOUNDED = [setting for setting in SETTINGS if setting.bounds is not None]
+# Every bounded setting at its widest, so each end can be tried alone.
+ROOMY = {"MAX_BODY_BYTES": str(1024**3), "MAX_CV_BYTES": "1024"}
+
+
+def _text(number: float) -> str:
+    return str(int(number)) if number == int(number) else str(number)
+
+
+def test_every_numeric_setting_has_a_range() -> None:
+    numeric = [s.name for s in SETTINGS if s.cast in (int, float)]
+    assert numeric and [s.name for s in BOUNDED] == numeric
+    for setting in BOUNDED:
+        assert setting.check(setting.cast(setting.default)) is not None  # the default is in range
+
+
+@pytest.mark.parametrize("setting", BOUNDED, ids=lambda s: s.name)
+def test_a_numeric_setting_out_of_its_range_stops_the_start_naming_it(tmp_path: Path, setting: Any) -> None:
+    low, high = setting.bounds
+    below = low - (1 if setting.cast is int else low / 2 or 1)
+    for value in (_text(below), _text(high * 2), "-1"):
+        with pytest.raises(SettingsError, match=f"^{setting.name}: must be from {setting.range_text()}"):
+            load_settings({"VAR_DIR": str(tmp_path), **ROOMY, setting.name: value}, env_file=None)
+    for value in (low, high):
+        loaded = load_settings({"VAR_DIR": str(tmp_path), **ROOMY, setting.name: _text(value)}, env_file=None)
+        assert getattr(loaded, setting.name.lower()) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WEBHOOK_TIMEOUT_SECONDS", "0"),
+        ("WEBHOOK_TIMEOUT_SECONDS", "nan"),
+        ("OUTBOX_POLL_SECONDS", "inf"),
+        ("OUTBOX_MAX_ATTEMPTS", "0"),
+        ("APPLICATIONS_PER_DAY", "-5"),
+        ("MAX_CV_BYTES", "0"),
+        ("FORM_TOKEN_TTL_SECONDS", "0"),
+        ("RATE_LIMIT", "0/minute"),
+        ("API_KEY_RATE_LIMIT", "lots"),
+    ],
+)
+def test_zero_negative_or_not_a_number_stops_the_start(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name}: "):
+        load_settings({"VAR_DIR": str(tmp_path), name: value}, env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"MAX_CV_BYTES": "6000000"}, "MAX_CV_BYTES must not exceed MAX_BODY_BYTES"),
+        (
+            {"FORM_MIN_FILL_SECONDS": "120", "FORM_TOKEN_TTL_SECONDS": "60"},
+            "FORM_MIN_FILL_SECONDS must be less",
+        ),
+    ],
+)
+def test_settings_that_only_make_sense_together(
+    tmp_path: Path, environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings({"VAR_DIR": str(tmp_path), **environ}, env_file=None)
+
+
+def test_the_readme_and_the_help_give_each_range() -> None:
+    readme = (ROOT / "README.md").read_text()
+    help_text = " ".join(build_parser().format_help().split())
+    for setting in BOUNDED:
+        [row] = [line for line in readme.splitlines() if line.startswith(f"| `{setting.name}` |")]
+        assert f"Range: {setting.range_text()}." in row
+        assert f"[{setting.range_text()}]" in help_text
 
 
 def test_dotenv_file_is_read(tmp_path: Path) -> None:

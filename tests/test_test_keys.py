@@ -19,7 +19,7 @@ from tests import seed
 from tests.smtp_server import SMTPServer
 from tests.support import PRODUCTION, application, appointment, deliver, form_fields, make_settings
 from tests.webhook_receiver import running as running_receiver
-from widget_server import callers, cli, contacts, tables
+from widget_server import callers, cli, contacts, partner_events, tables
 from widget_server.app import create_app
 from widget_server.contact_requests import STAND_IN_CONTACT
 from widget_server.operator_page import figures
@@ -391,6 +391,35 @@ def test_stats_operator_figures_and_metrics_leave_test_requests_out(tmp_path: Pa
         assert sum(week.requests.get("candidature", 0) for week in weeks) == 1
         metrics = client.get("/metrics").text
         assert 'widget_outbox_messages{kind="candidature_pro",status="sent"} 1.0' in metrics
+
+
+def test_webhooks_of_test_keys_are_left_out_of_the_webhook_figures(tmp_path: Path) -> None:
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        seed.offer(client)
+        database = seed.state(client).database
+        hook = "http://127.0.0.1:9/hooks"
+        test_key = seed.run(
+            client, functools.partial(callers.create, test=True, webhook_url=hook), database, "mon-site"
+        ).key
+        live_key, _ = seed.webhook_key(client, hook)
+        ids = [
+            apply(client, key, email=email).json()["id"]
+            for key, email in ((test_key, "lea.moreau@example.org"), (live_key, "noe.petit@example.org"))
+        ]
+
+        async def delivered() -> None:
+            now = dt.datetime.now(dt.UTC)
+            for request_id in ids:
+                await partner_events.emit(database, request_id, partner_events.DELIVERED, now=now)
+
+        seed.run(client, delivered)
+        metrics = client.get("/metrics").text
+        assert 'widget_webhooks{event="request.delivered",status="pending"} 1.0' in metrics
+        # The queue is the queue: a test key's webhook is sent for real, and waits as any other.
+        assert "widget_webhooks_pending 2.0" in metrics
+        text = seed.run(client, stats, database)
+        webhooks = text.split("Partner webhooks by status:\n")[1].split("Emails by status:\n")[0]
+        assert webhooks.split() == ["pending", "1"]
 
 
 # --- the command line -------------------------------------------------------------------

@@ -11,7 +11,9 @@ from email_validator import validate_email
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tests.support import docx
+from tests import seed
+from tests.support import application, docx
+from widget_server import tables
 from widget_server.cv import DOCX, PDF, check_cv, safe_filename
 from widget_server.problems import Problem
 from widget_server.targets import BadTarget, is_valid_siret, parse_target
@@ -139,7 +141,14 @@ PHONES = [
     "12",
     "",
 ]
-EMAILS = ["Lea.Moreau@Example.ORG", "pas-un-email", "a@mailinator.com", "x@ex ample.org", ""]
+EMAILS = [
+    "Lea.Moreau@Example.ORG",
+    "pas-un-email",
+    "a@mailinator.com",
+    "x@ex ample.org",
+    "=?utf-8?q?a=40evil.example?=@example.org",
+    "",
+]
 
 
 def _import_parser(kind: str, column: str) -> Any:
@@ -252,3 +261,25 @@ def test_siret_key_is_luhn(value: str) -> None:
     elif expected:
         expected = _luhn_by_the_book(value)
     assert is_valid_siret(value) is expected
+
+
+@pytest.mark.parametrize("value", [["Léa"], {"prenom": "Léa"}, True, [], {}])
+@pytest.mark.parametrize("field", ["first_name", "last_name", "email", "phone", "message"])
+def test_a_list_an_object_or_a_boolean_is_not_text(client: Any, field: str, value: Any) -> None:
+    """JSON brings them; their Python form ("['Léa']", "True") was stored as a name."""
+    seed.offer(client)
+    response = client.post(
+        "/api/v1/applications",
+        json=application(**{field: value}),
+        headers={"Authorization": f"Bearer {seed.api_key(client)}"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"field": field, "message": "Ce champ attend du texte."}]
+    assert seed.fetch_all(client, tables.contact_requests.select()) == []
+
+
+def test_a_number_is_read_as_its_digits() -> None:
+    errors = FieldErrors()
+    assert clean_phone(errors, "phone", 612345678) == "+33612345678"
+    assert clean_message(errors, "message", 42) == "42"
+    assert not errors

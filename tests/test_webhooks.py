@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from databases import Database
+from standardwebhooks.webhooks import Webhook
 
 from tests.support import PRODUCTION, make_settings, wait_until
 from tests.support import on_database as run
@@ -146,6 +147,34 @@ def test_an_event_arrives_signed_with_the_status_object_and_a_stable_id(tmp_path
     # Signed with another secret, it does not verify.
     with pytest.raises(Exception, match="signature"):
         delivery.verify(webhooks.new_secret())
+
+
+def test_the_timestamp_header_is_the_signed_timestamp_whatever_the_clocks_time_zone(tmp_path: Path) -> None:
+    """One value for both: a clock in Paris time, with a fraction of a second,
+    must not sign another second than the header says."""
+    settings = make_settings(tmp_path)
+    paris = dt.timezone(dt.timedelta(hours=1))
+    with running() as receiver:
+
+        async def scenario(database: Database) -> str:
+            key_id, secret = await key_with_webhook(database, receiver.url)
+            await deliver_request(database, await new_request(database, key_id))
+            [row] = await webhook_rows(database)
+            courier = webhooks.WebhookCourier(
+                database, settings, clock=lambda: dt.datetime.now(paris).replace(microsecond=999_999)
+            )
+            async with courier.session() as send:
+                await send(row)
+            return secret
+
+        secret = run(settings, scenario)
+    [delivery] = receiver.deliveries
+    timestamp = delivery.headers["webhook-timestamp"]
+    assert timestamp.isdigit()
+    signed_at = dt.datetime.fromtimestamp(int(timestamp), dt.UTC)
+    expected = Webhook(secret).sign(delivery.webhook_id, signed_at, delivery.body.decode())
+    assert delivery.headers["webhook-signature"] == expected
+    assert isinstance(delivery.verify(secret), dict)
 
 
 def test_no_webhook_no_event_and_the_transaction_takes_its_event_along(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ def _settings_epilog() -> str:
     lines = ["settings (environment variables or .env):"]
     for setting in SETTINGS:
         default = f" [default: {setting.default}]" if setting.default else ""
+        default += f" [{setting.range_text()}]" if setting.bounds else ""
         text = textwrap.fill(setting.help + default, 72, initial_indent="      ", subsequent_indent="      ")
         lines.append(f"  {setting.name}\n{text}")
     return "\n".join(lines)

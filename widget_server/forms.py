@@ -48,9 +48,11 @@ FIELD_ORDER = (
 
 
 def _frame_params(source: Any, referer: str = "") -> dict[str, str]:
-    """`caller`, `embed` and `origin`, kept only when well-formed; and `back`, the
-    page a standalone form was opened from (its Referer, then a hidden field), for
-    "Retour au site" after success."""
+    """Where a form page (GET) is shown, from its link: `caller`, `embed` and
+    `origin`, kept only when well-formed; and `back`, the page a standalone form
+    was opened from (a `back` parameter, then its Referer), for "Retour au site"
+    after success. All four are signed into the form token; a POST reads them
+    from there (`_signed_frame`), never from posted fields."""
     caller = str(source.get("caller") or "")
     embed = str(source.get("embed") or "")
     origin = str(source.get("origin") or "")
@@ -61,6 +63,14 @@ def _frame_params(source: Any, referer: str = "") -> dict[str, str]:
         "origin": origin if embed and _ORIGIN.match(origin) else "",
         "back": back if not embed and _is_web_page(back) else "",
     }
+
+
+def _signed_frame(signed: FormToken | None) -> dict[str, str]:
+    """Where a posted form is shown, as its genuine token signed it (expired or
+    not); a forged token shows it as a plain page of no partner."""
+    if signed is None:
+        return {"caller": "direct", "embed": "", "origin": "", "back": ""}
+    return {"caller": signed.caller, "embed": signed.embed, "origin": signed.origin, "back": signed.back}
 
 
 def _is_web_page(url: str) -> bool:
@@ -139,20 +149,18 @@ async def _post(request: Request, kind: RequestKind, form: FormData) -> Response
     record = await contact_requests.directory_record(state.database, target)
     if record is None:
         raise _gone()
-    page = _page(request, kind, _frame_params(form), field_name, target, record)
+    token, signed = _signed_token(state, kind, target, form)
+    page = _page(request, kind, _signed_frame(signed), field_name, target, record)
     page["values"] = _kept_values(form)
     if form.get(HONEYPOT):
         # A bot filled the hidden field: it sees a success and nothing is stored.
         return _render(request, "pages/sent.html", {**page, "request_id": "0"}, 200)
     upload = await _upload(form)
-    token = _signed_token(state, kind, target, form)
     if token is None:
         page["summary"] = [
             {"field": "", "message": "Ce formulaire a expiré. Vérifiez vos informations et renvoyez-le."}
         ]
         return await _form_again(request, page, 400, cv=_valid_cv(state, upload))
-    # The caller is the one the server signed into the token, never a posted field.
-    page["frame"]["caller"] = token.caller
     now = dt.datetime.now(dt.UTC)
     # A CV kept from an earlier round trip is named by the signed token only.
     kept = None
@@ -276,15 +284,19 @@ def _kept_values(form: FormData) -> dict[str, Any]:
     return values
 
 
-def _signed_token(state: Any, kind: RequestKind, target: Target, form: FormData) -> FormToken | None:
-    """The form token when it is genuine, unexpired and for this very form."""
+def _signed_token(
+    state: Any, kind: RequestKind, target: Target, form: FormData
+) -> tuple[FormToken | None, FormToken | None]:
+    """The form token when it is genuine, unexpired and for this very form; and
+    what it signed whenever it is genuine (expired, or another form's): the
+    caller and where the page is shown, which no posted field can change."""
     try:
         token: FormToken = state.form_tokens.read(token_text(form))
-    except InvalidFormToken:
-        return None
+    except InvalidFormToken as exc:
+        return None, exc.expired
     if token.kind != kind.name or token.target != str(target):
-        return None
-    return token
+        return None, token
+    return token, token
 
 
 def _submission(
@@ -349,6 +361,7 @@ async def _form_again(
         now=dt.datetime.now(dt.UTC),
         ttl=dt.timedelta(seconds=state.form_tokens.ttl_seconds),
         max_bytes=state.settings.kept_cvs_max_bytes,
+        email=page["values"].get("email", ""),
     ):
         page["kept_cv"] = cv.filename
     else:
@@ -370,8 +383,15 @@ def _order(field: str) -> int:
 
 
 def _with_token(state: Any, page: dict[str, Any], *, kept_cv: str = "") -> dict[str, Any]:
+    frame = page["frame"]
     page["form_token"] = state.form_tokens.issue(
-        page["kind"].name, page["target_id"], page["frame"]["caller"], kept_cv=kept_cv
+        page["kind"].name,
+        page["target_id"],
+        frame["caller"],
+        kept_cv=kept_cv,
+        embed=frame["embed"],
+        origin=frame["origin"],
+        back=frame["back"],
     )
     return page
 

@@ -24,6 +24,7 @@ from databases import Database
 from . import tables
 from .cv import CV
 from .resources import write_transaction
+from .validation import email_identity
 
 # How long a kept CV outlives the request it was sent with.
 REPOST_SECONDS = 600
@@ -46,13 +47,20 @@ async def keep(
     now: dt.datetime,
     ttl: dt.timedelta,
     max_bytes: int,
+    email: str,
 ) -> bool:
     """Stores `cv` under `kept_id` for `form_token` (the token naming `kept_id`),
     or moves an already kept one to this new token: older pages lose it. False
     when a new one would take the kept CVs past `max_bytes` (nothing stored):
-    posting forms with a CV and a wrong phone number can't fill the database."""
+    posting forms with a CV and a wrong phone number can't fill the database.
+    `email` is what the form's email field holds now: whose CV it is, for
+    `forget_person`."""
     kept = tables.kept_cvs
-    values = {"token_hash": _token_hash(form_token), "expires_at": now + ttl}
+    values = {
+        "token_hash": _token_hash(form_token),
+        "expires_at": now + ttl,
+        "email_key": email_identity(email) or None,
+    }
     async with write_transaction(database):
         await database.execute(kept.delete().where(kept.c.expires_at <= now))
         moved = await database.fetch_val(
@@ -99,6 +107,16 @@ async def forget(database: Database, kept_id: str) -> None:
     """The kept CV is no longer needed: replaced, refused, or out of reach."""
     if kept_id:
         await database.execute(tables.kept_cvs.delete().where(tables.kept_cvs.c.id == kept_id))
+
+
+async def forget_person(database: Database, email: str) -> int:
+    """Deletes the CVs kept for forms that held `email` (letter case ignored) when
+    their CV was last kept; returns how many. Call it inside `forget`'s transaction."""
+    kept = tables.kept_cvs
+    deleted = await database.fetch_all(
+        kept.delete().where(kept.c.email_key == email_identity(email)).returning(kept.c.id)
+    )
+    return len(deleted)
 
 
 async def sent(database: Database, kept_id: str, now: dt.datetime) -> None:

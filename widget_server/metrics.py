@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import outbox as outbox_
 from . import tables
 from .problems import Problem
+from .sandbox import live_jobs
 from .settings import Settings
 
 UNMATCHED = "unmatched"
@@ -73,13 +74,14 @@ class Metrics:
         )
         self.webhooks_pending = Gauge(
             "widget_webhooks_pending",
-            "Partner webhooks waiting to be delivered (pending or being sent), all instances.",
+            "Partner webhooks waiting to be delivered (pending or being sent), all instances, "
+            "test keys' included (they are sent for real).",
             registry=self.registry,
         )
         self.webhooks = Gauge(
             "widget_webhooks",
             "Partner webhooks by event and status: sent = a 2xx answer, failed = given up "
-            "(refused with a 4xx, webhook removed, or too many attempts).",
+            "(refused with a 4xx, webhook removed, or too many attempts); test keys' left out.",
             ["event", "status"],
             registry=self.registry,
         )
@@ -98,22 +100,28 @@ class Metrics:
         oldest = waiting["oldest"] if waiting else None
         self.outbox_depth.set(waiting["n"] if waiting else 0)
         self.outbox_oldest.set(max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
-        # Real emails only: those of test keys' requests never leave (sandbox.py).
+        # By status, real traffic only: test keys' emails and webhooks are left out
+        # (sandbox.py), as in `stats`. The queue figures count every job waiting.
         rows = await database.fetch_all(
             sa.select(outbox.c.kind, outbox.c.template, outbox.c.status, sa.func.count().label("n"))
-            .where(outbox.c.test_mailbox.is_(False))
+            .where(live_jobs())
             .group_by(outbox.c.kind, outbox.c.template, outbox.c.status)
         )
         self.outbox_messages.clear()
         self.webhooks.clear()
-        pending_webhooks = 0
         for row in rows:
             if row["kind"] == outbox_.WEBHOOK:
                 self.webhooks.labels(event=row["template"], status=row["status"]).set(row["n"])
-                pending_webhooks += row["n"] if row["status"] in WAITING else 0
             else:
                 self.outbox_messages.labels(kind=row["template"], status=row["status"]).set(row["n"])
-        self.webhooks_pending.set(pending_webhooks)
+        self.webhooks_pending.set(
+            await database.fetch_val(
+                sa.select(sa.func.count()).where(
+                    outbox.c.kind == outbox_.WEBHOOK, outbox.c.status.in_(WAITING)
+                )
+            )
+            or 0
+        )
         for reason, count in (await outbox_.failures_by_kind(database)).items():
             self.outbox_failures.labels(reason=reason).set(count)
 

@@ -213,6 +213,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX kept_cvs_expires ON kept_cvs (expires_at)",
         ),
     ),
+    Migration(
+        13,
+        "kept CVs name the person, for `forget`",
+        # The case-folded address the form held when the CV was kept (NULL before).
+        ("ALTER TABLE kept_cvs ADD COLUMN email_key TEXT",),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -5,8 +5,9 @@ erases it, and prints what it did.
 
 A person is found by their address whatever its letter case. Forgetting
 anonymises the requests as `purge` does after the retention period (the rows
-stay, emptied, for the counts and the partner's status API), deletes the CVs,
-the emails queued or sent about them and their reply tokens, in one
+stay, emptied, for the counts and the partner's status API), deletes the CVs
+(those kept across a form's error round trips too), the emails queued or sent
+about them and their reply tokens, in one
 transaction: safe while the service runs. A directory contact's opt-out or
 bounce under the same address is kept: it protects that person from emails.
 """
@@ -22,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from databases import Database
 
-from . import tables
+from . import kept_cvs, tables
 from .local_time import datetime_fr, iso_paris
 from .outbox import EMAIL
 from .resources import write_transaction
@@ -171,10 +172,18 @@ class Forgotten:
     reply_tokens_deleted: int
     idempotency_keys_deleted: int
     directory_contact_kept: bool
+    # CVs of forms sent back with an error (`kept_cvs`), requests made or not.
+    kept_cvs_deleted: int = 0
 
     def summary(self) -> str:
-        if not self.requests:
+        if not self.requests and not self.kept_cvs_deleted:
             lines = [f"Nothing found for {self.email} (letter case ignored): nothing changed."]
+        elif not self.requests:
+            lines = [
+                f"Forgot {self.email} (letter case ignored):",
+                "Requests anonymised: 0",
+                f"CVs kept across form errors deleted: {self.kept_cvs_deleted}",
+            ]
         else:
             lines = [
                 f"Forgot {self.email} (letter case ignored):",
@@ -184,6 +193,7 @@ class Forgotten:
                     for request_id, kind, target, created_at in self.requests
                 ),
                 f"CVs deleted: {self.cvs_deleted}",
+                f"CVs kept across form errors deleted: {self.kept_cvs_deleted}",
                 f"Queued emails cancelled: {self.queued_emails_cancelled}",
                 f"Sent or failed emails deleted: {self.sent_emails_deleted}",
                 f"Reply links deleted: {self.reply_tokens_deleted}",
@@ -229,6 +239,8 @@ async def forget(database: Database, email: str, now: dt.datetime | None = None)
             .select_from(tables.contacts)
             .where(sa.func.lower(tables.contacts.c.email) == email_identity(email))
         )
+        # A CV kept while the form was fixed, whether a request followed or not.
+        kept = await kept_cvs.forget_person(database, email)
         if ids:
             await anonymise_requests(database, ids, now)
             # Every email about them goes, queued ones included: they carry the
@@ -253,6 +265,7 @@ async def forget(database: Database, email: str, now: dt.datetime | None = None)
         reply_tokens_deleted=tokens,
         idempotency_keys_deleted=keys,
         directory_contact_kept=bool(contact),
+        kept_cvs_deleted=kept,
     )
 
 

@@ -22,7 +22,7 @@ few places, each once:
   their own `API_KEY_RATE_LIMIT` bucket.
 - Opting out through a test request's link changes nothing in the directory.
 - `stats`, the operator page and the outbox metrics leave test requests out
-  (`stats` counts them on a line of their own).
+  (`stats` counts them on a line of their own), their webhooks too (`live_jobs`).
 """
 
 from __future__ import annotations
@@ -53,6 +53,14 @@ async def key_of_test(request: Request) -> callers.Caller:
             code="not_a_test_key",
         )
     return caller
+
+
+def live_jobs() -> sa.ColumnElement[bool]:
+    """Outbox jobs of real traffic: not a test mailbox email, and not about a test
+    request (a webhook carries no flag of its own: it is sent for real)."""
+    outbox, requests = tables.outbox, tables.contact_requests
+    of_test_request = sa.exists().where(requests.c.id == outbox.c.request_id, requests.c.test.is_(True))
+    return sa.and_(outbox.c.test_mailbox.is_(False), sa.not_(of_test_request))
 
 
 def _of_key(caller: callers.Caller) -> sa.ColumnElement[bool]:

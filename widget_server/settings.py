@@ -82,6 +82,24 @@ class Setting:
     default: str
     help: str
     cast: Callable[[str], Any] = str
+    # A number's sensible range, both ends included (`load_settings` refuses any other).
+    bounds: tuple[float, float] | None = None
+
+    def check(self, value: Any) -> Any:
+        """`value` (cast) when it lies within `bounds`; ValueError otherwise (NaN too)."""
+        if self.bounds is not None:
+            low, high = self.bounds
+            if not low <= value <= high:
+                raise ValueError(f"must be from {self.range_text()}, not {value!r}")
+        return value
+
+    def range_text(self) -> str:
+        """`bounds` as people read them: "1 to 65535"."""
+        return f"{_number(self.bounds[0])} to {_number(self.bounds[1])}" if self.bounds else ""
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if bound == int(bound) else str(bound)
 
 
 def _bool(value: str) -> bool:
@@ -144,6 +162,15 @@ def _log_format(value: str) -> str:
     return value
 
 
+def _rate(value: str) -> str:
+    """A rate limit in the `limits` notation (`60/minute`), of at least one request."""
+    from limits import parse
+
+    if parse(value).amount < 1:
+        raise ValueError(f"must allow at least one request: {value!r}")
+    return value
+
+
 def _origins(value: str) -> tuple[str, ...]:
     return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
 
@@ -161,6 +188,9 @@ def _networks(value: str) -> tuple[str, ...]:
 
 
 DEMO_OPERATOR_NAME = "La bonne alternance (démo)"
+_DAY = 86400
+_GIB = 1024**3
+_COUNT = 10**9
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -184,7 +214,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Signs form tokens; at least 32 random bytes, e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`. Unset (development only): generated once and kept in `VAR_DIR/secret_key`.",
     ),
     Setting("HOST", "127.0.0.1", "Interface `serve` listens on."),
-    Setting("PORT", "8000", "Port `serve` listens on.", int),
+    Setting("PORT", "8000", "Port `serve` listens on.", int, bounds=(1, 65535)),
     Setting("VAR_DIR", "var", "Folder for the SQLite file, the generated secret key and the dev mailbox."),
     Setting(
         "SMTP_URL",
@@ -225,44 +255,76 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "DEMO_DATA", "true", "Load the fictional demo directory into an empty database on `serve`.", _bool
     ),
-    Setting("MAX_BODY_BYTES", "5242880", "Largest request body accepted (413 beyond).", int),
-    Setting("MAX_CV_BYTES", "3145728", "Largest CV accepted (413 beyond).", int),
+    Setting(
+        "MAX_BODY_BYTES", "5242880", "Largest request body accepted (413 beyond).", int, bounds=(1024, _GIB)
+    ),
+    Setting("MAX_CV_BYTES", "3145728", "Largest CV accepted (413 beyond).", int, bounds=(1024, _GIB)),
     Setting(
         "CLAMD_URL",
         "",
         "ClamAV daemon scanning every CV (INSTREAM), `tcp://127.0.0.1:3310` or `unix:///run/clamav/clamd.ctl`. A virus is refused (415); while clamd cannot answer, CVs are refused with 503 and `Retry-After`, never forwarded unscanned. Unset: no scan.",
         _clamd_url,
     ),
-    Setting("OFFER_MAX_APPLICATIONS", "80", "An offer closes after this many applications.", int),
+    Setting(
+        "OFFER_MAX_APPLICATIONS",
+        "80",
+        "An offer closes after this many applications.",
+        int,
+        bounds=(1, _COUNT),
+    ),
     Setting(
         "APPLICATIONS_PER_TARGET",
         "3",
         "Applications one candidate email may send to one offer or company.",
         int,
+        bounds=(1, _COUNT),
     ),
-    Setting("APPLICATIONS_PER_DAY", "100", "Applications one candidate email may send per day.", int),
+    Setting(
+        "APPLICATIONS_PER_DAY",
+        "100",
+        "Applications one candidate email may send per day.",
+        int,
+        bounds=(1, _COUNT),
+    ),
     Setting(
         "CALLER_APPLICATIONS_PER_COMPANY_PER_DAY",
         "20",
         "Applications one partner site may send to one company per day.",
         int,
+        bounds=(1, _COUNT),
     ),
     Setting(
-        "RDV_INTERVAL_DAYS", "4", "Days before the same person may write again to the same formation.", int
+        "RDV_INTERVAL_DAYS",
+        "4",
+        "Days before the same person may write again to the same formation.",
+        int,
+        bounds=(1, 365),
     ),
-    Setting("FORM_TOKEN_TTL_SECONDS", "7200", "How long a rendered form stays valid.", int),
-    Setting("FORM_MIN_FILL_SECONDS", "3", "A form posted faster than this is treated as a bot.", int),
+    Setting(
+        "FORM_TOKEN_TTL_SECONDS", "7200", "How long a rendered form stays valid.", int, bounds=(60, 7 * _DAY)
+    ),
+    Setting(
+        "FORM_MIN_FILL_SECONDS",
+        "3",
+        "A form posted faster than this is treated as a bot (`0`: no such check).",
+        int,
+        bounds=(0, 600),
+    ),
     Setting(
         "KEPT_CVS_MAX_BYTES",
         "268435456",
-        "Room for the CVs kept on the server across form errors, all forms together (each for `FORM_TOKEN_TTL_SECONDS` at most). When full, a candidate sent back by an error chooses the file again.",
+        "Room for the CVs kept on the server across form errors, all forms together (each for `FORM_TOKEN_TTL_SECONDS` at most). When full (or `0`), a candidate sent back by an error chooses the file again.",
         int,
+        bounds=(0, 64 * _GIB),
     ),
-    Setting("RATE_LIMIT", "60/minute", "Requests per client IP on the API and the forms (429 beyond).", str),
+    Setting(
+        "RATE_LIMIT", "60/minute", "Requests per client IP on the API and the forms (429 beyond).", _rate
+    ),
     Setting(
         "API_KEY_RATE_LIMIT",
         "120/minute",
         "Requests per partner API key (counted per caller, besides the per-IP limit; 429 beyond).",
+        _rate,
     ),
     Setting(
         "TRUSTED_PROXIES",
@@ -275,12 +337,14 @@ SETTINGS: tuple[Setting, ...] = (
         "10",
         "A client must send a request's line and headers within this time (408 and closed beyond).",
         float,
+        bounds=(1, 600),
     ),
     Setting(
         "REQUEST_BODY_TIMEOUT_SECONDS",
         "60",
         "A client must send a whole request body within this time after its headers (408 beyond).",
         float,
+        bounds=(1, 3600),
     ),
     Setting(
         "RATE_LIMIT_STORAGE",
@@ -298,19 +362,28 @@ SETTINGS: tuple[Setting, ...] = (
         "8001",
         "Port `serve` also serves the example partner site (`examples/host-page/`) on, at http://127.0.0.1:PORT, another origin than the widget; `0` disables it.",
         int,
+        bounds=(0, 65535),
     ),
-    Setting("OUTBOX_POLL_SECONDS", "1.0", "How often the email worker looks for due messages.", float),
+    Setting(
+        "OUTBOX_POLL_SECONDS",
+        "1.0",
+        "How often the email worker looks for due messages.",
+        float,
+        bounds=(0.01, 3600),
+    ),
     Setting(
         "OUTBOX_LEASE_SECONDS",
         "120",
         "A claimed message returns to the queue if its worker dies for this long.",
         int,
+        bounds=(5, _DAY),
     ),
     Setting(
         "OUTBOX_MAX_ATTEMPTS",
         "8",
         "A message is given up after this many temporary SMTP refusals (an unreachable server does not count: messages wait for it).",
         int,
+        bounds=(1, 100),
     ),
     Setting("OUTBOX_WORKER", "true", "Run the email worker inside `serve`.", _bool),
     Setting(
@@ -318,28 +391,42 @@ SETTINGS: tuple[Setting, ...] = (
         "10",
         "A partner's webhook endpoint must answer within this time (capped at a quarter of `OUTBOX_LEASE_SECONDS`); beyond, the attempt counts as failed and is retried.",
         float,
+        bounds=(1, 300),
     ),
     Setting(
         "WEBHOOK_MAX_ATTEMPTS",
         "12",
         "A webhook is given up after this many failed attempts (timeouts, connection errors, 408, 429 and 5xx answers), retried with exponential backoff up to an hour apart.",
         int,
+        bounds=(1, 100),
     ),
     Setting(
-        "REMINDER_DAYS", "5", "Days without an answer before the one reminder to the recruiter or CFA.", int
+        "REMINDER_DAYS",
+        "5",
+        "Days without an answer before the one reminder to the recruiter or CFA.",
+        int,
+        bounds=(1, 90),
     ),
     Setting(
         "REMINDERS_EVERY_SECONDS",
         "300",
         "How often one of the email workers looks for reminders to send (whichever claims the job first).",
         int,
+        bounds=(1, _DAY),
     ),
-    Setting("CV_RETENTION_DAYS", "30", "CV files are deleted this many days after delivery.", int),
+    Setting(
+        "CV_RETENTION_DAYS",
+        "30",
+        "CV files are deleted this many days after delivery.",
+        int,
+        bounds=(1, 3650),
+    ),
     Setting(
         "PERSONAL_DATA_RETENTION_DAYS",
         "730",
         "Candidate data is anonymised this many days after the last activity.",
         int,
+        bounds=(1, 3650),
     ),
     Setting("LOG_LEVEL", "INFO", "Python logging level."),
     Setting(
@@ -449,9 +536,12 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         if raw is not None:
             given.add(setting.name)
         try:
-            values[setting.name.lower()] = setting.cast(setting.default if raw is None else raw)
+            values[setting.name.lower()] = setting.check(
+                setting.cast(setting.default if raw is None else raw)
+            )
         except ValueError as exc:
             raise SettingsError(f"{setting.name}: {exc}") from exc
+    _check_together(values)
     if values["environment"] not in {"development", "production"}:
         raise SettingsError("ENVIRONMENT must be 'development' or 'production'")
     var_dir = values["var_dir"] = Path(values["var_dir"])
@@ -470,6 +560,16 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
     for name in SECRETS:
         values[name] = Secret(values[name])
     return Settings(**values)
+
+
+def _check_together(values: Mapping[str, Any]) -> None:
+    """Settings that only make sense together."""
+    if values["max_cv_bytes"] > values["max_body_bytes"]:
+        raise SettingsError("MAX_CV_BYTES must not exceed MAX_BODY_BYTES: no request could carry such a CV")
+    if values["form_min_fill_seconds"] >= values["form_token_ttl_seconds"]:
+        raise SettingsError(
+            "FORM_MIN_FILL_SECONDS must be less than FORM_TOKEN_TTL_SECONDS: no form could be sent in time"
+        )
 
 
 def production_problems(values: Mapping[str, Any], given: set[str]) -> list[str]:

@@ -7,6 +7,7 @@ from databases import Database
 
 from . import outbox as outbox_
 from . import tables
+from .sandbox import live_jobs
 
 
 async def stats(database: Database) -> str:
@@ -56,7 +57,7 @@ async def _by_status(database: Database, kind: str) -> list[str]:
     outbox = tables.outbox
     rows = await database.fetch_all(
         sa.select(outbox.c.status, sa.func.count())
-        .where(outbox.c.kind == kind, outbox.c.test_mailbox.is_(False))
+        .where(outbox.c.kind == kind, live_jobs())
         .group_by(outbox.c.status)
         .order_by(outbox.c.status)
     )

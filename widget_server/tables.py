@@ -192,6 +192,8 @@ kept_cvs = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+    # Whose it is (`validation.email_identity` of the form's email field), for `forget`.
+    sa.Column("email_key", sa.Text),
 )
 
 outbox = sa.Table(

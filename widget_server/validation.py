@@ -76,7 +76,21 @@ def _text(value: Any) -> str:
     return unicodedata.normalize("NFC", value).strip()
 
 
+def _not_text(errors: FieldErrors, field: str, value: Any) -> bool:
+    """Whether JSON brought a list, an object or a boolean where text belongs (noted
+    next to the field): its Python form ("['Léa']", "True") must not pass for a
+    name, an address or a message. A number is read as its digits."""
+    if value is None or isinstance(value, str):
+        return False
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return False
+    errors.add(field, "Ce champ attend du texte.")
+    return True
+
+
 def clean_name(errors: FieldErrors, field: str, value: Any, label: str) -> str:
+    if _not_text(errors, field, value):
+        return ""
     text = " ".join(_text(value).split())
     if not text:
         errors.add(field, f"Indiquez votre {label}.")
@@ -115,6 +129,14 @@ def normalise_email(value: Any) -> str:
     text = _text(value)
     if not text:
         raise InvalidValue("Indiquez votre adresse e-mail.", "empty")
+    if _ENCODED_WORD_MARKER.search(text):
+        # Valid characters of a local part, but a mail reader may decode
+        # `=?utf-8?q?lea=40evil.example?=@example.org` into another address (the
+        # candidate's goes into the recruiter's Reply-To): refused, as in names.
+        raise InvalidValue(
+            "Cette adresse e-mail contient des suites « =? » ou « ?= » non acceptées.",
+            "an RFC 2047 encoded-word marker",
+        )
     plain = _plain_address(text)
     if plain is not None:
         local_part, domain = plain
@@ -168,6 +190,8 @@ def email_identity(address: str) -> str:
 def _collect(errors: FieldErrors, field: str, normalise: Callable[[Any], str], value: Any) -> str:
     """A normaliser's answer, or its refusal noted next to the field (the text as
     given is kept, for the page to show it again)."""
+    if _not_text(errors, field, value):
+        return ""
     try:
         return normalise(value)
     except InvalidValue as exc:
@@ -228,6 +252,8 @@ def _parse_french_number(text: str) -> Any:
 
 
 def clean_message(errors: FieldErrors, field: str, value: Any, *, required: bool = False) -> str:
+    if _not_text(errors, field, value):
+        return ""
     text = strip_unrenderable(_text(value).replace("\r\n", "\n"))
     if required and not text:
         errors.add(field, "Écrivez votre message.")

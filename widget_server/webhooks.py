@@ -29,6 +29,7 @@ import base64
 import datetime as dt
 import ipaddress
 import logging
+import math
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -78,9 +79,18 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def signature(secret: str, webhook_id: str, timestamp: dt.datetime, body: bytes) -> str:
-    """The `webhook-signature` header of `body` (Standard Webhooks, v1 = HMAC-SHA256)."""
-    return Webhook(secret).sign(webhook_id, timestamp, body.decode())
+def signed_headers(secret: str, webhook_id: str, now: dt.datetime, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers of `body`: `webhook-timestamp` and the
+    timestamp inside `webhook-signature` (v1 = HMAC-SHA256) are one value, whole
+    seconds since the epoch, whatever the time zone of `now`."""
+    seconds = math.floor(now.timestamp())
+    # The library signs `timestamp.replace(tzinfo=UTC)`: give it that very instant in UTC.
+    signed_at = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    return {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(seconds),
+        "webhook-signature": Webhook(secret).sign(webhook_id, signed_at, body.decode()),
+    }
 
 
 def check_url(url: str, *, production: bool) -> str:
@@ -278,14 +288,11 @@ class WebhookCourier:
         address = await resolve(parts.hostname, port, production=self.production, within=self.timeout)
         body = bytes(row["raw"])
         webhook_id = str(row["message_id"])
-        now = self._clock()
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
             "host": parts.netloc,
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": signature(secret, webhook_id, now, body),
+            **signed_headers(secret, webhook_id, self._clock(), body),
         }
         # To the address checked above; the name stays in Host and in TLS (SNI, certificate).
         literal = f"[{address}]" if address.version == 6 else str(address)

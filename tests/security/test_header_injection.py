@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 
 from tests import seed
 from tests.smtp_server import SMTPServer
-from tests.support import application, deliver, smtp_client
+from tests.support import application, appointment, deliver, smtp_client
 from widget_server import emails, outbox, tables
 from widget_server.app import create_app
 
@@ -109,6 +109,39 @@ def test_an_encoded_word_split_across_first_and_last_name_is_refused(
         )
         assert response.status_code == 422
         assert {e["field"] for e in response.json()["errors"]} == {"first_name", "last_name"}
+        assert outbox_rows(client) == []
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        # Python's own parser reads this Reply-To as "lea@evil.example"@example.org;
+        # other mail readers decode it to lea@evil.example.
+        "=?utf-8?q?lea=40evil.example?=@example.org",
+        "=?x?q?lea=40evil.example=3e=00?=@example.org",
+        "lea=?@example.org",
+        "lea?=@example.org",
+    ],
+)
+def test_an_encoded_word_in_the_candidates_address_is_refused(
+    tmp_path: Path, smtp_server: SMTPServer, email: str
+) -> None:
+    """The candidate's address goes into the recruiter's Reply-To and the
+    acknowledgement's To: no encoded word there either."""
+    with smtp_client(tmp_path, smtp_server) as client:
+        seed.offer(client)
+        seed.formation(client)
+        headers = {"Authorization": f"Bearer {seed.api_key(client)}"}
+        for path, body in (
+            ("/api/v1/applications", application(email=email)),
+            ("/api/v1/appointment-requests", appointment(email=email)),
+        ):
+            response = client.post(path, headers=headers, json=body)
+            assert response.status_code == 422, response.text
+            [error] = response.json()["errors"]
+            assert error["field"] == "email" and "=?" in error["message"]
+        check = client.post("/widget/v1/check", data={"field": "email", "value": email})
+        assert "=?" in check.json()["message"]
         assert outbox_rows(client) == []
 
 
