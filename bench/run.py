@@ -4,6 +4,7 @@ beside a baseline measured in the same process run, the ratio and its goal.
     bench/run                     # SQLite, and PostgreSQL when its server answers
     BENCH_DATABASE_URL=postgresql+asyncpg://USER@HOST:PORT/DB bench/run   # another server
     bench/run --quick             # smaller runs, for a first look
+    bench/run --only browser      # the widget in headless Chromium, the loader's size, serve's memory
 
 On PostgreSQL each bench creates a database of its own on the server
 (postgresql+asyncpg://root@127.0.0.1:5432 unless BENCH_DATABASE_URL names another)
@@ -28,6 +29,7 @@ import bench_eligibility
 import bench_import
 import bench_outbox
 import bench_submissions
+import bench_widget
 from support import Row, have_postgresql, have_wrk, postgresql_server
 
 
@@ -46,7 +48,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smaller runs (about a minute)")
-    parser.add_argument("--only", choices=["eligibility", "submissions", "import", "outbox"])
+    parser.add_argument("--only", choices=["eligibility", "submissions", "import", "outbox", "browser"])
     args = parser.parse_args()
     databases = ["sqlite"]
     if have_postgresql():
@@ -66,6 +68,9 @@ def main() -> int:
     for db in databases:
         outbox = partial(bench_outbox.measure, db, 150 if quick else 200, 1 if quick else 2)
         benches.append(("outbox", db, outbox))
+    # Bounded by its own time limit: the browser is killed there, the rounds done are counted.
+    browser = partial(bench_widget.measure, 6 if quick else 10, 45.0 if quick else 75.0)
+    benches.append(("browser", "sqlite", browser))
 
     rows: list[Row] = []
     started = time.monotonic()

@@ -36,9 +36,13 @@ class Row:
     unit: str
     goal: float
     note: str = ""
+    # Times and sizes: the ratio is baseline / ours, so that ≥ goal still means a pass.
+    smaller_is_better: bool = False
 
     @property
     def ratio(self) -> float:
+        if self.smaller_is_better:
+            return self.baseline / self.ours if self.ours else 0.0
         return self.ours / self.baseline if self.baseline else 0.0
 
     @property

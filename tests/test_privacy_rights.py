@@ -137,9 +137,10 @@ def test_forget_erases_everything_about_one_person_and_nothing_else(
     assert again.summary().startswith(f"Nothing found for {LEA} (letter case ignored): nothing changed.")
 
 
-def test_forget_deletes_the_cvs_kept_across_form_errors(client: TestClient) -> None:
+def test_export_shows_and_forget_deletes_the_cvs_kept_across_form_errors(client: TestClient) -> None:
     """A candidate sent back by an error, who never made a request, or fixed the
-    email field on the way: their kept CV goes with `forget`, no one else's."""
+    email field on the way: their kept CV is in `export` and goes with `forget`,
+    no one else's."""
     seed.offer(client)
     form = "/widget/v1/candidature"
 
@@ -163,6 +164,9 @@ def test_forget_deletes_the_cvs_kept_across_form_errors(client: TestClient) -> N
     post(client.get(form, params={"offer_id": seed.OFFER_ID}).text, "autre@example.org", with_cv=True)
     assert len(seed.fetch_all(client, tables.kept_cvs.select())) == 2
     state = seed.state(client)
+    [exported] = seed.run(client, export, state.database, LEA)["kept_cvs"]
+    assert (exported["filename"], exported["content_type"]) == ("cv.pdf", "application/pdf")
+    assert base64.b64decode(exported["data_base64"]) == seed.PDF
     report = seed.run(client, forget, state.database, LEA)
     assert report.kept_cvs_deleted == 1
     assert "CVs kept across form errors deleted: 1" in report.summary()

@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests import seed
-from tests.support import application, docx
+from tests.support import application, appointment, docx
 from widget_server import tables
 from widget_server.cv import DOCX, PDF, check_cv, safe_filename
 from widget_server.problems import Problem
@@ -283,3 +283,19 @@ def test_a_number_is_read_as_its_digits() -> None:
     assert clean_phone(errors, "phone", 612345678) == "+33612345678"
     assert clean_message(errors, "message", 42) == "42"
     assert not errors
+
+
+def test_unknown_topics_are_repeated_short_and_few(client: Any) -> None:
+    """A refusal does not send back whatever was posted, however much."""
+    seed.formation(client)
+    topics = ["places", *(f"x{n}\x00" + "y" * 1000 for n in range(1000))]
+    response = client.post(
+        "/api/v1/appointment-requests",
+        json=appointment(topics=topics),
+        headers={"Authorization": f"Bearer {seed.api_key(client)}"},
+    )
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "topics"
+    assert error["message"].startswith("Sujet inconnu : x0yyy") and error["message"].endswith(" ….")
+    assert len(error["message"]) < 200 and "\x00" not in error["message"]

@@ -45,26 +45,52 @@
       entry.iframe.contentWindow.postMessage({source: "lba-widget", v: 1, id: entry.id, type: type, payload: payload}, ORIGIN);
     }
 
-    function open(placeholder, back) {
+    // The dialog and its form's frame, built hidden when a pointer comes over
+    // the button (the form's page loads while the hand moves), or on the
+    // click. One unopened dialog at a time: the one of the last button
+    // pointed, and none older than five minutes (the target may have changed
+    // since: the click then loads the form again).
+    function prepare(placeholder) {
       var state = loader.states.get(placeholder), dialog, entry, bar, heading, operator, title;
-      if (state.dialog) return;
-      dialog = state.dialog = loader.element("dialog", null, loader.root(placeholder, CSS));
+      if (!state) return;
+      if (state.modal?.dialog.open || Date.now() - state.modal?.at < 3e5) return state.modal;
+      frames.forEach((other) => {
+        if (other.dialog && !other.dialog.open) drop(other);
+      });
+      dialog = loader.element("dialog", null, loader.root(placeholder, CSS));
       bar = loader.element("div", {className: "h"}, dialog);
       heading = loader.element("p", {className: "t"}, bar);
       operator = loader.element("span", {className: "o"}, heading);
       title = loader.element("span", {className: "p", textContent: loader.labels[state.kind] + (state.answer?.name ? " – " + state.answer.name : "")}, heading);
       loader.element("button", {type: "button", textContent: "Fermer", onclick: () => dialog.close()}, bar);
-      entry = frame(placeholder, state, dialog, dialog);
+      entry = state.modal = frame(placeholder, state, dialog, dialog);
       entry.bar = {operator: operator, title: title};
+      entry.at = Date.now();
       dialog.setAttribute("aria-label", entry.iframe.title);
       dialog.addEventListener("close", () => {
-        frames.delete(entry.id);
-        dialog.remove();
-        state.dialog = null;
-        back?.focus();
+        drop(entry);
+        entry.back?.focus();
         loader.fire(placeholder, "close");
       });
-      dialog.showModal();
+      return entry;
+    }
+
+    function drop(entry) {
+      frames.delete(entry.id);
+      entry.dialog.remove();
+      entry.state.modal = null;
+    }
+
+    function open(placeholder, back) {
+      var entry = prepare(placeholder);
+      if (!entry || entry.dialog.open) return;
+      entry.back = back;
+      entry.dialog.showModal();
+      // A form that loaded while hidden takes the focus now.
+      if (entry.ready) {
+        entry.iframe.focus();
+        send(entry, "focus");
+      }
       loader.fire(placeholder, "open");
     }
 
@@ -88,7 +114,7 @@
       if (message.type == "ready") {
         // In the modal, keyboard users land in the form. An inline form takes
         // focus only after a page change inside it, never on the host's load.
-        focus = !!entry.dialog || entry.iframe.getRootNode().activeElement == entry.iframe;
+        focus = entry.dialog ? entry.dialog.open : entry.iframe.getRootNode().activeElement == entry.iframe;
         if (focus) entry.iframe.focus();
         // The bar names the page the form shows now, and who runs the service.
         if (entry.bar) {
@@ -96,9 +122,9 @@
           if (payload.title) entry.bar.title.textContent = String(payload.title);
         }
         send(entry, "init", {modal: !!entry.dialog, focus: focus});
-        if (!entry.dialog && !entry.ready) {
+        if (!entry.ready) {
           entry.ready = true;
-          loader.fire(entry.placeholder, "ready", {name: entry.state.answer.name});
+          if (!entry.dialog) loader.fire(entry.placeholder, "ready", {name: entry.state.answer.name});
         }
       } else if (message.type == "resize") {
         // The iframe is as tall as its page: no inner scrollbar.
@@ -110,6 +136,6 @@
       }
     });
 
-    return {open: open, inline: inline, forget: forget};
+    return {open: open, prepare: prepare, inline: inline, forget: forget};
   });
 })(document.currentScript);

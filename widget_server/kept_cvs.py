@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
@@ -107,6 +108,17 @@ async def forget(database: Database, kept_id: str) -> None:
     """The kept CV is no longer needed: replaced, refused, or out of reach."""
     if kept_id:
         await database.execute(tables.kept_cvs.delete().where(tables.kept_cvs.c.id == kept_id))
+
+
+async def of_person(database: Database, email: str) -> list[dict[str, Any]]:
+    """The CVs kept for forms that held `email` (letter case ignored), for `export`."""
+    kept = tables.kept_cvs
+    rows = await database.fetch_all(
+        sa.select(kept.c.filename, kept.c.content_type, kept.c.size, kept.c.data, kept.c.expires_at)
+        .where(kept.c.email_key == email_identity(email))
+        .order_by(kept.c.created_at)
+    )
+    return [dict(row._mapping) for row in rows]
 
 
 async def forget_person(database: Database, email: str) -> int:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from .settings import Settings
 from .targets import TargetKind
-from .validation import FieldErrors, clean_message
+from .validation import FieldErrors, clean_message, strip_unrenderable
 
 KindName = Literal["candidature", "rdv"]
 
@@ -95,6 +95,11 @@ def _candidature_extras(errors: FieldErrors, data: Mapping[str, Any]) -> dict[st
     return {"message": clean_message(errors, "message", data.get("message")) or None}
 
 
+# How much of the unknown topics a refusal repeats.
+UNKNOWN_SHOWN = 3
+UNKNOWN_SHOWN_LENGTH = 40
+
+
 def _rdv_extras(errors: FieldErrors, data: Mapping[str, Any]) -> dict[str, Any]:
     role = str(data.get("role") or "").strip()
     if role not in dict(ROLES):
@@ -107,7 +112,10 @@ def _rdv_extras(errors: FieldErrors, data: Mapping[str, Any]) -> dict[str, Any]:
     topics = [str(t) for t in raw_topics]
     unknown = [t for t in topics if t not in TOPIC_LABELS]
     if unknown:
-        errors.add("topics", f"Sujet inconnu : {', '.join(unknown)}.")
+        # Echoed back, but not whatever was sent: a few, short, printable.
+        shown = [strip_unrenderable(t)[:UNKNOWN_SHOWN_LENGTH] for t in unknown[:UNKNOWN_SHOWN]]
+        more = " …" if len(unknown) > UNKNOWN_SHOWN else ""
+        errors.add("topics", f"Sujet inconnu : {', '.join(shown)}{more}.")
     elif not topics:
         errors.add("topics", "Choisissez au moins un sujet.")
     message = clean_message(errors, "message", data.get("message"), required="autre" in topics)

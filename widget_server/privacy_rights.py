@@ -134,6 +134,17 @@ async def export(database: Database, email: str, now: dt.datetime | None = None)
             }
             for row in rows
         ],
+        # CVs kept while a form was being fixed (`kept_cvs`), a request sent or not.
+        "kept_cvs": [
+            {
+                "filename": kept["filename"],
+                "content_type": kept["content_type"],
+                "size": kept["size"],
+                "kept_until": iso_paris(kept["expires_at"]),
+                "data_base64": base64.b64encode(bytes(kept["data"])).decode(),
+            }
+            for kept in await kept_cvs.of_person(database, email)
+        ],
         "directory_contact": None
         if contact is None
         else {

@@ -121,6 +121,69 @@ def test_loader_twice_and_two_widgets_on_a_page(page: Page, servers: Servers) ->
     assert page.evaluate("() => Object.keys(window).filter(k => k.startsWith('LBA'))") == ["LBAWidget"]
 
 
+def test_modal_code_is_fetched_once_a_button_is_shown(page: Page, servers: Servers) -> None:
+    # No pointer over a button, no focus, no click: a button shown is enough,
+    # so that a click then waits for the form's page alone.
+    with page.expect_request(lambda request: "/widget/v1/assets/widget." in request.url) as fetched:
+        page.goto(servers.fixtures + "/twice.html")
+        wait_events(page, "ready", 2)
+    assert fetched.value.frame == page.main_frame
+    assert events(page, "open") == []
+    assert page.locator("[data-lba-widget] iframe").count() == 0
+
+
+def test_a_pointer_over_a_button_loads_its_form_hidden_and_the_click_shows_it(
+    page: Page, servers: Servers
+) -> None:
+    forms: list[str] = []
+    page.on("request", lambda r: forms.append(r.url) if "/widget/v1/rdv?" in r.url else None)
+    page.goto(servers.fixtures + "/twice.html")
+    wait_events(page, "ready", 2)
+    page.locator(f"{slot(OFFER)} button[part=button]").hover()
+    page.locator(f"{slot(OFFER)} iframe").wait_for(state="attached")
+    assert not page.locator(f"{slot(OFFER)} dialog").evaluate("d => d.open")
+    # Another button pointed at: the first hidden form goes, the other loads.
+    page.locator(f"{slot(FORMATION)} button[part=button]").hover()
+    iframe = page.locator(f"{slot(FORMATION)} iframe")
+    iframe.wait_for(state="attached")
+    assert page.locator(f"{slot(OFFER)} dialog").count() == 0
+    handle = iframe.element_handle()
+    frame = handle.content_frame()
+    handle.dispose()
+    assert frame is not None
+    # Loaded and said so while hidden: no focus taken, nothing opened.
+    frame.wait_for_function("() => document.documentElement.style.overflow === 'hidden'")
+    page.wait_for_timeout(100)
+    assert focused_in_slot(page) == ""
+    assert events(page, "open") == []
+    page.locator(f"{slot(FORMATION)} button[part=button]").click()
+    wait_events(page, "open")
+    frame.wait_for_function("() => document.activeElement && document.activeElement.id === 'last_name'")
+    assert len(forms) == 1  # the click showed the form already loaded
+    assert page.locator(f"{slot(FORMATION)} dialog").evaluate("d => d.open && d.matches(':modal')")
+    page.keyboard.press("Escape")
+    wait_events(page, "close")
+    assert page.locator("[data-lba-widget] dialog").count() == 0
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_form_loaded_hidden_long_ago_is_loaded_again_on_the_click(page: Page, servers: Servers) -> None:
+    forms: list[str] = []
+    page.on("request", lambda r: forms.append(r.url) if "/widget/v1/candidature?" in r.url else None)
+    page.clock.install()
+    page.goto(servers.fixtures + "/twice.html")
+    wait_events(page, "ready", 2)
+    button = page.locator(f"{slot(OFFER)} button[part=button]")
+    button.hover()
+    page.locator(f"{slot(OFFER)} iframe").wait_for(state="attached")
+    page.clock.fast_forward("06:00")  # five minutes at most
+    button.click()
+    frame = form_frame(page, slot(OFFER))
+    frame.wait_for_function("() => document.activeElement && document.activeElement.id === 'last_name'")
+    assert len(forms) == 2
+    assert page.locator(f"{slot(OFFER)} iframe").count() == 1
+
+
 def test_inline_forms_are_sized_by_their_own_messages(page: Page, servers: Servers) -> None:
     page.goto(servers.fixtures + "/inline.html")
     ready = wait_events(page, "ready", 2)
@@ -358,7 +421,7 @@ def slot_buttons(page: Page) -> list[str | None]:
     """The accessible names of the widget buttons in #slot, in order."""
     return [
         b.get_attribute("aria-label")
-        for b in page.locator("#slot [data-lba-widget] button").element_handles()
+        for b in page.locator("#slot [data-lba-widget] button[part=button]").element_handles()
     ]
 
 

@@ -6,8 +6,9 @@
 //
 // It finds the placeholders, asks for their eligibility in one request and
 // draws the buttons. The modal and iframe code (widget.js, content-hashed and
-// cached for good) is fetched when a button is about to be used, or at once
-// for an inline form. Single-page apps are followed: placeholders added,
+// cached for good) is fetched as soon as a button is shown, or at once for an
+// inline form; a pointer over a button has it load that button's form, hidden,
+// so that a click mostly shows what is already there. Single-page apps are followed: placeholders added,
 // removed, or whose attributes change are picked up from the mutation
 // records alone, never by searching the whole document again.
 //
@@ -34,7 +35,7 @@
 
   var script = document.currentScript;
   // placeholder -> what it asks for: {kind, target, query, key}; later
-  // `answer` (its eligibility), `button`, `dialog`. Weak: a placeholder
+  // `answer` (its eligibility), `button`, `modal` (widget.js's). Weak: a placeholder
   // dropped by the page is never kept alive by the widget.
   var states = new WeakMap();
   // placeholder -> its shadow root, kept across changes of target (a shadow
@@ -262,15 +263,21 @@
       onclick: () => {
         open(placeholder, button);
       },
-      // Fetch the modal code as soon as the button is about to be used.
-      onpointerenter: load,
-      onfocus: load,
+      // A pointer over the button: the form starts loading, hidden.
+      onpointerenter: () => {
+        load().then((loaded) => {
+          if (states.get(placeholder) == state) loaded.prepare(placeholder);
+        }, Boolean);
+      },
       // Host pages may style it through ::part(button).
       part: "button",
       ariaLabel: answer.name && label + " : " + answer.name
     }, shadow);
     if (data.color) button.style.background = data.color;
     fire(placeholder, "ready", {name: answer.name});
+    // The modal code as soon as a button is shown (cached for good): a click
+    // then waits for the form alone.
+    load();
   }
 
   window.LBAWidget = {open: open, scan: scan};
