@@ -2,12 +2,21 @@
 the same run. Prints figures; asserts nothing.
 
     .venv/bin/python bench/bench_import.py [ROWS]
+    .venv/bin/python bench/bench_import.py --scaling [sqlite] [postgresql]
 
 Import: ROWS (default 100,000) generated offers in a CSV file, through
 `directory.import_file` into a fresh SQLite file, then the same file again (every
 row unchanged). Baseline: the same CSV read with `csv.reader` and inserted with
 the stdlib driver's `executemany`, no checks, same batch size and one transaction
 per batch, into another fresh SQLite file: the floor set by SQLite itself.
+
+On PostgreSQL (`measure(rows, "postgresql")`, in `bench/run`): the same import
+into a fresh database; baseline: the same CSV read with `csv.reader` and
+inserted with asyncpg's `executemany` (a plain INSERT, the two date columns and
+`updated_at` made `date`/`datetime` objects, which asyncpg requires, empty cells
+NULL; no other check), same batches, one transaction each, into another fresh
+database. The note adds asyncpg's COPY of the same rows into a third one: the
+server's own floor, which no upsert reaches.
 
 Eligibility: batches of 50 targets (40 offers, 5 companies, 5 formations) against
 the imported directory, through `eligibility.check_many` and through the HTTP API
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import random
 import sqlite3
 import sys
@@ -29,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from databases import Database
-from support import Row
+from support import Row, database_url
 
 from widget_server import cli, directory, eligibility
 from widget_server.settings import load_settings
@@ -221,8 +231,57 @@ def bench_eligibility(url: str, offer_ids: list[str]) -> None:
     print(f"  batched / one-by-one: {many / single:.1f}x")
 
 
-def measure(rows: int = 100_000) -> list[Row]:
-    """The import of `rows` fresh offers beside csv.reader + sqlite3 executemany."""
+def raw_postgresql(csv_path: Path, url: str, *, copy: bool = False) -> float:
+    """The baseline on PostgreSQL: `executemany` of a plain INSERT (or, with
+    `copy`, COPY) of the CSV's rows, batch by batch, one transaction each."""
+    import asyncpg
+
+    asyncio.run(with_database(url, lambda db: asyncio.sleep(0)))
+    dates = [HEADER.index("posted_on"), HEADER.index("expires_on")]
+    columns = [*HEADER, "updated_at"]
+    placeholders = ", ".join(f"${n + 1}" for n in range(len(columns)))
+    sql = f"INSERT INTO offers ({', '.join(columns)}) VALUES ({placeholders})"
+    now = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
+
+    async def run(connection: Any) -> float:
+        start = time.perf_counter()
+        with csv_path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            next(reader)
+            batch: list[list[Any]] = []
+            for cells in reader:
+                row: list[Any] = [c or None for c in cells]
+                for index in dates:
+                    if row[index] is not None:
+                        row[index] = dt.date.fromisoformat(row[index])
+                row.append(now)
+                batch.append(row)
+                if len(batch) == directory.BATCH_SIZE:
+                    await write(connection, batch)
+                    batch = []
+            if batch:
+                await write(connection, batch)
+        return time.perf_counter() - start
+
+    async def write(connection: Any, batch: list[list[Any]]) -> None:
+        async with connection.transaction():
+            if copy:
+                await connection.copy_records_to_table("offers", records=batch, columns=columns)
+            else:
+                await connection.executemany(sql, batch)
+
+    async def connected() -> float:
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return await run(connection)
+        finally:
+            await connection.close()
+
+    return asyncio.run(connected())
+
+
+def measure(rows: int = 100_000, database: str = "sqlite") -> list[Row]:
+    """The import of `rows` fresh offers beside csv.reader + the driver's executemany."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         csv_path = folder / "offers.csv"
@@ -234,22 +293,52 @@ def measure(rows: int = 100_000) -> list[Row]:
             assert report.inserted == rows and not report.rejected, report.summary()
             return time.perf_counter() - start
 
-        seconds = asyncio.run(with_database(f"sqlite+aiosqlite:///{folder / 'import.db'}", first))
-        baseline = raw_executemany(csv_path, folder / "raw.db")
+        note = f"{COMPANIES:,} distinct contacts"
+        if database == "sqlite":
+            seconds = asyncio.run(with_database(f"sqlite+aiosqlite:///{folder / 'import.db'}", first))
+            baseline = raw_executemany(csv_path, folder / "raw.db")
+        else:
+            with database_url(database, folder, "import") as url:
+                seconds = asyncio.run(with_database(url, first))
+            with database_url(database, folder, "raw") as url:
+                baseline = raw_postgresql(csv_path, url)
+            with database_url(database, folder, "copy") as url:
+                copied = raw_postgresql(csv_path, url, copy=True)
+            note += f"; asyncpg COPY of the same rows: {rows / copied:,.0f} rows/s"
     return [
         Row(
             f"directory import, {rows:,} offers",
-            "sqlite",
+            database,
             rows / seconds,
             rows / baseline,
             "rows/s",
             GOAL,
-            f"{COMPANIES:,} distinct contacts",
+            note,
         )
     ]
 
 
+def scaling(databases: list[str], sizes: list[int]) -> None:
+    """`measure` for each directory size: how the import's cost grows."""
+    import os
+
+    print("| offers | db | ours | csv.reader + executemany | ratio | µs per row (ours) | load average |")
+    print("|---|---|---|---|---|---|---|")
+    for rows in sizes:
+        for database in databases:
+            [row] = measure(rows, database)
+            print(
+                f"| {rows:,} | {database} | {row.ours:,.0f} rows/s | {row.baseline:,.0f} rows/s | "
+                f"{row.ratio:.2f} | {1e6 / row.ours:.1f} | {os.getloadavg()[0]:.1f} |",
+                flush=True,
+            )
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--scaling"]:
+        # bench_import.py --scaling [sqlite|postgresql]... : 10,000, 100,000 and 1,000,000 offers
+        scaling(sys.argv[2:] or ["sqlite"], [10_000, 100_000, 1_000_000])
+        return
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

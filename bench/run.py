@@ -64,7 +64,8 @@ def main() -> int:
         else:
             print("wrk not found (apt-get install wrk): eligibility skipped", file=sys.stderr)
         benches.append(("submissions", db, partial(bench_submissions.measure, db, 24 if quick else 48)))
-    benches.append(("import", "sqlite", partial(bench_import.measure, 20_000 if quick else 50_000)))
+    for db in databases:
+        benches.append(("import", db, partial(bench_import.measure, 20_000 if quick else 50_000, db)))
     for db in databases:
         outbox = partial(bench_outbox.measure, db, 150 if quick else 200, 1 if quick else 2)
         benches.append(("outbox", db, outbox))

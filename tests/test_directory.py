@@ -445,7 +445,9 @@ def test_a_dry_run_counts_what_stays_closed_too(settings: Settings, tmp_path: Pa
 _CELLS = {
     "offer_id": st.sampled_from(["O-1", "O-2", "", " O-3 ", "bad id!", "O-" + "9" * 120]),
     "title": st.sampled_from(["Apprenti boulanger", "", "  a\n b ", "x\x07", "é" * 301, "e\u0301"]),
-    "siret": st.sampled_from(["73282932000074", "732 829 320 00074", "73282932000075", "", "abc"]),
+    "siret": st.sampled_from(
+        ["73282932000074", "732 829 320 00074", "73282932000075", "", "abc", "7328293200007²"]
+    ),
     "company_name": st.text(max_size=8),
     "address": st.sampled_from(["1 rue de la Paix", "", "\t"]),
     "postcode": st.sampled_from(["69003", "6900", "", "69 003"]),
@@ -471,3 +473,167 @@ def test_memoised_row_checks_answer_as_the_rule(records: list[dict[str, str]]) -
         parse = directory._Parser(spec)
         for record in records:
             assert parse(record) == directory._parse_row(spec, record)
+
+
+def _rule_row_by_row(spec: directory.Spec, rows: list[dict[str, str]]) -> tuple[list[Any], list[Any]]:
+    """What the import answered a row at a time: the row rule, then the duplicate check."""
+    accepted: list[Any] = []
+    refused: list[Any] = []
+    seen: dict[str, int] = {}
+    for line, record in enumerate(rows, start=2):
+        row = directory._parse_row(spec, record)
+        if isinstance(row, directory._Row):
+            key = row.values[spec.key]
+            if key in seen:
+                row = f"{spec.key} {directory._show(key)} is already on line {seen[key]}"
+            else:
+                seen[key] = line
+        if isinstance(row, str):
+            refused.append((line, row))
+        else:
+            accepted.append(
+                (line, {**row.values, "contact_opted_out": row.opted_out, "contact_bounced": row.bounced})
+            )
+    return accepted, refused
+
+
+@settings(deadline=None)
+@given(
+    st.lists(st.fixed_dictionaries({}, optional=_CELLS), max_size=12),
+    st.integers(min_value=1, max_value=5),
+    st.sampled_from([1, 3, 100_000]),
+    st.randoms(use_true_random=False),
+)
+def test_rows_checked_by_column_answer_as_the_rule_row_by_row(
+    records: list[dict[str, str]], size: int, memory: int, random: Any
+) -> None:
+    # The import checks a batch column by column, each column's answers kept
+    # (forgotten past `memory` texts), and refuses a key already accepted: every
+    # row gets what the rule and the duplicate check give it a row at a time,
+    # whatever the batch size and the order of the file's columns.
+    from unittest import mock
+
+    for spec in directory.SPECS.values():
+        header = [c.name for c in spec.columns] + ["unknown"]
+        random.shuffle(header)
+        rows = [{name: record.get(name, "") for name in header} for record in records]
+        accepted, refused = [], []
+        with mock.patch.object(directory, "_MEMO_MAX", memory):
+            check = directory._BatchParser(spec, header)
+            for start in range(0, len(rows), size):
+                part = rows[start : start + size]
+                batch, refusals = check(
+                    list(range(start + 2, start + 2 + len(part))), [list(row.values()) for row in part]
+                )
+                names = list(batch.columns)
+                values = zip(*batch.columns.values(), strict=True) if len(batch) else []
+                accepted += [
+                    (line, dict(zip(names, row, strict=True)))
+                    for line, row in zip(batch.lines, values, strict=True)
+                ]
+                refused += refusals
+                for *_, kept in check.columns:  # a column's memory stays bounded
+                    if kept is not None:
+                        assert len(kept[0]) <= max(memory, size) and kept[1] <= kept[0].keys()
+        assert (accepted, refused) == _rule_row_by_row(spec, rows)
+
+
+@pytest.mark.parametrize("size", [1, 1000])
+def test_blank_rows_are_skipped_and_lines_still_counted(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    monkeypatch.setattr(directory, "BATCH_SIZE", size)
+    path = write(
+        tmp_path / "offers.csv",
+        OFFER_HEADER,  # line 1
+        offer_line("OFF-1"),  # 2
+        "",  # 3: an empty line
+        ",,,,,,,,,,",  # 4: a spreadsheet's empty row
+        " , ,\t",  # 5: only blanks, and too short
+        offer_line("OFF-2", title='"Vendeur\nen boulangerie"'),  # 6-7
+        offer_line("OFF-3", postcode="6900"),  # 8
+        " ",  # 9
+        offer_line("OFF-4"),  # 10
+    )
+    report = do_import(settings, "offers", path)
+    assert report.total == 4
+    assert report.inserted == 3
+    assert [(line, reason.split(":")[0]) for line, reason in report.rejected] == [(8, "postcode")]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 1000])
+def test_rows_are_judged_the_same_whatever_the_batch_size(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    monkeypatch.setattr(directory, "BATCH_SIZE", size)
+    path = write(
+        tmp_path / "offers.csv",
+        OFFER_HEADER,  # line 1
+        offer_line("OFF-1"),  # 2
+        offer_line("OFF-2", siret="73282932000075"),  # 3
+        offer_line("OFF-1"),  # 4: duplicate of line 2
+        offer_line("OFF-3", title='"Vendeur\nen boulangerie"'),  # 5-6
+        offer_line("OFF-2"),  # 7: line 3 was refused, so not a duplicate
+        offer_line("OFF-3") + ",surplus",  # 8
+        offer_line("OFF-3"),  # 9: duplicate of line 5
+        offer_line("OFF-4"),  # 10
+    )
+    report = do_import(settings, "offers", path)
+    assert [(line, reason[:8]) for line, reason in report.rejected] == [
+        (3, "siret: '"),
+        (4, "offer_id"),
+        (8, "12 value"),
+        (9, "offer_id"),
+    ]
+    assert "'OFF-1' is already on line 2" in report.rejected[1][1]
+    assert "'OFF-3' is already on line 5" in report.rejected[3][1]
+    assert (report.total, report.inserted) == (8, 4)
+    assert sorted(r["offer_id"] for r in rows(settings, tables.offers)) == [
+        "OFF-1",
+        "OFF-2",
+        "OFF-3",
+        "OFF-4",
+    ]
+
+
+def test_a_record_csv_cannot_read_stops_the_import_at_its_line(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(directory, "BATCH_SIZE", 2)
+    path = write(
+        tmp_path / "offers.csv",
+        OFFER_HEADER,  # line 1
+        offer_line("OFF-1"),  # 2
+        offer_line("OFF-2", title='"Vendeur\nen boulangerie"'),  # 3-4
+        offer_line("OFF-3"),  # 5
+        offer_line("OFF-4", title="x" * 200_000),  # 6: past the csv module's field limit
+    )
+    with pytest.raises(ImportFileError, match=r"offers\.csv, line 6: not readable as CSV"):
+        do_import(settings, "offers", path)
+    # The batches before the one it is in were written.
+    assert sorted(r["offer_id"] for r in rows(settings, tables.offers)) == ["OFF-1", "OFF-2"]
+
+
+def test_sqlite_statements_stay_within_the_parameter_limit(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On SQLite, rows are written by the hundred in one statement: never more
+    # parameters than the library allows (here as if it allowed 25: two rows).
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite's statements")
+    import aiosqlite
+
+    sizes: list[int] = []
+    execute = aiosqlite.Connection.execute_fetchall
+
+    async def spy(self: Any, sql: str, parameters: Any = None) -> Any:
+        sizes.append(len(parameters or ()))
+        return await execute(self, sql, parameters)
+
+    monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", spy)
+    monkeypatch.setattr(directory, "_sqlite_variables", lambda: 25)
+    path = write(tmp_path / "offers.csv", OFFER_HEADER, *(offer_line(f"OFF-{n}") for n in range(5)))
+    assert do_import(settings, "offers", path).inserted == 5
+    assert sizes == [24, 24, 12]
+    assert sorted(r["offer_id"] for r in rows(settings, tables.offers)) == [f"OFF-{n}" for n in range(5)]
+    assert do_import(settings, "offers", path).unchanged == 5

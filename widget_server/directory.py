@@ -8,19 +8,23 @@ clear it, since an opt-out belongs to the contact who asked for it.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import functools
+import itertools
 import json
 import logging
 import re
+import sqlite3
 import sys
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 import sqlalchemy as sa
 from databases import Database
@@ -31,11 +35,10 @@ from .bundled import data_dir
 from .targets import (
     CLOSED_BY_RECRUITER,
     CLOSED_FILLED,
+    REF_PATTERN,
     TARGETS,
-    BadTarget,
     TargetSpec,
     is_valid_siret,
-    make_target,
 )
 from .validation import InvalidValue, email_identity, normalise_email, normalise_phone
 
@@ -60,6 +63,7 @@ _JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 _POSTCODE = re.compile(r"^\d{5}$")
 _NAF = re.compile(r"^(\d{2})\.?(\d{2})([A-Z])$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ID = re.compile(REF_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TRUE = {"true", "1", "yes", "oui"}
 _FALSE = {"false", "0", "no", "non", ""}
@@ -99,7 +103,6 @@ def _postcode(value: str) -> str:
     return value
 
 
-@functools.lru_cache(maxsize=65536)
 def _siret(value: str) -> str:
     compact = value.replace(" ", "")
     if not is_valid_siret(compact):
@@ -107,23 +110,20 @@ def _siret(value: str) -> str:
     return compact
 
 
-def _reference(kind: Literal["offer", "formation"]) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        try:
-            return make_target(kind, value).ref
-        except BadTarget:
-            raise _Invalid(
-                f"{_show(value)} is not a valid id (letters, digits and . _ - #, "
-                "starting with a letter or digit, at most 100 characters)"
-            ) from None
-
-    return parse
+def _reference(value: str) -> str:
+    # An offer's or a formation's id, as `targets.make_target` checks it (the
+    # text is already stripped).
+    if _ID.match(value):
+        return value
+    raise _Invalid(
+        f"{_show(value)} is not a valid id (letters, digits and . _ - #, "
+        "starting with a letter or digit, at most 100 characters)"
+    )
 
 
-@functools.lru_cache(maxsize=65536)
 def _email(value: str) -> str:
-    # Cached: a recruiter or a CFA is the contact of many rows. Stored as its
-    # identity (case-folded): it is the key of the contact's opt-outs and bounces.
+    # Stored as its identity (case-folded): it is the key of the contact's
+    # opt-outs and bounces.
     try:
         return email_identity(normalise_email(value))
     except InvalidValue as exc:
@@ -230,7 +230,7 @@ _CONTACT = (
 
 _COLUMNS: dict[str, tuple[Field, ...]] = {
     "formation": (
-        Field("cle_ministere_educatif", _reference("formation")),
+        Field("cle_ministere_educatif", _reference),
         Field("title", _text),
         Field("address", _text),
         Field("postcode", _postcode),
@@ -242,7 +242,7 @@ _COLUMNS: dict[str, tuple[Field, ...]] = {
         *_CONTACT,
     ),
     "offer": (
-        Field("offer_id", _reference("offer")),
+        Field("offer_id", _reference),
         Field("title", _text),
         Field("siret", _siret),
         Field("company_name", _text),
@@ -363,6 +363,157 @@ def _parse_row(spec: Spec, record: Mapping[str, str]) -> _Row | str:
     return _Parser(spec)(record)
 
 
+@dataclass
+class _Batch:
+    """The rows of one batch that passed every check, by column: each column of
+    the kind (its stored values, the contact flags as booleans) as a list in
+    the file's order; `lines` their line numbers."""
+
+    lines: list[int]
+    columns: dict[str, list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def _learn(
+    parse: Callable[[str], Any],
+    needed: bool,
+    empty: Any,
+    texts: Iterable[str],
+    known: dict[str, Any],
+    refused: set[str],
+) -> None:
+    """Each text's value in `known` (that of an empty text: `empty`), the texts
+    refused in `refused` too (an empty one when `needed`): `_check`'s answers."""
+    texts = list(texts)
+    stripped = list(map(str.strip, texts))
+    if all(stripped):
+        # The usual case, no text refused: one call of the check per text.
+        try:
+            known.update(zip(texts, map(parse, stripped), strict=True))
+            return
+        except _Invalid:
+            pass
+    for text in texts:
+        value = _check(parse, text)
+        if value is _EMPTY:
+            if needed:
+                refused.add(text)
+            value = empty
+        elif isinstance(value, _Invalid):
+            refused.add(text)
+            value = None
+        known[text] = value
+
+
+class _BatchParser:
+    """The rule of one kind of row applied to a batch of rows column by column,
+    for one import: each column's answers kept per text as read (the key
+    column's only within its batch), a column looked at as a whole (its
+    distinct texts, those not seen yet checked). A row with any problem is
+    handed to the row rule (`_Parser`), which words its refusal; a valid row
+    whose key an earlier row already had is refused as a duplicate."""
+
+    def __init__(self, spec: Spec, header: Sequence[str]) -> None:
+        self.spec = spec
+        self.rule = _Parser(spec)
+        self.header = list(header)
+        self.width = len(header)
+        where = {name: i for i, name in enumerate(self.header) if name}
+        # Per column: name, check, needed, the value of an empty text, where it
+        # is in the row (None: not in the file), and its memory (text → value,
+        # texts refused), None for the key column (a file names each reference once).
+        self.columns: list[
+            tuple[str, Callable[[str], Any], bool, Any, int | None, tuple[dict[str, Any], set[str]] | None]
+        ] = [
+            (
+                c.name,
+                c.parse,
+                c.value,
+                False if c.name in _FLAGS else None,
+                where.get(c.name),
+                None if c.name == spec.key else ({}, set()),
+            )
+            for c in spec.columns
+        ]
+        self.email_at = where.get("contact_email")
+        # The line of each key accepted so far.
+        self.seen: dict[Any, int] = {}
+
+    def __call__(self, lines: list[int], rows: list[list[str]]) -> tuple[_Batch, list[tuple[int, str]]]:
+        """`rows` all as wide as the header, `lines` their line numbers: the rows
+        accepted, and the refused ones by line with the reason."""
+        count = len(rows)
+        cells = list(zip(*rows, strict=True)) if rows else [() for _ in self.header]
+        columns: dict[str, list[Any]] = {}
+        problems: set[int] = set()
+        for name, parse, needed, empty, at, memory in self.columns:
+            if at is None:
+                if needed:
+                    problems.update(range(count))
+                columns[name] = [empty] * count
+                continue
+            column = cells[at]
+            known: dict[str, Any]
+            refused: set[str]
+            if memory is None:
+                known, refused = {}, set()
+                _learn(parse, needed, empty, column, known, refused)
+                values = list(map(known.__getitem__, column))
+            else:
+                known, refused = memory
+                try:  # the usual case past the first batches: every text seen already
+                    values = list(map(known.__getitem__, column))
+                except KeyError:
+                    texts = set(column)
+                    new = texts.difference(known)
+                    if len(known) + len(new) > _MEMO_MAX:
+                        known.clear()
+                        refused.clear()
+                        new = texts
+                    _learn(parse, needed, empty, new, known, refused)
+                    values = list(map(known.__getitem__, column))
+            if refused and not refused.isdisjoint(column):
+                problems.update(i for i, text in enumerate(column) if text in refused)
+            columns[name] = values
+        opted, bounced = columns["contact_opted_out"], columns["contact_bounced"]
+        if True in opted or True in bounced:
+            # A flag needs an address, and offers have no opt-out.
+            emails = cells[self.email_at] if self.email_at is not None else ("",) * count
+            no_opt_out = self.spec.opt_out is None
+            problems.update(
+                i
+                for i in range(count)
+                if (opted[i] and no_opt_out) or ((opted[i] or bounced[i]) and not emails[i].strip())
+            )
+        refusals: list[tuple[int, str]] = []
+        if problems:
+            for i in sorted(problems):
+                answer = self.rule(dict(zip(self.header, rows[i], strict=True)))
+                assert isinstance(answer, str), "the batch and the row rule disagree"
+                refusals.append((lines[i], answer))
+            keep = [i for i in range(count) if i not in problems]
+            lines = [lines[i] for i in keep]
+            columns = {name: [values[i] for i in keep] for name, values in columns.items()}
+        keys = columns[self.spec.key]
+        seen = self.seen
+        if len(set(keys)) == len(keys) and seen.keys().isdisjoint(keys):
+            seen.update(zip(keys, lines, strict=True))
+        else:
+            keep = []
+            for i, (key, line) in enumerate(zip(keys, lines, strict=True)):
+                if key in seen:
+                    refusals.append((line, f"{self.spec.key} {_show(key)} is already on line {seen[key]}"))
+                else:
+                    seen[key] = line
+                    keep.append(i)
+            lines = [lines[i] for i in keep]
+            columns = {name: [values[i] for i in keep] for name, values in columns.items()}
+            refusals.sort()
+        return _Batch(lines, columns), refusals
+
+
 # --- reading files ----------------------------------------------------------------
 
 
@@ -393,9 +544,14 @@ def _count_lines(path: Path) -> int:
     return lines + (last != b"\n")
 
 
-def _csv_records(
+# A batch as read: the lines and cells of its rows (each as wide as the header),
+# and the records refused as read (by line, with the reason).
+_Read = tuple[list[int], list[list[str]], list[tuple[int, str]]]
+
+
+def _csv_batches(
     handle: TextIO, spec: Spec, path: Path, ignored: list[str]
-) -> Iterator[tuple[int, Mapping[str, str] | str]]:
+) -> tuple[list[str], Iterator[_Read]]:
     header_line = handle.readline()
     if not header_line.strip():
         raise ImportFileError(f"{path.name} is empty: the first line must name the columns")
@@ -413,32 +569,77 @@ def _csv_records(
         )
     known = {c.name for c in spec.columns}
     ignored.extend(name for name in header if name and name not in known)
-    reader = csv.reader(handle, delimiter=delimiter)
-    # The header was line 1; `line_num` counts the lines the reader has consumed.
+    return header, _csv_rows(
+        csv.reader(handle, delimiter=delimiter), header.index(spec.key), len(header), path
+    )
+
+
+def _csv_rows(reader: Any, key_at: int, width: int, path: Path) -> Iterator[_Read]:
+    # The header was line 1; `line_num` counts the lines the reader has consumed
+    # (a record may span several).
     previous = 0
     while True:
+        rows: list[list[str]] = []
+        ends: list[int] = []
         try:
-            cells = next(reader)
-        except StopIteration:
-            return
+            for cells in itertools.islice(reader, BATCH_SIZE):
+                rows.append(cells)
+                ends.append(reader.line_num)
         except csv.Error as exc:
             raise ImportFileError(
-                f"{path.name}, line {previous + 2}: not readable as CSV ({exc}); "
+                f"{path.name}, line {(ends[-1] if ends else previous) + 2}: not readable as CSV ({exc}); "
                 "the rows before it were processed"
             ) from None
-        line, previous = previous + 2, reader.line_num
-        if not "".join(cells).strip():
+        if not rows:
+            return
+        lines = [previous + 2, *(end + 2 for end in ends[:-1])]
+        previous = ends[-1]
+        # The usual batch: every row as wide as the header, none blank (a blank
+        # row's key is blank).
+        if set(map(len, rows)) == {width} and all(map(str.strip, [cells[key_at] for cells in rows])):
+            yield lines, rows, []
             continue
-        if len(cells) != len(header):
-            yield (
-                line,
-                (
-                    f"{len(cells)} values where the header has {len(header)} columns "
-                    "(check the delimiter and the quotes)"
-                ),
-            )
-            continue
-        yield line, dict(zip(header, cells, strict=False))  # lengths checked above
+        kept_lines, kept, refused = [], [], []
+        for line, cells in zip(lines, rows, strict=True):
+            if not "".join(cells).strip():
+                continue
+            if len(cells) != width:
+                refused.append(
+                    (
+                        line,
+                        f"{len(cells)} values where the header has {width} columns "
+                        "(check the delimiter and the quotes)",
+                    )
+                )
+                continue
+            kept_lines.append(line)
+            kept.append(cells)
+        yield kept_lines, kept, refused
+
+
+def _jsonl_batches(handle: TextIO, spec: Spec, ignored: list[str]) -> tuple[list[str], Iterator[_Read]]:
+    header = [c.name for c in spec.columns]
+    return header, _jsonl_rows(handle, spec, header, ignored)
+
+
+def _jsonl_rows(handle: TextIO, spec: Spec, header: list[str], ignored: list[str]) -> Iterator[_Read]:
+    rule = _Parser(spec)
+    lines: list[int] = []
+    rows: list[list[str]] = []
+    refused: list[tuple[int, str]] = []
+    for line, record in _jsonl_records(handle, spec, ignored):
+        if isinstance(record, str):
+            refused.append((line, record))
+        elif not rule.required <= record.keys():
+            refused.append((line, str(rule(record))))  # names the missing fields
+        else:
+            lines.append(line)
+            rows.append([record.get(name, "") for name in header])
+        if len(lines) + len(refused) >= BATCH_SIZE:
+            yield lines, rows, refused
+            lines, rows, refused = [], [], []
+    if lines or refused:
+        yield lines, rows, refused
 
 
 def _jsonl_records(
@@ -477,13 +678,6 @@ def _jsonl_records(
 # --- writing ----------------------------------------------------------------------
 
 
-def _placeholders(sql: str, dialect: str) -> str:
-    if dialect != "postgresql":
-        return sql
-    counter = iter(range(1, 10_000))
-    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
-
-
 def _db_value(value: Any, dialect: str) -> Any:
     # The raw drivers skip SQLAlchemy's type processing; store what it would.
     if dialect == "sqlite":
@@ -494,21 +688,31 @@ def _db_value(value: Any, dialect: str) -> Any:
     return value
 
 
-async def _executemany(connection: Any, dialect: str, sql: str, params: Sequence[Sequence[Any]]) -> None:
-    """The driver's own executemany: one prepared statement for the whole batch,
-    where `databases` would compile and run one statement per row."""
-    await connection.raw_connection.executemany(_placeholders(sql, dialect), params)
+def _stored_names(spec: Spec) -> list[str]:
+    """The columns an import writes, in the order of its statements' values."""
+    return [c.name for c in spec.stored] + ["updated_at"]
 
 
-def _upsert_sql(spec: Spec) -> tuple[str, list[str]]:
-    names = [c.name for c in spec.stored] + ["updated_at"]
+def _upsert_sql(spec: Spec, rows: str) -> str:
+    """The upsert of `rows`: `VALUES …` or a `SELECT` of the stored columns."""
+    names = _stored_names(spec)
     updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != spec.key)
-    sql = (
-        f"INSERT INTO {spec.table.name} ({', '.join(names)}) "
-        f"VALUES ({', '.join('?' for _ in names)}) "
+    return (
+        f"INSERT INTO {spec.table.name} ({', '.join(names)}) {rows} "
         f"ON CONFLICT ({spec.key}) DO UPDATE SET {updates}"
     )
-    return sql, names
+
+
+def _values(width: int, rows: int) -> str:
+    row = f"({', '.join('?' * width)})"
+    return f"VALUES {', '.join([row] * rows)}"
+
+
+@functools.cache
+def _sqlite_variables() -> int:
+    """How many parameters one SQLite statement may have (the library's limit)."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as connection:
+        return connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
 
 @dataclass
@@ -570,28 +774,45 @@ class _Writer:
         self.dialect = dialect
         self.spec = spec
         self.report = report
-        self.upsert_sql, self.upsert_names = _upsert_sql(spec)
-        self.dates = [i for i, c in enumerate(spec.stored) if c.parse is _date]
-        self.compared = [spec.table.c[c.name] for c in spec.stored]
-        # Offers: what keeps one closed is read with the rows to compare (one read).
-        self.kept_columns = (
-            [tables.offers.c.closed_reason, tables.offers.c.application_count] if spec.opt_out is None else []
+        self.stored = _stored_names(spec)[:-1]
+        self.key_at = self.stored.index(spec.key)
+        # SQLite stores a date as its ISO text (as SQLAlchemy's Date does).
+        self.dates = {c.name for c in spec.stored if c.parse is _date} if dialect == "sqlite" else set()
+        # The stored rows of a batch, as the driver gives them: to tell inserts,
+        # updates and unchanged rows apart and, for offers, what keeps one closed
+        # (one read).
+        kept = ["closed_reason", "application_count"] if spec.opt_out is None else []
+        where = "= ANY($1)" if dialect == "postgresql" else "IN (SELECT value FROM json_each(?))"
+        self.select = (
+            f"SELECT {', '.join(self.stored + kept)} FROM {spec.table.name} WHERE {spec.key} {where}"
         )
+        # SQLite's multi-row upserts, by number of rows.
+        self.statements: dict[int, str] = {}
         # A dry run writes nothing, so remembers what it would have marked.
         self.marked: set[tuple[str, str]] = set()
 
-    async def write(self, batch: list[_Row]) -> None:
+    async def write(self, batch: _Batch) -> AsyncIterator[None]:
+        """Writes `batch` in one transaction, stopping once (the `yield`) while
+        its rows are being written: on SQLite in aiosqlite's thread, which
+        releases Python's lock while SQLite writes, on PostgreSQL in the
+        server, so the caller reads and checks the next batch meanwhile."""
         async with self.connection.transaction():
-            changed, existing = await self._classify(batch)
+            columns = self._columns(batch)
+            changed, existing = await self._classify(batch, columns)
             await self._count_kept_closed(batch, existing)
             contacts = await self._contacts(batch)
             if self.report.dry_run:
                 return
             marked_at = dt.datetime.now(dt.UTC)
-            now = _db_value(marked_at, self.dialect)
-            if changed:
-                rows = [self._params(row, now) for row in changed]
-                await _executemany(self.connection, self.dialect, self.upsert_sql, rows)
+            if changed is None or changed:
+                if changed is not None:
+                    columns = [[values[i] for i in changed] for values in columns]
+                upsert = asyncio.ensure_future(self._upsert(columns, _db_value(marked_at, self.dialect)))
+                await asyncio.sleep(0)  # the statement handed to the driver
+                try:
+                    yield
+                finally:
+                    await upsert
             # Few rows carry a flag: one statement each is fine here.
             for email, opt, bounce in contacts:
                 marks: dict[str, Any] = {}
@@ -601,54 +822,105 @@ class _Writer:
                     marks.update(bounced_at=marked_at, bounce_reason=BOUNCE_REASON)
                 await contact_marks.mark(self.connection, email, marks, overwrite=False)
 
-    def _params(self, row: _Row, now: Any) -> list[Any]:
-        values = [row.values[name] for name in self.upsert_names[:-1]]
-        for index in self.dates:
-            values[index] = _db_value(values[index], self.dialect)
-        values.append(now)
-        return values
+    async def _upsert(self, columns: list[list[Any]], now: Any) -> None:
+        """Writes the rows of `columns` (the stored columns' values), `now` their `updated_at`."""
+        count = len(columns[0])
+        if self.dialect == "postgresql":
+            # COPY into a temporary table emptied at each commit, then one
+            # upsert from it: a third less time than executemany's statement
+            # per row, and a fraction of its CPU here.
+            raw = self.connection.raw_connection
+            table, names = self.spec.table.name, _stored_names(self.spec)
+            staging, listed = f"directory_import_{table}", ", ".join(names)
+            await raw.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS "
+                f"AS SELECT {listed} FROM {table} WITH NO DATA"
+            )
+            records = list(zip(*columns, itertools.repeat(now, count), strict=True))
+            await raw.copy_records_to_table(staging, records=records, columns=names)
+            await raw.execute(_upsert_sql(self.spec, f"SELECT {listed} FROM {staging}"))
+            return
+        # On SQLite, rows by the hundred in one statement (as many as its
+        # parameters allow): bound in one call and written in one step, where
+        # executemany binds and steps row by row.
+        raw = self.connection.raw_connection
+        width = len(columns) + 1
+        per = max(1, _sqlite_variables() // width)
+        for start in range(0, count, per):
+            rows = min(per, count - start)
+            sql = self.statements.get(rows)
+            if sql is None:
+                sql = self.statements[rows] = _upsert_sql(self.spec, _values(width, rows))
+            # The parameters row after row, filled column by column.
+            params = [now] * (rows * width)
+            for at, values in enumerate(columns):
+                params[at::width] = values[start : start + rows]
+            await raw.execute_fetchall(sql, params)
 
-    async def _classify(self, batch: list[_Row]) -> tuple[list[_Row], dict[Any, Any]]:
-        """The rows to write (new or changed), and the stored rows of the batch by key."""
-        key = self.spec.table.c[self.spec.key]
-        query = sa.select(*self.compared, *self.kept_columns).where(
-            key.in_([row.values[key.name] for row in batch])
-        )
+    def _columns(self, batch: _Batch) -> list[list[Any]]:
+        """The batch's stored columns, as stored, in the order of the upsert."""
+        columns = []
+        for name in self.stored:
+            values = batch.columns[name]
+            if name in self.dates:
+                stored = {value: _db_value(value, self.dialect) for value in set(values)}
+                values = list(map(stored.__getitem__, values))
+            columns.append(values)
+        return columns
+
+    async def _fetch(self, keys: list[Any]) -> list[Any]:
+        backend = self.connection._connection
+        argument: Any = keys if self.dialect == "postgresql" else json.dumps(keys)
+        async with self.connection._query_lock:
+            return list(await backend.fetch_tuples(self.select, [argument]))
+
+    async def _classify(
+        self, batch: _Batch, columns: list[list[Any]]
+    ) -> tuple[list[int] | None, dict[Any, tuple[Any, ...]]]:
+        """The rows to write, new or changed (by index; None: every one), and
+        the stored rows of the batch by key."""
         existing = {
-            record._mapping[key.name]: record._mapping for record in await self.connection.fetch_all(query)
+            record[self.key_at]: tuple(record) for record in await self._fetch(batch.columns[self.spec.key])
         }
+        report = self.report
+        if not existing:
+            report.inserted += len(batch)
+            return None, existing
+        width, key_at = len(self.stored), self.key_at
         changed = []
-        for row in batch:
-            old = existing.get(row.values[key.name])
+        for index, row in enumerate(zip(*columns, strict=True)):
+            old = existing.get(row[key_at])
             if old is None:
-                self.report.inserted += 1
-                changed.append(row)
-            elif any(old[c.name] != row.values[c.name] for c in self.compared):
-                self.report.updated += 1
-                changed.append(row)
+                report.inserted += 1
+                changed.append(index)
+            elif old[:width] != row:
+                report.updated += 1
+                changed.append(index)
             else:
-                self.report.unchanged += 1
+                report.unchanged += 1
         return changed, existing
 
-    async def _count_kept_closed(self, batch: list[_Row], existing: dict[Any, Any]) -> None:
+    async def _count_kept_closed(self, batch: _Batch, existing: dict[Any, tuple[Any, ...]]) -> None:
         """Counts the rows that stay closed whatever the file says: an offer its
         recruiter closed or that reached the applications cap (neither column is
         imported), a company or formation whose contact opted out (an import
         never clears it)."""
         kept = self.report.kept_closed
         if self.spec.opt_out is None:
-            for row in batch:
-                record = existing.get(row.values["offer_id"]) if row.values["status"] == "active" else None
+            if not existing:
+                return
+            width, cap = len(self.stored), self.max_offer_applications
+            for key, status in zip(batch.columns[self.spec.key], batch.columns["status"], strict=True):
+                record = existing.get(key) if status == "active" else None
                 if record is None:
                     continue
-                reason, count = record["closed_reason"], record["application_count"]
-                cap = self.max_offer_applications
+                reason, count = record[width], record[width + 1]
                 if reason is None and cap is not None and count >= cap:
                     reason = "applications_cap"
                 if reason is not None:
                     kept[reason] = kept.get(reason, 0) + 1
             return
-        emails = [row.values["contact_email"] for row in batch if row.values["contact_email"]]
+        emails = [email for email in batch.columns["contact_email"] if email]
         if not emails:
             return
         contacts = tables.contacts
@@ -662,15 +934,15 @@ class _Writer:
         if count:
             kept[CLOSED_BY_RECRUITER] = kept.get(CLOSED_BY_RECRUITER, 0) + count
 
-    async def _contacts(self, batch: list[_Row]) -> list[tuple[str, bool, bool]]:
-        wanted: dict[str, tuple[bool, bool]] = {}
-        for row in batch:
-            if row.opted_out or row.bounced:
-                email = row.values["contact_email"]
-                opt, bounce = wanted.get(email, (False, False))
-                wanted[email] = (opt or row.opted_out, bounce or row.bounced)
-        if not wanted:
+    async def _contacts(self, batch: _Batch) -> list[tuple[str, bool, bool]]:
+        opted, bounced = batch.columns["contact_opted_out"], batch.columns["contact_bounced"]
+        if True not in opted and True not in bounced:
             return []
+        wanted: dict[str, tuple[bool, bool]] = {}
+        for email, row_opt, row_bounce in zip(batch.columns["contact_email"], opted, bounced, strict=True):
+            if row_opt or row_bounce:
+                opt, bounce = wanted.get(email, (False, False))
+                wanted[email] = (opt or row_opt, bounce or row_bounce)
         contacts = tables.contacts
         opt_column = contacts.c[self.spec.opt_out or "company_opt_out_at"]
         query = sa.select(contacts.c.email, opt_column.label("opt"), contacts.c.bounced_at).where(
@@ -728,46 +1000,57 @@ async def import_file(
     lines = _count_lines(path)
     total_estimate = max(lines - 1, 0) if suffix in _CSV_SUFFIXES else lines
     report = ImportReport(kind=kind, dry_run=dry_run)
-    seen: dict[str, int] = {}
     last_call = (-1, -1)
     # Blocking reads are fine here: an import is a command of its own (or the
     # demo load before serving), with nothing else waiting on its event loop.
     with path.open(encoding="utf-8-sig", newline="") as handle:  # noqa: ASYNC230
-        records = (
-            _csv_records(handle, spec, path, report.ignored_columns)
+        header, batches = (
+            _csv_batches(handle, spec, path, report.ignored_columns)
             if suffix in _CSV_SUFFIXES
-            else _jsonl_records(handle, spec, report.ignored_columns)
+            else _jsonl_batches(handle, spec, report.ignored_columns)
         )
+        parse = _BatchParser(spec, header)
         async with database.connection() as connection:
             writer = _Writer(
                 connection, migrations.dialect_of(database), spec, report, max_offer_applications
             )
-            parse = _Parser(spec)
-            batch: list[_Row] = []
-            for line, record in records:
-                report.total += 1
-                row = record if isinstance(record, str) else parse(record)
-                if isinstance(row, _Row):
-                    key = row.values[spec.key]
-                    if key in seen:
-                        row = f"{spec.key} {_show(key)} is already on line {seen[key]}"
-                    else:
-                        seen[key] = line
-                if isinstance(row, str):
-                    report.rejected.append((line, row))
-                    continue
-                batch.append(row)
-                if len(batch) >= BATCH_SIZE:
-                    await writer.write(batch)
-                    batch = []
-                    if progress:
+            # The batch being written (its rows read by then), while the next is read.
+            writing: tuple[AsyncIterator[None], int] | None = None
+            try:
+                for lines_read, rows, refused in batches:
+                    report.total += len(rows) + len(refused)
+                    batch, refusals = parse(lines_read, rows)
+                    if refused or refusals:
+                        report.rejected.extend(
+                            sorted(refused + refusals) if refused and refusals else refused or refusals
+                        )
+                    if writing is not None:
+                        await _finish(writing[0])
+                        if progress:
+                            last_call = (writing[1], max(total_estimate, writing[1]))
+                            progress(*last_call)
+                    writing = None
+                    if batch:
+                        writing = (writer.write(batch), report.total)
+                        await anext(writing[0], None)
+                    elif progress:
                         last_call = (report.total, max(total_estimate, report.total))
                         progress(*last_call)
-            if batch:
-                await writer.write(batch)
+            except BaseException:
+                # What was read before the failure is written, as if written before reading on.
+                if writing is not None:
+                    await _finish(writing[0])
+                raise
+            if writing is not None:
+                await _finish(writing[0])
     if progress and last_call != (report.total, report.total):
         progress(report.total, report.total)
     return report
+
+
+async def _finish(writing: AsyncIterator[None]) -> None:
+    async for _ in writing:  # the batch's rows written, its transaction committed
+        pass
 
 
 def terminal_progress(done: int, total: int | None) -> None:

@@ -170,14 +170,18 @@ _PLAIN_ADDRESS = re.compile(
 def _plain_address(text: str) -> tuple[str, str] | None:
     """(local part, domain in lower case) of a plain ASCII address, or None."""
     match = _PLAIN_ADDRESS.fullmatch(text)
-    if match is None or len(text) > 254 or len(match["local"]) > 64 or len(match["domain"]) > 253:
+    if match is None or len(text) > 254:
         return None
-    domain = match["domain"].lower()
-    labels = domain.split(".")
+    local, domain = match.group("local", "domain")
+    if len(local) > 64 or len(domain) > 253:
+        return None
+    domain = domain.lower()
     # Punycode and other "xx--" labels, and special-use names: email_validator's call.
-    if labels[-1] in _SPECIAL_USE_DOMAINS or any(label[2:4] == "--" for label in labels):
+    if domain.rpartition(".")[2] in _SPECIAL_USE_DOMAINS or (
+        "--" in domain and any(label[2:4] == "--" for label in domain.split("."))
+    ):
         return None
-    return match["local"], domain
+    return local, domain
 
 
 def email_identity(address: str) -> str:
