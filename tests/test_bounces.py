@@ -25,7 +25,8 @@ from tests.support import (
     smtp_client,
     submit_application,
 )
-from widget_server import bounces, resources, tables
+from widget_server import bounces, tables
+from widget_server.database import writer_lock
 from widget_server.withdrawals import withdraw
 
 
@@ -179,8 +180,7 @@ async def _waits_for_a_lock(database: Any, withdrawal: asyncio.Task[Any]) -> boo
             "WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
         return bool(await database.fetch_val(query))
-    writers = resources._WRITERS.get(database)
-    return bool(writers is not None and getattr(writers, "_waiters", None))
+    return bool(getattr(writer_lock(database), "_waiters", None))
 
 
 def test_a_withdrawal_during_a_bounce_is_either_one_never_both(

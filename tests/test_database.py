@@ -5,6 +5,7 @@ compiled once."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 
 from tests.support import TEST_DATABASE_URL, make_settings
 from widget_server import callers, migrations, tables
+from widget_server import database as database_module
 from widget_server.app import create_app
 from widget_server.database import PooledSQLiteBackend, StatementCache, connections_in_use
 from widget_server.resources import create_database, prepare_sqlite
@@ -204,3 +206,96 @@ def test_a_statement_is_compiled_once_and_bound_each_time(tmp_path: Path) -> Non
     found, statements = asyncio.run(scenario())
     assert found == [["O-0"], ["O-1", "O-2"], ["O-0", "O-2"]]
     assert statements.hits >= 2
+
+
+# --- write transactions run as scripts (database.run_script) ---------------------
+
+
+def _key_script(database: Any, key: str, *, fail: bool) -> Any:
+    """Inserts an idempotency key, then raises (after its write) when `fail`."""
+    statements = database_module.Prepared(
+        tables.idempotency_keys.insert().values(
+            caller=sa.bindparam("caller"),
+            key=sa.bindparam("key"),
+            fingerprint="f",
+            request_id="r",
+            created_at=sa.bindparam("created_at", type_=tables.UTCDateTime()),
+        ),
+        database_module.dialect(database),
+    )
+    args = statements.args({"caller": "c", "key": key, "created_at": dt.datetime.now(dt.UTC)})
+    yield [(statements.sql, args, 0)]
+    if fail:
+        raise ValueError(key)
+    return key
+
+
+def test_scripts_that_queue_for_the_writer_share_a_commit_and_a_failing_one_stores_nothing(
+    tmp_path: Path,
+) -> None:
+    database = create_database(make_settings(tmp_path))
+
+    async def scenario() -> tuple[list[Any], list[str], int]:
+        await database.connect()
+        try:
+            await prepare_sqlite(database)
+            await migrations.migrate(database)
+            sqlite = database.url.dialect == "sqlite"
+            before = database_module._Batches.of(database).batches if sqlite else 0
+            # The writer busy: the three scripts queue, then (SQLite) run in one transaction.
+            async with database_module.writer_lock(database):
+                runs = [
+                    asyncio.ensure_future(
+                        database_module.run_script(database, _key_script(database, key, fail=key == "b"))
+                    )
+                    for key in ("a", "b", "c")
+                ]
+                await asyncio.sleep(0.01)
+            outcomes = await asyncio.gather(*runs, return_exceptions=True)
+            keys = await database.fetch_all(sa.select(tables.idempotency_keys.c.key))
+            batches = database_module._Batches.of(database).batches - before if sqlite else 1
+            return (
+                [o if isinstance(o, str) else repr(o) for o in outcomes],
+                sorted(r._mapping["key"] for r in keys),
+                batches,
+            )
+        finally:
+            await database.disconnect()
+
+    outcomes, keys, batches = asyncio.run(scenario())
+    assert outcomes == ["a", "ValueError('b')", "c"]
+    assert keys == ["a", "c"]  # b's own write rolled back, not the others'
+    assert batches == 1
+
+
+def test_a_statement_that_fails_in_a_batch_fails_only_its_script(tmp_path: Path) -> None:
+    database = create_database(make_settings(tmp_path))
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        await database.connect()
+        try:
+            await prepare_sqlite(database)
+            await migrations.migrate(database)
+            async with database_module.writer_lock(database):
+                # The second "a" breaks the primary key: an error of the database itself.
+                runs = [
+                    asyncio.ensure_future(
+                        database_module.run_script(database, _key_script(database, key, fail=False))
+                    )
+                    for key in ("a", "a", "c")
+                ]
+                await asyncio.sleep(0.01)
+            outcomes = await asyncio.gather(*runs, return_exceptions=True)
+            keys = await database.fetch_all(sa.select(tables.idempotency_keys.c.key))
+            return [o if isinstance(o, str) else type(o).__name__ for o in outcomes], sorted(
+                r._mapping["key"] for r in keys
+            )
+        finally:
+            await database.disconnect()
+
+    outcomes, keys = asyncio.run(scenario())
+    assert outcomes[2] == "c"
+    # One of the two "a" is refused by the database (which one: PostgreSQL runs them side by side).
+    [refused] = [o for o in outcomes[:2] if o != "a"]
+    assert refused.endswith("Error") and "a" in outcomes[:2]
+    assert keys == ["a", "c"]

@@ -99,35 +99,74 @@ def test_submission_shows_the_acknowledgement_and_stores_the_request(client: Tes
     assert len(seed.fetch_all(client, tables.outbox.select())) == 2
 
 
-def test_a_form_post_checks_the_target_once_inside_the_write_transaction(
+def _before_the_write(monkeypatch: pytest.MonkeyPatch, client: TestClient, *changes: Any) -> list[int]:
+    """Makes `changes[i]` (a statement) just before the i-th write transaction of
+    the pipeline starts, after the emails were written from the target's row;
+    returns the list of transactions started."""
+    from widget_server import contact_requests, database
+
+    real = database.run_script
+    started: list[int] = []
+
+    async def changed_first(database: Any, script: Any) -> Any:
+        if len(started) < len(changes):
+            await database.execute(changes[len(started)])
+        started.append(1)
+        return await real(database, script)
+
+    monkeypatch.setattr(contact_requests, "run_script", changed_first)
+    return started
+
+
+def test_a_target_closed_after_the_emails_were_written_is_refused_with_nothing_stored(
     client: TestClient, page: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from contextlib import asynccontextmanager
+    # The emails are written outside the transaction: the transaction checks the
+    # target again, where nothing can change it before the commit.
+    _before_the_write(monkeypatch, client, tables.offers.update().values(status="closed"))
+    response = client.post(FORM, data=fields(page), files=cv())
+    assert response.status_code == 409
+    assert template_name(response) == "pages/unavailable.html"
+    for table in (tables.contact_requests, tables.cv_files, tables.reply_tokens, tables.outbox):
+        assert seed.fetch_all(client, table.select()) == [], table.name
 
-    from widget_server import contact_requests, eligibility, resources
 
-    real_check, real_transaction = eligibility.check, resources.write_transaction
-    writing = [False]
-    calls: list[bool] = []
-
-    async def counted(*args: Any, **kwargs: Any) -> eligibility.Eligibility:
-        calls.append(writing[0])
-        return await real_check(*args, **kwargs)
-
-    @asynccontextmanager
-    async def watched(database: Any) -> Any:
-        async with real_transaction(database):
-            writing[0] = True
-            try:
-                yield
-            finally:
-                writing[0] = False
-
-    monkeypatch.setattr(eligibility, "check", counted)
-    monkeypatch.setattr(contact_requests, "write_transaction", watched)
+def test_a_recipient_changed_after_the_emails_were_written_gets_them_written_again(
+    client: TestClient, page: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = _before_the_write(
+        monkeypatch,
+        client,
+        tables.offers.update().values(contact_email="nouveau@boulangerie.example", company_name="Chez Paul"),
+    )
     response = client.post(FORM, data=fields(page), files=cv())
     assert response.status_code == 200, response.text
-    assert calls == [True]  # once, and inside the transaction that stores the request
+    assert len(started) == 2  # the first transaction stored nothing, the second all
+    [request] = seed.fetch_all(client, tables.contact_requests.select())
+    assert request["contact_email"] == "nouveau@boulangerie.example"
+    emails = seed.fetch_all(client, tables.outbox.select())
+    assert sorted(e["template"] for e in emails) == ["candidature_ack", "candidature_pro"]
+    [pro] = [e for e in emails if e["template"] == "candidature_pro"]
+    assert pro["recipient"] == "nouveau@boulangerie.example"
+    assert b"Chez Paul" in pro["raw"]
+    tokens = seed.fetch_all(client, tables.reply_tokens.select())
+    assert {t["request_id"] for t in tokens} == {request["id"]}
+    assert len(tokens) == 5
+
+
+def test_a_recipient_that_keeps_changing_is_a_503_with_nothing_stored(
+    client: TestClient, page: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from widget_server import contact_requests
+
+    changes = [
+        tables.offers.update().values(company_name=f"Nom {n}") for n in range(contact_requests.WRITE_ATTEMPTS)
+    ]
+    _before_the_write(monkeypatch, client, *changes)
+    response = client.post(FORM, data=fields(page), files=cv())
+    assert response.status_code == 503
+    for table in (tables.contact_requests, tables.cv_files, tables.reply_tokens, tables.outbox):
+        assert seed.fetch_all(client, table.select()) == [], table.name
 
 
 def test_an_offer_closed_while_the_form_was_open_shows_why(client: TestClient, page: str) -> None:

@@ -126,6 +126,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     slash_redirect.install(app.router, settings.public_url)
     app.state.settings = settings
     app.state.database = database
+    # Short indexed reads (SQLite: inline on the event loop's thread; else `database`).
+    app.state.reads = reads
     app.state.templates = templates
     app.state.assets = assets
     app.state.outbox_worker = worker

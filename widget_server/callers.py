@@ -18,6 +18,7 @@ from databases import Database
 from starlette.requests import Request
 
 from . import tables, webhooks
+from .database import Prepared, dialect, fetch_tuples
 from .problems import Problem
 
 ROLES = ("partner", "operator")
@@ -169,20 +170,44 @@ async def authenticate(request: Request, *, role: str = "partner") -> Caller:
             code="missing_api_key",
             headers=challenge,
         )
-    row = await request.app.state.database.fetch_one(
-        sa.select(
-            tables.api_keys.c.id, tables.api_keys.c.caller, tables.api_keys.c.role, tables.api_keys.c.test
-        ).where(tables.api_keys.c.key_hash == _hash(key.strip()), tables.api_keys.c.revoked_at.is_(None))
-    )
-    if row is None:
+    found = await _active_key(request, _hash(key.strip()))
+    if found is None:
         raise Problem(
             401,
             "Cette clé d'API n'est pas valide ou a été révoquée.",
             code="invalid_api_key",
             headers=challenge,
         )
-    found = row._mapping
     caller = Caller(found["caller"], found["role"], test=bool(found["test"]), key_id=int(found["id"]))
     if role == "operator" and caller.role != "operator":
         raise Problem(403, "Cette clé d'API ne permet pas cette action.", code="forbidden")
     return caller
+
+
+_KEY_LOOKUP: dict[str, Prepared] = {}
+
+
+async def _active_key(request: Request, key_hash: str) -> dict[str, Any] | None:
+    """The active key with this hash, read where short reads go (SQLite: inline on
+    the event loop's thread) with a statement compiled once. Never kept in memory:
+    a revoked key is refused from the next request on, on every instance."""
+    state = request.app.state
+    database: Database = state.database
+    reads: Database = getattr(state, "reads", None) or database
+    name = database.url.dialect
+    lookup = _KEY_LOOKUP.get(name)
+    if lookup is None:
+        keys = tables.api_keys
+        statement = sa.select(keys.c.id, keys.c.caller, keys.c.role, keys.c.test).where(
+            keys.c.key_hash == sa.bindparam("key_hash", type_=sa.Text()), keys.c.revoked_at.is_(None)
+        )
+        lookup = _KEY_LOOKUP[name] = Prepared(statement, dialect(database))
+    rows = await fetch_tuples(reads, {name: lookup.sql}, lookup.args({"key_hash": key_hash}))
+    if rows is None:  # a backend without raw reads
+        row = await database.fetch_one(
+            sa.select(tables.api_keys).where(
+                tables.api_keys.c.key_hash == key_hash, tables.api_keys.c.revoked_at.is_(None)
+            )
+        )
+        return dict(row._mapping) if row is not None else None
+    return lookup.records(rows)[0] if rows else None

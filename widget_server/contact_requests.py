@@ -1,7 +1,9 @@
 """The one pipeline both request kinds go through.
 
-validate → check the target → check quotas → store the request, its CV, its
-reply tokens and its two emails in one transaction → wake the email worker.
+validate → read the target and write the two emails (no transaction open yet) →
+in one write transaction: check the target again and the quotas, store the
+request, its CV, its reply tokens and its two emails, count it against the
+offer's cap → wake the email worker.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,15 +21,14 @@ import sqlalchemy as sa
 from databases import Database
 from starlette.datastructures import State
 
-from . import eligibility, emails, outbox, reply_tokens, tables
+from . import eligibility, emails, outbox, reply_tokens, submission_sql, tables
 from .callers import CallerOrigin
 from .cv import CV, check_cv
 from .cv import verify as verify_cv
+from .database import Script, directory_writes, fetch_tuples, run_script
 from .kinds import KINDS, TOPIC_LABELS, Quota, RequestKind
 from .local_time import datetime_fr
-from .migrations import dialect_of
 from .problems import Problem
-from .resources import write_transaction
 from .settings import Settings
 from .targets import BadTarget, Target, make_target
 from .validation import FieldErrors, clean_email, clean_name, clean_phone, email_identity
@@ -145,15 +146,23 @@ def _fingerprint(clean: _Clean, kind: RequestKind) -> str:
     return digest.hexdigest()
 
 
+# A target's directory row that changes between the read the emails are written
+# from and the write transaction: the emails are written again from the new row.
+# More than this many changes in a row (a directory rewritten non-stop): 503.
+WRITE_ATTEMPTS = 3
+
+
 async def submit(state: State, submission: Submission, now: dt.datetime | None = None) -> Accepted:
-    """Validate, then in one write transaction: check the target (once, so that
+    """Validate; read the target and write the two emails outside any
+    transaction; then, in one write transaction: check the target again (so that
     nothing can change it between the check and the write) and the quotas, store
-    the request with its tokens and emails, and count it against the offer's
+    the request with its CV, tokens and emails, and count it against the offer's
     application cap (refused past it: nothing stays stored)."""
     settings, database = state.settings, state.database
     now = now or dt.datetime.now(dt.UTC)
     clean = validate(submission, settings.max_cv_bytes)
-    fingerprint = _fingerprint(clean, submission.kind)
+    # What an Idempotency-Key stands for: hashed only when there is one (it reads the whole CV).
+    fingerprint = _fingerprint(clean, submission.kind) if submission.idempotency_key else ""
     if submission.idempotency_key:
         replay = await _replayed(
             database, submission.caller_identity, submission.idempotency_key, fingerprint
@@ -163,36 +172,57 @@ async def submit(state: State, submission: Submission, now: dt.datetime | None =
     if clean.cv is not None:
         # Parsing and scanning take a moment: before the write transaction, never inside.
         await verify_cv(clean.cv, settings)
-    async with write_transaction(database):
-        record = await _eligible_record(database, clean.target, settings)
-        row = _request_row(submission, clean, record, now)
-        await _check_quotas(database, submission.kind, row, settings, now)
-        followup_url = await _store(database, settings, submission, clean, row, record, fingerprint, now)
-        if not submission.test:
-            # A test application takes none of the offer's real places. Last, so
-            # that the offer's row is locked (PostgreSQL) only from here to the
-            # commit, not while the emails are written and the rows inserted: the
-            # concurrent applications to one offer wait on it one after the other.
-            # Refused here, the transaction rolls back everything stored above.
-            await _count_application(database, clean.target, settings.offer_max_applications)
+    statements = submission_sql.statements(database)
+    target = clean.target
+    # Read where short reads go (SQLite: inline, on the event loop's thread): the
+    # emails are written from this row, outside the write transaction, which
+    # checks that the row is still the same.
+    prepared = statements.target(target.kind)
+    rows = await fetch_tuples(
+        getattr(state, "reads", None) or database, {database.url.dialect: prepared.sql}, [target.ref]
+    )
+    assert rows is not None, "a backend of database.py"
+    record = prepared.records(rows)[0] if rows else None
+    for _ in range(WRITE_ATTEMPTS):
+        planned = _plan(settings, submission, clean, fingerprint, _eligible(record, target, settings), now)
+        outcome = await run_script(database, _write(statements, settings, submission, clean, planned, now))
+        if outcome is None:
+            break
+        record = outcome  # changed since it was read: written again from the new one
+    else:
+        raise Problem(
+            503,
+            "Le destinataire de cette demande vient de changer : réessayez dans un instant.",
+            code="target_changing",
+            headers={"Retry-After": "1"},
+        )
+    if target.kind == "offer" and not submission.test:
+        # The offer's count changed: in-memory eligibility answers of this process
+        # see it at once (a write through `databases` is counted the same way).
+        directory_writes(database).bump()
     worker = getattr(state, "outbox_worker", None)
     if worker is not None:
         worker.wake()
-    return Accepted(row["id"], row["status"], True, followup_url)
+    return Accepted(planned.row["id"], planned.row["status"], True, planned.followup_url)
 
 
-async def _eligible_record(database: Database, target: Target, settings: Settings) -> dict[str, Any]:
-    verdict = await eligibility.check(
-        database, target, max_offer_applications=settings.offer_max_applications
-    )
+def _eligible(record: Mapping[str, Any] | None, target: Target, settings: Settings) -> dict[str, Any]:
+    """The target's row when it may receive requests now; else the Problem to answer."""
+    today = dt.datetime.now(dt.UTC).date()
+    verdict = eligibility.judge(target, record, settings.offer_max_applications, today)
     if verdict.reason == "unknown_target":
         raise Problem(404, "Cette offre, entreprise ou formation est introuvable.", code="unknown_target")
     if not verdict.eligible:
         raise Problem(
             409, NOT_ELIGIBLE.get(verdict.reason or "", NOT_ELIGIBLE["closed"]), code=verdict.reason
         )
-    assert verdict.record is not None
-    return dict(verdict.record)
+    assert record is not None
+    return dict(record)
+
+
+def _addressed(record: Mapping[str, Any], target: Target) -> tuple[Any, ...]:
+    """What the emails and the stored request take from the target's row."""
+    return (record["contact_email"], *target.spec.describe(record, target.ref).values())
 
 
 def _request_row(
@@ -224,37 +254,32 @@ def _request_row(
     }
 
 
-async def _count_application(database: Database, target: Target, cap: int) -> None:
-    """One more application to an offer, refused past its cap. The condition is
-    in the UPDATE itself: concurrent transactions that all read the count below
-    the cap still take the last places one by one (PostgreSQL re-checks the
-    condition on the row it waited for)."""
-    if target.kind != "offer":
-        return
-    offers = tables.offers
-    counted = await database.fetch_val(
-        offers.update()
-        .where(offers.c.offer_id == target.ref, offers.c.application_count < cap)
-        .values(application_count=offers.c.application_count + 1)
-        .returning(offers.c.offer_id)
-    )
-    if counted is None:
-        raise Problem(409, NOT_ELIGIBLE["closed"], code="closed")
+@dataclass(frozen=True)
+class _Plan:
+    """What the write transaction stores, all made before it starts."""
+
+    record: dict[str, Any]
+    row: dict[str, Any]
+    cv: dict[str, Any] | None
+    tokens: list[dict[str, Any]]
+    emails: list[dict[str, Any]]
+    idempotency: dict[str, Any] | None
+    followup_url: str
 
 
-async def _store(
-    database: Database,
+def _plan(
     settings: Settings,
     submission: Submission,
     clean: _Clean,
-    row: dict[str, Any],
-    record: Mapping[str, Any],
     fingerprint: str,
+    record: dict[str, Any],
     now: dt.datetime,
-) -> str:
-    """The request, its CV, its reply tokens, its two emails and its idempotency key;
-    returns the candidate's follow-up link."""
-    kind, request_id = submission.kind, row["id"]
+) -> _Plan:
+    """The request's rows and its two emails, written before the transaction (a
+    message that may not go out raises here: nothing is stored)."""
+    kind = submission.kind
+    row = _request_row(submission, clean, record, now)
+    request_id = row["id"]
     target_view = clean.target.spec.describe(record, clean.target.ref)
     tokens = reply_tokens.issue_set(
         request_id,
@@ -287,33 +312,107 @@ async def _store(
         to=emails.address(f"{row['first_name']} {row['last_name']}", row["email"]),
         now=now,
     )
-    await database.execute(tables.contact_requests.insert().values(**row))
+    # Every email about a test key's request stays in the test mailbox (sandbox.py).
+    queued = [
+        outbox.email_row(
+            pro,
+            template=kind.pro_email,
+            request_id=request_id,
+            attach_cv=clean.cv is not None,
+            test_mailbox=submission.test,
+            now=now,
+        ),
+        outbox.email_row(
+            ack, template=kind.ack_email, request_id=request_id, test_mailbox=submission.test, now=now
+        ),
+    ]
+    cv = None
     if clean.cv is not None:
-        await database.execute(
-            tables.cv_files.insert().values(
-                request_id=request_id,
-                filename=clean.cv.filename,
-                content_type=clean.cv.content_type,
-                size=len(clean.cv.data),
-                data=clean.cv.data,
-            )
-        )
-    await reply_tokens.store(database, [*tokens.rows, followup_token])
-    await outbox.enqueue(
-        database, pro, template=kind.pro_email, request_id=request_id, attach_cv=clean.cv is not None, now=now
-    )
-    await outbox.enqueue(database, ack, template=kind.ack_email, request_id=request_id, now=now)
+        cv = {
+            "request_id": request_id,
+            "filename": clean.cv.filename,
+            "content_type": clean.cv.content_type,
+            "size": len(clean.cv.data),
+            "data": clean.cv.data,
+        }
+    idempotency = None
     if submission.idempotency_key:
-        await database.execute(
-            tables.idempotency_keys.insert().values(
-                caller=submission.caller_identity,
-                key=submission.idempotency_key,
-                fingerprint=fingerprint,
-                request_id=request_id,
-                created_at=now,
+        idempotency = {
+            "caller": submission.caller_identity,
+            "key": submission.idempotency_key,
+            "fingerprint": fingerprint,
+            "request_id": request_id,
+            "created_at": now,
+        }
+    return _Plan(record, row, cv, [*tokens.rows, followup_token], queued, idempotency, followup_url)
+
+
+def _write(
+    statements: submission_sql.Statements,
+    settings: Settings,
+    submission: Submission,
+    clean: _Clean,
+    plan: _Plan,
+    now: dt.datetime,
+) -> Script[dict[str, Any] | None]:
+    """The write transaction (`database.run_script`: on SQLite, one hand-off to
+    aiosqlite's thread from BEGIN to COMMIT). Returns None once stored, or the
+    target's row as it is now when it changed since the emails were written
+    (nothing stored: the caller writes them again). Raises the Problem to answer
+    when the target or a quota refuses the request: everything rolls back."""
+    kind, row, target = submission.kind, plan.row, clean.target
+    quotas = kind.quotas(settings)
+    if statements.postgresql:
+        # Serialise concurrent requests of one candidate, so two can't both pass a quota.
+        yield [(statements.lock_candidate(), [f"{row['email_key']}|{kind.name}"], 0)]
+    read_target = statements.target(target.kind)
+    read_quotas = statements.quotas(kind.name, quotas, bool(row["test"]))
+    found, counts = yield [
+        (read_target.sql, read_target.args({"ref": target.ref}), 1),
+        (read_quotas.sql, read_quotas.args(submission_sql.quota_values(quotas, row, now)), 1),
+    ]
+    # The target checked once more, here, where nothing can change it before the commit.
+    record = read_target.records(found)[0] if found else None
+    record = _eligible(record, target, settings)
+    if _addressed(record, target) != _addressed(plan.record, target):
+        return record
+    _check_quotas(quotas, read_quotas.records(counts)[0], now)
+    inserts = [(statements.request(), submission_sql.row_values(submission_sql.REQUEST_COLUMNS, [row]))]
+    if plan.cv is not None:
+        inserts.append((statements.cv(), submission_sql.row_values(submission_sql.CV_COLUMNS, [plan.cv])))
+    inserts.append(
+        (
+            statements.tokens(len(plan.tokens)),
+            submission_sql.row_values(submission_sql.TOKEN_COLUMNS, plan.tokens),
+        )
+    )
+    inserts.append(
+        (
+            statements.emails(len(plan.emails)),
+            submission_sql.row_values(submission_sql.OUTBOX_COLUMNS, plan.emails),
+        )
+    )
+    if plan.idempotency is not None:
+        inserts.append(
+            (
+                statements.idempotency_key(),
+                submission_sql.row_values(submission_sql.IDEMPOTENCY_COLUMNS, [plan.idempotency]),
             )
         )
-    return followup_url
+    # A test application takes none of the offer's real places. The count comes
+    # last, so that the offer's row is locked (PostgreSQL) only from there to the
+    # commit: concurrent applications to one offer wait on it one after the other.
+    counting = target.kind == "offer" and not submission.test
+    count = (
+        (statements.count_application(), {"ref": target.ref, "cap": settings.offer_max_applications})
+        if counting
+        else None
+    )
+    results = yield statements.writes(inserts, count)
+    if counting and not results[-1]:
+        # Refused here, the transaction rolls back everything stored above.
+        raise Problem(409, NOT_ELIGIBLE["closed"], code="closed")
+    return None
 
 
 NOT_ELIGIBLE = {
@@ -345,50 +444,13 @@ async def _replayed(database: Database, caller: str, key: str, fingerprint: str)
     return Accepted(row._mapping["request_id"], status or RECEIVED, False)
 
 
-async def _check_quotas(
-    database: Database, kind: RequestKind, row: Mapping[str, Any], settings: Settings, now: dt.datetime
-) -> None:
-    requests = tables.contact_requests
-    if dialect_of(database) == "postgresql":
-        # Serialise concurrent requests of one candidate, so two can't both pass a quota.
-        await database.execute(
-            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"{row['email_key']}|{kind.name}")))
-        )
-    quotas = kind.quotas(settings)
-    columns = []
-    conditions = []
-    for quota in quotas:
-        scope: dict[str, Any] = {
-            "email_target": {
-                "email_key": row["email_key"],
-                "target_kind": row["target_kind"],
-                "target_ref": row["target_ref"],
-            },
-            "email": {"email_key": row["email_key"]},
-            "caller_company": {
-                "caller_origin": row["caller_origin"],
-                "caller": row["caller"],
-                "siret": row["siret"],
-            },
-        }[quota.scope]
-        condition = sa.and_(*(requests.c[name] == value for name, value in scope.items()))
-        if quota.window is not None:
-            condition = sa.and_(condition, requests.c.created_at > now - quota.window)
-        conditions.append(condition)
-        columns += [
-            sa.func.count(sa.case((condition, requests.c.id))),
-            sa.func.min(sa.case((condition, requests.c.created_at))),
-        ]
-    # Every quota in one query: this runs inside the write transaction, so keep it short.
-    # Test requests count apart: a partner testing with a real person's address never
-    # uses up that person's quotas, nor its own real allowance per company.
-    result = await database.fetch_one(
-        sa.select(*columns).where(
-            requests.c.kind == kind.name, requests.c.test.is_(bool(row["test"])), sa.or_(*conditions)
-        )
-    )
-    assert result is not None
-    values = list(result._mapping.values())
+def _check_quotas(quotas: Sequence[Quota], counted: Mapping[str, Any], now: dt.datetime) -> None:
+    """Raises the Problem of the first quota the request would go past. `counted`:
+    per quota, how many requests count and the oldest of them
+    (`submission_sql.Statements.quotas`, read inside the write transaction).
+    Test requests count apart: a partner testing with a real person's address
+    never uses up that person's quotas, nor its own real allowance per company."""
+    values = list(counted.values())
     for index, quota in enumerate(quotas):
         count, oldest = values[2 * index] or 0, values[2 * index + 1]
         if count >= quota.max_count:

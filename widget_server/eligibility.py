@@ -78,7 +78,7 @@ async def check_many(
         for row in await database.fetch_all(query):
             mapping = dict(row._mapping)
             found[Target(kind, mapping[spec.key])] = mapping
-    return [_judge(t, found.get(t), max_offer_applications, today) for t in targets]
+    return [judge(t, found.get(t), max_offer_applications, today) for t in targets]
 
 
 async def check(database: Database, target: Target, *, max_offer_applications: int) -> Eligibility:
@@ -90,9 +90,10 @@ async def check(database: Database, target: Target, *, max_offer_applications: i
 _OFFER_CLOSURE = ("status", "closed_reason", "expires_on", "application_count")
 
 
-def _judge(
+def judge(
     target: Target, row: Mapping[str, Any] | None, max_offer_applications: int, today: dt.date
 ) -> Eligibility:
+    """The verdict on a target from its directory row (None: not in the directory)."""
     if row is None:
         return Eligibility(target, "unknown_target")
     view = target.spec.describe(row, target.ref)

@@ -57,6 +57,8 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # The templates ship with the package: no stat() of each one at every email.
+        auto_reload=False,
     )
     env.filters["phone"] = display_phone
     env.filters["date_fr"] = date_fr

@@ -136,6 +136,29 @@ async def enqueue(
     id. Call it inside the transaction that stores what the message is about: a
     message refused here (`emails.EmailRefused`: a header that would not stay one
     header) rolls it all back."""
+    row = email_row(outgoing, template=template, request_id=request_id, attach_cv=attach_cv, now=now)
+    requests = tables.contact_requests
+    # Every email about a test key's request stays in the test mailbox
+    # (sandbox.py): decided here, once, from the request itself.
+    row["test_mailbox"] = sa.func.coalesce(
+        sa.select(requests.c.test).where(requests.c.id == request_id).scalar_subquery(), sa.false()
+    )
+    query = _outbox.insert().values(**row).returning(_outbox.c.id)
+    return int(await database.fetch_val(query))
+
+
+def email_row(
+    outgoing: Outgoing,
+    *,
+    template: str,
+    request_id: str | None,
+    attach_cv: bool = False,
+    test_mailbox: bool = False,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The outbox row of an email, due now (`enqueue`; the submission pipeline
+    inserts its two at once). Raises `emails.EmailRefused` for a message that may
+    not go out, ValueError for one composed wrong."""
     message_id = outgoing.message_id
     if not message_id:
         raise ValueError("set the Message-ID before queueing: it must not change on retries")
@@ -143,25 +166,22 @@ async def enqueue(
         raise ValueError("compose the message with attachment_slot=True to attach the CV")
     raw = outgoing.as_bytes()
     now = now or _utcnow()
-    requests = tables.contact_requests
-    return await _insert(
-        database,
-        now,
-        kind=EMAIL,
-        request_id=request_id,
-        # Every email about a test key's request stays in the test mailbox
-        # (sandbox.py): decided here, once, from the request itself.
-        test_mailbox=sa.func.coalesce(
-            sa.select(requests.c.test).where(requests.c.id == request_id).scalar_subquery(), sa.false()
-        ),
-        template=template,
+    return {
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "kind": EMAIL,
+        "request_id": request_id,
+        "test_mailbox": test_mailbox,
+        "template": template,
         # The envelope, fixed now (addresses hold no comma: `Outgoing.as_bytes`).
-        envelope_sender=outgoing.sender,
-        recipient=", ".join(outgoing.recipients),
-        message_id=message_id,
-        raw=raw,
-        attach_cv=attach_cv,
-    )
+        "envelope_sender": outgoing.sender,
+        "recipient": ", ".join(outgoing.recipients),
+        "message_id": message_id,
+        "raw": raw,
+        "attach_cv": attach_cv,
+    }
 
 
 async def enqueue_webhook(

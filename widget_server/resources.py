@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,7 +9,7 @@ from pathlib import Path
 from databases import Database
 from starlette.templating import Jinja2Templates
 
-from .database import ServiceDatabase
+from .database import ServiceDatabase, writer_lock
 from .local_time import date_fr, datetime_fr, short_datetime_fr
 from .settings import Settings
 
@@ -49,9 +47,6 @@ async def prepare_sqlite(database: Database) -> None:
         await database.execute("PRAGMA journal_mode=WAL")
 
 
-_WRITERS: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
 @asynccontextmanager
 async def write_transaction(database: Database) -> AsyncIterator[None]:
     """A transaction that holds the write lock from its first statement.
@@ -66,7 +61,6 @@ async def write_transaction(database: Database) -> AsyncIterator[None]:
         async with database.transaction():
             yield
         return
-    lock = _WRITERS.setdefault(database, asyncio.Lock())
-    async with lock, database.transaction():
+    async with writer_lock(database), database.transaction():
         await database.execute("UPDATE schema_migrations SET version = version WHERE 0")
         yield
