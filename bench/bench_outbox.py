@@ -175,11 +175,13 @@ def drain(count: int, database: str = "sqlite") -> tuple[float, float, int, int,
     return handled / worker_s, sent / baseline_s, handled, sent, count / enqueue_s, once
 
 
-def measure(database: str = "sqlite", count: int = 500, rounds: int = 2) -> list[Row]:
-    """The worker beside the bare loop, `rounds` times in turn (mean of each)."""
+def measure(database: str = "sqlite", count: int = 500, rounds: int = 3) -> list[Row]:
+    """The worker beside the bare loop, `rounds` times in turn (the median of
+    each: one drain lasts about a second, and a burst of load from elsewhere
+    lands on one round, not on the figure)."""
     results = [drain(count, database) for _ in range(rounds)]
-    worker = statistics.fmean(r[0] for r in results)
-    baseline = statistics.fmean(r[1] for r in results)
+    worker = statistics.median(r[0] for r in results)
+    baseline = statistics.median(r[1] for r in results)
     once = all(r[5] for r in results)
     return [
         Row(

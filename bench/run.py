@@ -67,7 +67,7 @@ def main() -> int:
     for db in databases:
         benches.append(("import", db, partial(bench_import.measure, 20_000 if quick else 50_000, db)))
     for db in databases:
-        outbox = partial(bench_outbox.measure, db, 150 if quick else 200, 1 if quick else 2)
+        outbox = partial(bench_outbox.measure, db, 150 if quick else 300, 1 if quick else 5)
         benches.append(("outbox", db, outbox))
     # Bounded by its own time limit: the browser is killed there, the rounds done are counted.
     browser = partial(bench_widget.measure, 6 if quick else 10, 45.0 if quick else 75.0)
