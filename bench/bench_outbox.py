@@ -28,6 +28,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -94,7 +96,22 @@ def outgoing(msg: EmailMessage) -> emails.Outgoing:
     return emails.Outgoing(msg, "noreply@lba.example", tuple(a.addr_spec for a in msg["To"].addresses))
 
 
-async def run_worker(count: int, smtp_url: str, workdir: Path, url: str) -> tuple[float, float, int]:
+@contextmanager
+def smtp_server() -> Iterator[tuple[CountingHandler, int]]:
+    """An aiosmtpd server on 127.0.0.1 that counts what it receives: (handler, port)."""
+    handler = CountingHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+@asynccontextmanager
+async def migrated(smtp_url: str, workdir: Path, url: str) -> AsyncIterator[tuple[Any, Any]]:
+    """A fresh, migrated database at `url` and the settings of a worker sending to `smtp_url`."""
     environ = {
         "VAR_DIR": str(workdir),
         "SECRET_KEY": "bench",
@@ -109,6 +126,29 @@ async def run_worker(count: int, smtp_url: str, workdir: Path, url: str) -> tupl
     try:
         await prepare_sqlite(database)
         await migrations.migrate(database)
+        yield database, settings
+    finally:
+        await database.disconnect()
+
+
+async def run_batches(worker: outbox.Worker, most: int) -> int:
+    """As `Worker.run_forever` drains a queue: batch after batch, the SMTP
+    connection kept between them, up to `most` messages or TIME_LIMIT."""
+    handled = 0
+    started = time.perf_counter()
+    try:
+        while handled < most and time.perf_counter() - started < TIME_LIMIT:
+            done = await worker.run_once(keep_open=True)
+            if not done:
+                break
+            handled += done
+    finally:
+        await worker.close_sessions()
+    return handled
+
+
+async def run_worker(count: int, smtp_url: str, workdir: Path, url: str) -> tuple[float, float, int]:
+    async with migrated(smtp_url, workdir, url) as (database, settings):
         messages = [message(n, "w") for n in range(count)]
         started = time.perf_counter()
         async with database.transaction():
@@ -116,21 +156,9 @@ async def run_worker(count: int, smtp_url: str, workdir: Path, url: str) -> tupl
                 await outbox.enqueue(database, outgoing(msg), template="bench", request_id=None)
         enqueue_seconds = time.perf_counter() - started
         worker = outbox.Worker(database, mailer.transport_from_settings(settings), settings)
-        handled = 0
         started = time.perf_counter()
-        try:
-            # As `Worker.run_forever` drains a queue: batch after batch, the SMTP
-            # connection kept between them.
-            while time.perf_counter() - started < TIME_LIMIT:
-                done = await worker.run_once(keep_open=True)
-                if not done:
-                    break
-                handled += done
-        finally:
-            await worker.close_sessions()
+        handled = await run_batches(worker, count)
         return enqueue_seconds, time.perf_counter() - started, handled
-    finally:
-        await database.disconnect()
 
 
 async def run_baseline(count: int, port: int) -> tuple[float, int]:
@@ -158,19 +186,13 @@ async def run_baseline(count: int, port: int) -> tuple[float, int]:
 def drain(count: int, database: str = "sqlite") -> tuple[float, float, int, int, float, bool]:
     """(worker rate, baseline rate, handled, sent, enqueue rate, each received once),
     the worker on a fresh database of `database`'s kind."""
-    handler = CountingHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server() as (handler, port):
         with tempfile.TemporaryDirectory() as tmp, database_url(database, Path(tmp), "outbox") as url:
             enqueue_s, worker_s, handled = asyncio.run(
                 run_worker(count, f"smtp://127.0.0.1:{port}", Path(tmp), url)
             )
         worker_ids = {k: v for k, v in handler.ids.items() if re.search(rb"\.w\d+@", k)}
         baseline_s, sent = asyncio.run(run_baseline(count, port))
-    finally:
-        controller.stop()
     once = len(worker_ids) == handled and set(worker_ids.values()) <= {1}
     return handled / worker_s, sent / baseline_s, handled, sent, count / enqueue_s, once
 
@@ -201,22 +223,7 @@ async def run_depth(
 ) -> tuple[float, float, int]:
     """`depth` messages queued, then the worker drains the first `drained` of them
     (bounded by TIME_LIMIT): (messages/s, mean ms per claim, messages drained)."""
-    settings = load_settings(
-        {
-            "VAR_DIR": str(workdir),
-            "SECRET_KEY": "bench",
-            "SMTP_URL": smtp_url,
-            "LOG_LEVEL": "WARNING",
-            "OUTBOX_WORKER": "false",
-            "DATABASE_URL": url,
-        },
-        env_file=None,
-    )
-    database = create_database(settings)
-    await database.connect()
-    try:
-        await prepare_sqlite(database)
-        await migrations.migrate(database)
+    async with migrated(smtp_url, workdir, url) as (database, settings):
         raw = outgoing(message(0, "d")).as_bytes()
         now = dt.datetime.now(dt.UTC)
         for start in range(0, depth, 500):  # the same bytes, one multi-row INSERT per 500
@@ -253,36 +260,23 @@ async def run_depth(
                 claims.append(time.perf_counter() - began)
 
         worker.claim = timed_claim  # type: ignore[method-assign]
-        handled = 0
         started = time.perf_counter()
-        try:
-            while handled < drained and time.perf_counter() - started < TIME_LIMIT:
-                done = await worker.run_once(keep_open=True)
-                if not done:
-                    break
-                handled += done
-        finally:
-            await worker.close_sessions()
+        handled = await run_batches(worker, drained)
         return handled / (time.perf_counter() - started), 1000 * statistics.fmean(claims), handled
-    finally:
-        await database.disconnect()
 
 
 def depth_scaling(database: str, depths: tuple[int, ...] = (100, 1_000, 10_000), drained: int = 300) -> None:
     """How the drain rate and a claim's cost change with the queue's depth."""
     print(f"queue depth, {database}: the first {drained} messages drained (batch {outbox.BATCH_SIZE})")
     for depth in depths:
-        handler = CountingHandler()
-        port = free_port()
-        controller = Controller(handler, hostname="127.0.0.1", port=port)
-        controller.start()
-        try:
-            with tempfile.TemporaryDirectory() as tmp, database_url(database, Path(tmp), "depth") as url:
-                rate, claim_ms, handled = asyncio.run(
-                    run_depth(depth, min(drained, depth), f"smtp://127.0.0.1:{port}", Path(tmp), url)
-                )
-        finally:
-            controller.stop()
+        with (
+            smtp_server() as (_, port),
+            tempfile.TemporaryDirectory() as tmp,
+            database_url(database, Path(tmp), "depth") as url,
+        ):
+            rate, claim_ms, handled = asyncio.run(
+                run_depth(depth, min(drained, depth), f"smtp://127.0.0.1:{port}", Path(tmp), url)
+            )
         print(f"  {depth:>7,} queued: {rate:7.0f} msg/s ({handled} drained), a claim {claim_ms:6.2f} ms")
 
 
